@@ -1,0 +1,12 @@
+"""augpipe: batched image augmentation graphs with per-sample randomness, fused into one pass."""
+from . import functional
+from .graph import OneOf, Pipeline, RandomApply
+from .ops import (Brightness, Contrast, CutMix, Cutout, FractionalPool, HorizontalFlip, LabelSmoothing, Mixup,
+                  Normalize, RandomCrop, RandomResizedCrop, VerticalFlip)
+
+__all__ = [
+    "Pipeline", "OneOf", "RandomApply", "functional",
+    "HorizontalFlip", "VerticalFlip", "RandomCrop", "RandomResizedCrop",
+    "Brightness", "Contrast", "Normalize", "Cutout", "Mixup", "CutMix", "LabelSmoothing", "FractionalPool",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,327 @@
+"""Pure batched kernels.
+
+Every function takes a batch and explicit per-sample parameter tensors and returns a new tensor: no randomness
+(except where a ``generator`` argument says so), no state, no Python loop over the batch, no host sync. The ops in
+``augpipe.ops`` draw the parameters; the fused executor in ``augpipe.fuse`` calls these kernels.
+
+Conventions
+- Images are ``(B, C, H, W)`` floating point in [0, 1] unless a function says it accepts uint8.
+- Geometry uses continuous pixel coordinates: the image spans [0, W] x [0, H] and the centre of pixel (i, j) is
+  (j + 0.5, i + 0.5). A sampling matrix is ``(B, 3, 3)`` and maps an *output* point (x, y, 1) to the *input*
+  point it reads, so composing ops in pipeline order is a plain matrix product ``M1 @ M2 @ ...``.
+- Boxes for Cutout and CutMix are integer ``(..., 4)`` rows ``(y1, x1, y2, x2)``, half-open, already clipped;
+  an empty box (y1 == y2) means "not applied".
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
+
+
+# ----------------------------------------------------------------------------------------------- dtype helpers
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype arithmetic runs in: float64 stays float64, everything else (uint8, halves) computes in float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def to_float(x: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+    """uint8 [0, 255] -> float [0, 1]; floating input is only cast."""
+    if x.dtype == torch.uint8:
+        return x.to(dtype) / 255
+    return x.to(dtype)
+
+
+# ----------------------------------------------------------------------------------------------- flips and crops
+def hflip(x: Tensor, flip: Tensor) -> Tensor:
+    """Mirror left-right the samples where ``flip`` (B,) is true."""
+    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+def vflip(x: Tensor, flip: Tensor) -> Tensor:
+    """Mirror top-bottom the samples where ``flip`` (B,) is true."""
+    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-2), x)
+
+
+def take_rows(x: Tensor, rows: Tensor) -> Tensor:
+    """out[b, :, i, :] = x[b, :, rows[b, i], :]; rows (B, Ho) in range."""
+    B, C, _, W = x.shape
+    return x.gather(2, rows[:, None, :, None].expand(B, C, rows.shape[1], W))
+
+
+def take_cols(x: Tensor, cols: Tensor) -> Tensor:
+    """out[b, :, :, j] = x[b, :, :, cols[b, j]]; cols (B, Wo) in range."""
+    B, C, H, _ = x.shape
+    return x.gather(3, cols[:, None, None, :].expand(B, C, H, cols.shape[1]))
+
+
+def _remap_index(index: Tensor, size: int, padding_mode: str) -> Tensor:
+    """Map possibly out-of-range indices onto [0, size) the way ``F.pad`` extends an image."""
+    if padding_mode == "reflect":  # mirror without repeating the edge: -1 -> 1, size -> size - 2
+        period = 2 * (size - 1) if size > 1 else 1
+        index = torch.remainder(index, period)
+        return torch.where(index >= size, period - index, index)
+    return index.clamp(0, size - 1)  # "replicate", and "constant" before its mask
+
+
+def gather_separable(x: Tensor, rows: Tensor, cols: Tensor, padding_mode: str = "constant",
+                     fill: float = 0.0, dtype: torch.dtype | None = None) -> Tensor:
+    """out[b, :, i, j] = x[b, :, rows[b, i], cols[b, j]], indices outside the image padded per ``padding_mode``.
+
+    This is every flip, crop and padded crop (and any composition of them) as one gather. It reads uint8 as uint8
+    and converts only the output to ``dtype`` (default: x's compute dtype), so the bytes are touched once.
+    x (B, C, H, W); rows (B, Ho) and cols (B, Wo) integer.
+    """
+    H, W = x.shape[-2:]
+    dtype = dtype or compute_dtype(x.dtype)
+    out = take_cols(take_rows(x, _remap_index(rows, H, padding_mode)), _remap_index(cols, W, padding_mode))
+    out = to_float(out, dtype)  # (B, C, Ho, Wo)
+    if padding_mode == "constant":
+        inside = ((rows >= 0) & (rows < H))[:, None, :, None] & ((cols >= 0) & (cols < W))[:, None, None, :]
+        out = torch.where(inside, out, torch.as_tensor(fill, dtype=dtype, device=x.device))
+    return out
+
+
+def crop(x: Tensor, top: Tensor, left: Tensor, size: tuple[int, int], padding: Sequence[int] = (0, 0, 0, 0),
+         padding_mode: str = "constant", fill: float = 0.0) -> Tensor:
+    """Pad by ``padding`` (left, top, right, bottom), then take the ``size`` window at per-sample (top, left).
+
+    top, left: (B,) integer offsets in the padded image. Equals ``F.pad`` followed by slicing, for every sample.
+    """
+    h, w = size
+    pad_l, pad_t = padding[0], padding[1]
+    rows = top[:, None] - pad_t + torch.arange(h, device=x.device)  # (B, h)
+    cols = left[:, None] - pad_l + torch.arange(w, device=x.device)  # (B, w)
+    return gather_separable(x, rows, cols, padding_mode, fill)
+
+
+def index_map(matrix: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """Integer source rows (B, Ho) and cols (B, Wo) of an axis-aligned integer map (flips and crops).
+
+    Each output pixel centre is mapped through ``matrix`` and the pixel containing the image is taken; for maps
+    made of flips and whole-pixel shifts the point lands exactly on a source pixel centre.
+    """
+    h, w = size
+    dev, dt = matrix.device, matrix.dtype
+    ys = torch.arange(h, device=dev, dtype=dt) + 0.5
+    xs = torch.arange(w, device=dev, dtype=dt) + 0.5
+    rows = torch.floor(matrix[:, 1, 1, None] * ys + matrix[:, 1, 2, None]).long()
+    cols = torch.floor(matrix[:, 0, 0, None] * xs + matrix[:, 0, 2, None]).long()
+    return rows, cols
+
+
+# ----------------------------------------------------------------------------------------------- resampling
+def sample_points(matrix: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """Source coordinates (sx, sy), each (B, Ho, Wo), read by every output pixel centre."""
+    h, w = size
+    dev, dt = matrix.device, matrix.dtype
+    ys = (torch.arange(h, device=dev, dtype=dt) + 0.5).view(1, h, 1)
+    xs = (torch.arange(w, device=dev, dtype=dt) + 0.5).view(1, 1, w)
+    m = matrix[:, :2, :, None, None]  # (B, 2, 3, 1, 1)
+    sx = m[:, 0, 0] * xs + m[:, 0, 1] * ys + m[:, 0, 2]
+    sy = m[:, 1, 0] * xs + m[:, 1, 1] * ys + m[:, 1, 2]
+    return sx, sy
+
+
+def warp_affine(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: float = 0.0) -> Tensor:
+    """Bilinear resample of x at ``matrix`` (out -> in pixel coordinates) into ``size``.
+
+    Points inside the image [0, W] x [0, H] interpolate with the edge pixels extended (as ``F.interpolate``
+    does); points outside it take ``fill``. The hard edge keeps whole-pixel maps exact: a shift by an integer
+    gives the same pixels as ``crop``.
+    x (B, C, H, W) float; matrix (B, 3, 3); returns (B, C, Ho, Wo).
+    """
+    H, W = x.shape[-2:]
+    sx, sy = sample_points(matrix.to(x.dtype), size)
+    grid = torch.stack((2 * sx / W - 1, 2 * sy / H - 1), dim=-1)  # (B, Ho, Wo, 2), align_corners=False frame
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    inside = (sx >= 0) & (sx <= W) & (sy >= 0) & (sy <= H)
+    return torch.where(inside[:, None], out, torch.as_tensor(fill, dtype=x.dtype, device=x.device))
+
+
+def resized_crop(x: Tensor, boxes: Tensor, size: tuple[int, int]) -> Tensor:
+    """Crop each sample to its box (B, 4) = (top, left, height, width) in pixels and resize bilinearly to size."""
+    return warp_affine(x, resized_crop_matrix(boxes, size), size)
+
+
+def resized_crop_matrix(boxes: Tensor, size: tuple[int, int]) -> Tensor:
+    """Sampling matrix (B, 3, 3) that maps an output of ``size`` onto the box (top, left, height, width)."""
+    top, left, h, w = boxes.unbind(-1)
+    m = torch.zeros(boxes.shape[0], 3, 3, dtype=boxes.dtype, device=boxes.device)
+    m[:, 0, 0] = w / size[1]
+    m[:, 0, 2] = left
+    m[:, 1, 1] = h / size[0]
+    m[:, 1, 2] = top
+    m[:, 2, 2] = 1
+    return m
+
+
+# ----------------------------------------------------------------------------------------------- photometric
+def brightness(x: Tensor, factor: Tensor) -> Tensor:
+    """clamp(f * x, 0, 1) with f (B,) per sample (torchvision adjust_brightness)."""
+    return (x * factor.view(-1, 1, 1, 1)).clamp(0, 1)
+
+
+def grayscale_mean(x: Tensor) -> Tensor:
+    """Per-image mean of the grayscale image (B, 1, 1, 1); single-channel images use the plain mean."""
+    if x.shape[1] == 3:
+        weights = torch.tensor(GRAY_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        return (x * weights).sum(1, keepdim=True).mean((2, 3), keepdim=True)
+    return x.mean((1, 2, 3), keepdim=True)
+
+
+def contrast(x: Tensor, factor: Tensor) -> Tensor:
+    """clamp(f * x + (1 - f) * m, 0, 1), m the image's grayscale mean (torchvision adjust_contrast)."""
+    f = factor.view(-1, 1, 1, 1)
+    return (f * x + (1 - f) * grayscale_mean(x)).clamp(0, 1)
+
+
+def normalize(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """(x - mean) / std per channel; mean and std are (C,)."""
+    return (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+
+
+# ----------------------------------------------------------------------------------------------- erase and mix
+def box_mask(boxes: Tensor, size: tuple[int, int]) -> Tensor:
+    """(B, 1, H, W) bool, true inside any of the boxes (B, N, 4) or (B, 4) of (y1, x1, y2, x2)."""
+    if boxes.dim() == 2:
+        boxes = boxes[:, None]
+    h, w = size
+    ys = torch.arange(h, device=boxes.device).view(1, 1, h, 1)
+    xs = torch.arange(w, device=boxes.device).view(1, 1, 1, w)
+    y1, x1, y2, x2 = (boxes[..., k, None, None] for k in range(4))  # each (B, N, 1, 1)
+    inside = (ys >= y1) & (ys < y2) & (xs >= x1) & (xs < x2)  # (B, N, H, W)
+    return inside.any(1, keepdim=True)
+
+
+def cutout_boxes(centres: Tensor, side: int, size: tuple[int, int]) -> Tensor:
+    """Squares of ``side`` centred at (cy, cx) (B, N, 2), clipped to the image (DeVries & Taylor)."""
+    lo = centres - side // 2
+    hi = lo + side
+    limit = torch.tensor(size, device=centres.device)
+    return torch.cat((lo.clamp(min=0), torch.minimum(hi, limit)), dim=-1)
+
+
+def cutout(x: Tensor, boxes: Tensor, fill: float = 0.0) -> Tensor:
+    """Set the pixels inside the boxes (B, N, 4) to ``fill``."""
+    mask = box_mask(boxes, x.shape[-2:])
+    return torch.where(mask, torch.as_tensor(fill, dtype=x.dtype, device=x.device), x)
+
+
+def mixup(x: Tensor, lam: Tensor, perm: Tensor) -> Tensor:
+    """lam * x + (1 - lam) * x[perm] with lam (B,) per sample and perm a permutation of the batch."""
+    lam = lam.to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
+    return lam * x + (1 - lam) * x[perm]
+
+
+def cutmix(x: Tensor, boxes: Tensor, perm: Tensor) -> Tensor:
+    """Paste the partner's pixels x[perm] inside each sample's box (B, 4)."""
+    return torch.where(box_mask(boxes, x.shape[-2:]), x[perm], x)
+
+
+def cutmix_lambda(boxes: Tensor, size: tuple[int, int]) -> Tensor:
+    """1 - box area / image area: the exact fraction of the sample's own pixels that CutMix keeps. (B,)"""
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return 1 - area.double() / (size[0] * size[1])
+
+
+def label_smoothing(targets: Tensor, eps: float) -> Tensor:
+    """(1 - eps) * y + eps / K for soft targets (B, K) (Szegedy et al. 2016)."""
+    return (1 - eps) * targets + eps / targets.shape[-1]
+
+
+# ----------------------------------------------------------------------------------------------- fractional pooling
+def graham_pseudorandom_sequence(n_in: int, n_out: int, u: Tensor) -> Tensor:
+    """Boundaries a_i = ceil(alpha (i + u)) - ceil(alpha u), i = 0..n_out, alpha = n_in / n_out (Graham 2014).
+
+    u (B,) in (0, 1); returns (B, n_out + 1) integers with a_0 = 0, a_n_out = n_in and increments of 1 or 2.
+    Computed in float64 so that alpha (i + u) rounds the same way for every image size used in practice.
+    """
+    alpha = n_in / n_out
+    i = torch.arange(n_out + 1, device=u.device, dtype=torch.float64)
+    u = u.to(torch.float64)[:, None]
+    return (torch.ceil(alpha * (i + u)) - torch.ceil(alpha * u)).long()
+
+
+def graham_random_sequence(n_in: int, n_out: int, batch: int, generator: torch.Generator | None = None,
+                           device: torch.device | str | None = None) -> Tensor:
+    """Boundaries whose increments are a random permutation of (n_in - n_out) twos and (2 n_out - n_in) ones.
+
+    One independent permutation per sample, drawn by sorting uniform keys (no loop). Returns (B, n_out + 1).
+    """
+    twos = n_in - n_out
+    keys = torch.rand(batch, n_out, generator=generator, device=device)
+    ranks = keys.argsort(dim=1).argsort(dim=1)  # a uniformly random permutation of 0..n_out-1 per row
+    steps = 1 + (ranks < twos).long()  # exactly `twos` positions get a 2
+    zero = torch.zeros(batch, 1, dtype=torch.long, device=steps.device)
+    return torch.cat((zero, steps.cumsum(1)), dim=1)
+
+
+def _pool_axis(x: Tensor, bounds: Tensor, take, overlapping: bool) -> Tensor:
+    """Max over regions [a_{i-1}, a_i - 1] (disjoint) or [a_{i-1}, a_i] (overlapping) on the axis ``take`` reads.
+
+    Regions are 1 to 3 pixels long, so the max is taken over three gathers whose index is clipped to the region's
+    end: repeating the last pixel does not change a max.
+    """
+    start = bounds[:, :-1]  # (B, n_out)
+    last = bounds[:, -1:] - 1  # the final boundary is the input length
+    end = torch.minimum(bounds[:, 1:] if overlapping else bounds[:, 1:] - 1, last)
+    out = take(x, start)
+    for k in (1, 2):
+        out = torch.maximum(out, take(x, torch.minimum(start + k, end)))
+    return out
+
+
+def fractional_max_pool2d_from_bounds(x: Tensor, row_bounds: Tensor, col_bounds: Tensor,
+                                      overlapping: bool = True) -> Tensor:
+    """Max-pool each sample over its own row and column boundaries (B, Ho + 1), (B, Wo + 1)."""
+    return _pool_axis(_pool_axis(x, row_bounds, take_rows, overlapping), col_bounds, take_cols, overlapping)
+
+
+def fractional_output_size(size: int, alpha: float) -> int:
+    """The pooled length round(size / alpha), kept in [ceil(size / 2), size - 1] so that 1 < ratio <= 2."""
+    return min(max(round(size / alpha), math.ceil(size / 2)), size - 1)
+
+
+def fractional_max_pool2d(x: Tensor, output_size: int | tuple[int, int], samples: Tensor | None = None, *,
+                          overlapping: bool = True, pseudo_random: bool = True,
+                          generator: torch.Generator | None = None) -> Tensor:
+    """Graham's fractional max pooling of x (B, C, H, W) to ``output_size``.
+
+    samples: (B, 2) of u in (0, 1) for rows and columns of the pseudorandom sequences; drawn from ``generator``
+    (torch's default generator when None, like ``torch.rand``) when not given. With ``pseudo_random=False`` the
+    increments are random permutations drawn from ``generator`` and ``samples`` must be None.
+    Differs from ``torch.nn.functional.fractional_max_pool2d``, which uses fixed k x k windows.
+    """
+    if x.dim() != 4:
+        raise ValueError(f"fractional_max_pool2d: expected a (B, C, H, W) tensor, got shape {tuple(x.shape)}")
+    ho, wo = (output_size, output_size) if isinstance(output_size, int) else output_size
+    H, W = x.shape[-2:]
+    for name, n_in, n_out in (("height", H, ho), ("width", W, wo)):
+        if not n_in / 2 <= n_out < n_in:
+            raise ValueError(f"fractional_max_pool2d: {name} {n_in} -> {n_out} needs 1 < {n_in}/{n_out} <= 2")
+    B = x.shape[0]
+    if pseudo_random:
+        if samples is None:
+            samples = torch.rand(B, 2, generator=generator, device=x.device, dtype=torch.float64)
+        if samples.shape != (B, 2):
+            raise ValueError(f"fractional_max_pool2d: samples must be (B, 2) = ({B}, 2), got {tuple(samples.shape)}")
+        rows = graham_pseudorandom_sequence(H, ho, samples[:, 0])
+        cols = graham_pseudorandom_sequence(W, wo, samples[:, 1])
+    else:
+        if samples is not None:
+            raise ValueError("fractional_max_pool2d: samples are the u of pseudorandom sequences; "
+                             "pass pseudo_random=True or samples=None")
+        rows = graham_random_sequence(H, ho, B, generator, x.device)
+        cols = graham_random_sequence(W, wo, B, generator, x.device)
+    return fractional_max_pool2d_from_bounds(x, rows, cols, overlapping)
+
+
+def upsample_nearest(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """Nearest-neighbour resize (pixel-centre aligned), used to bring pooled images back to their size."""
+    return F.interpolate(x, size=size, mode="nearest-exact")

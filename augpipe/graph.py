@@ -1,0 +1,300 @@
+"""Composition: Pipeline, OneOf, RandomApply.
+
+Every node answers the same three questions: ``check(shape)`` (can it run?), ``output_size(size)`` and
+``sample(shape, generator, device) -> params``. ``steps(params)`` flattens a node into the (op, params) list the
+executor runs. The Pipeline owns the one torch.Generator (per device) that every parameter is drawn from.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from . import fuse
+from .functional import compute_dtype
+from .ops import Op, Shape, _bernoulli, _check_probability
+
+
+def _check_node(node, owner: str) -> None:
+    if not isinstance(node, (Op, Pipeline, OneOf, RandomApply)):
+        raise TypeError(f"{owner}: expected augpipe ops or graphs (Pipeline, OneOf, RandomApply), got {node!r}")
+
+
+def _where(keep: Tensor, a: dict, b: dict) -> dict:
+    """Per sample, the state a where keep else b (images, targets)."""
+    out = dict(b)
+    out["images"] = torch.where(keep.view(-1, 1, 1, 1), a["images"], b["images"])
+    if b.get("targets") is not None:
+        out["targets"] = torch.where(keep.view(-1, 1), a["targets"], b["targets"])
+    return out
+
+
+class _Composite(nn.Module):
+    def forward(self, *args, **kwargs):
+        raise TypeError(f"{type(self).__name__} is a graph node: put it in augpipe.Pipeline(...) to call it")
+
+
+class OneOf(_Composite):
+    """Each sample goes through one of the branches, chosen per sample with probabilities ``weights``.
+
+    All branches read the same input (a Mixup branch mixes with un-CutMixed partners), so branches must agree on
+    the output size.
+    """
+
+    def __init__(self, *nodes, weights: Sequence[float] | None = None):
+        super().__init__()
+        if not nodes:
+            raise ValueError("OneOf: needs at least one branch")
+        for n in nodes:
+            _check_node(n, "OneOf")
+        self.branches = nn.ModuleList(nodes)
+        w = torch.ones(len(nodes), dtype=torch.float64) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        if w.shape != (len(nodes),) or bool((w < 0).any()) or not float(w.sum()) > 0:
+            raise ValueError(f"OneOf: weights must be {len(nodes)} non-negative numbers with a positive sum, "
+                             f"got {weights!r}")
+        self.weights = (w / w.sum()).tolist()
+
+    def check(self, shape: Shape) -> None:
+        sizes = set()
+        for b in self.branches:
+            b.check(shape)
+            sizes.add(tuple(b.output_size(shape.size)))
+        if len(sizes) > 1:
+            raise ValueError(f"OneOf: branches give different image sizes {sorted(sizes)}; a per-sample choice "
+                             f"needs one size")
+
+    def output_size(self, size):
+        return self.branches[0].output_size(size)
+
+    def sample(self, shape, generator, device):
+        weights = torch.tensor(self.weights, device=device)
+        choice = torch.multinomial(weights, shape.batch, replacement=True, generator=generator)
+        return {"choice": choice, "branches": [b.sample(shape, generator, device) for b in self.branches]}
+
+    def steps(self, params):
+        yield self, params
+
+    def select(self, state, params, run):
+        out = run(state, [(self.branches[0], params["branches"][0])])
+        for k in range(1, len(self.branches)):
+            branch = run(state, [(self.branches[k], params["branches"][k])])
+            out = _where(params["choice"] == k, branch, out)
+        return out
+
+
+class RandomApply(_Composite):
+    """Apply ``node`` to each sample with probability p.
+
+    For an op with a neutral parameter (flip off, factor 1, empty box) this only rewrites its params, so it fuses
+    with its neighbours; any other node runs and is selected per sample.
+    """
+
+    def __init__(self, node, p: float = 0.5):
+        super().__init__()
+        _check_node(node, "RandomApply")
+        self.node = node
+        self.p = _check_probability(p, "RandomApply")
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+    @property
+    def _masks_params(self) -> bool:
+        return isinstance(self.node, Op) and hasattr(self.node, "skip")
+
+    def check(self, shape):
+        self.node.check(shape)
+        if tuple(self.node.output_size(shape.size)) != tuple(shape.size):
+            raise ValueError(f"RandomApply({self.node!r}): the node changes the image size "
+                             f"{shape.height}x{shape.width} -> {self.node.output_size(shape.size)}, so it cannot "
+                             f"be skipped per sample")
+
+    def output_size(self, size):
+        return size
+
+    def sample(self, shape, generator, device):
+        keep = _bernoulli(shape.batch, self.p, generator, device)
+        params = self.node.sample(shape, generator, device)
+        if self._masks_params:
+            params = self.node.skip(params, keep)
+        return {"keep": keep, "node": params}
+
+    def steps(self, params):
+        if self._masks_params:
+            yield self.node, params["node"]
+        else:
+            yield self, params
+
+    def select(self, state, params, run):
+        return _where(params["keep"], run(state, [(self.node, params["node"])]), state)
+
+
+class Pipeline(_Composite):
+    """A batched augmentation graph: ``pipe(images)`` or ``pipe(images, labels) -> (images, targets)``.
+
+    images: (B, C, H, W) or (C, H, W), uint8 in [0, 255] or float in [0, 1], any device. uint8 comes out float32;
+    float dtypes are kept. labels: int (B,) with ``num_classes`` set, or float soft labels (B, K); targets come out
+    float (B, K). Every parameter is drawn from this pipeline's generator, seeded by ``seed``; ``last_params``
+    holds the last call's, and ``pipe(images, labels, params=...)`` replays them.
+    ``compile=True`` runs the fused executor through torch.compile.
+    """
+
+    def __init__(self, *nodes, seed: int | None = None, num_classes: int | None = None, compile: bool = False):
+        super().__init__()
+        for n in nodes:
+            _check_node(n, "Pipeline")
+        if num_classes is not None and not (isinstance(num_classes, int) and num_classes > 0):
+            raise ValueError(f"Pipeline: num_classes must be a positive int, got {num_classes!r}")
+        self.nodes = nn.ModuleList(nodes)
+        self.num_classes = num_classes
+        self.seed = int(torch.Generator().seed() if seed is None else seed)
+        self._generators: dict[str, torch.Generator] = {}
+        self._saved_states: dict[str, Tensor] = {}
+        self.last_params = None
+        self.compiled = bool(compile)
+        self._run = torch.compile(fuse.run, dynamic=None) if compile else fuse.run
+
+    # ------------------------------------------------------------------------------------------- graph protocol
+    def check(self, shape: Shape) -> None:
+        for n in self.nodes:
+            n.check(shape)
+            shape = Shape(shape.batch, shape.channels, *n.output_size(shape.size))
+
+    def output_size(self, size):
+        for n in self.nodes:
+            size = n.output_size(size)
+        return tuple(size)
+
+    def sample(self, shape: Shape, generator: torch.Generator, device) -> list:
+        params = []
+        for n in self.nodes:
+            params.append(n.sample(shape, generator, device))
+            shape = Shape(shape.batch, shape.channels, *n.output_size(shape.size))
+        return params
+
+    def steps(self, params):
+        for n, p in zip(self.nodes, params):
+            yield from n.steps(p)
+
+    # ------------------------------------------------------------------------------------------- randomness
+    def generator(self, device) -> torch.Generator:
+        """This pipeline's generator on ``device``, created from ``seed`` on first use."""
+        device = torch.device(device)
+        if device.type != "cpu" and device.index is None:
+            device = torch.device(device.type, torch.get_device_module(device.type).current_device())
+        key = str(device)
+        if key not in self._generators:
+            g = torch.Generator(device=device)
+            g.manual_seed(self.seed)
+            if key in self._saved_states:
+                g.set_state(self._saved_states.pop(key))
+            self._generators[key] = g
+        return self._generators[key]
+
+    def manual_seed(self, seed: int) -> "Pipeline":
+        """Restart every stream from ``seed`` (for example seed + rank per process)."""
+        self.seed = int(seed)
+        self._generators.clear()
+        self._saved_states.clear()
+        return self
+
+    def get_extra_state(self):
+        states = {k: g.get_state() for k, g in self._generators.items()}
+        return {"seed": self.seed, "generators": {**self._saved_states, **states}}
+
+    def set_extra_state(self, state):
+        self.seed = int(state["seed"])
+        self._generators.clear()
+        self._saved_states = dict(state["generators"])
+
+    # ------------------------------------------------------------------------------------------- calling
+    def forward(self, images: Tensor, labels: Tensor | None = None, *, params: list | None = None):
+        single = _check_images(images)
+        x = images.unsqueeze(0) if single else images
+        targets = None if labels is None else self._targets(labels, x.shape[0], single)
+        out_dtype = x.dtype if x.is_floating_point() else torch.float32
+        shape = Shape(*x.shape)
+        self.check(shape)
+        if shape.batch == 0:
+            self.last_params = None
+            out = x.new_empty((0, shape.channels, *self.output_size(shape.size)), dtype=out_dtype)
+            return out if targets is None else (out, targets)
+        if params is None:
+            params = self.sample(shape, self.generator(x.device), x.device)
+        else:
+            _check_params(params, self, shape.batch)
+        self.last_params = params
+        state = self._run(list(zip(self.nodes, params)), {"images": x, "targets": targets},
+                          compute_dtype(x.dtype))
+        out = state["images"].to(out_dtype)
+        if single:
+            out = out[0]
+            targets = None if targets is None else state["targets"][0]
+        else:
+            targets = state["targets"]
+        return out if labels is None else (out, targets)
+
+    def _targets(self, labels: Tensor, batch: int, single: bool) -> Tensor:
+        """Labels -> float soft targets (B, K)."""
+        if not isinstance(labels, Tensor):
+            raise TypeError(f"Pipeline: labels must be a torch.Tensor, got {type(labels).__name__}")
+        if single:
+            labels = labels.unsqueeze(0)
+        if labels.is_floating_point():
+            if labels.dim() != 2 or labels.shape[0] != batch:
+                raise ValueError(f"Pipeline: soft labels must be (B, K) = ({batch}, K), got {tuple(labels.shape)}")
+            if self.num_classes is not None and labels.shape[1] != self.num_classes:
+                raise ValueError(f"Pipeline: soft labels have {labels.shape[1]} classes, num_classes is "
+                                 f"{self.num_classes}")
+            return labels.to(torch.promote_types(labels.dtype, torch.float32))
+        if labels.dtype in (torch.bool,) or labels.is_complex():
+            raise TypeError(f"Pipeline: labels must be integer class indices or float soft labels, got {labels.dtype}")
+        if labels.dim() != 1 or labels.shape[0] != batch:
+            raise ValueError(f"Pipeline: integer labels must be (B,) = ({batch},), got {tuple(labels.shape)}")
+        if self.num_classes is None:
+            raise ValueError("Pipeline: integer labels need num_classes, e.g. Pipeline(..., num_classes=10)")
+        if labels.device.type == "cpu" and labels.numel() and not (
+                0 <= int(labels.min()) and int(labels.max()) < self.num_classes):
+            raise ValueError(f"Pipeline: labels must be in [0, {self.num_classes}), got values in "
+                             f"[{int(labels.min())}, {int(labels.max())}]")
+        targets = torch.zeros(batch, self.num_classes, device=labels.device)
+        return targets.scatter_(1, labels.long()[:, None], 1.0)
+
+
+def _check_images(images) -> bool:
+    """Validate the image batch; returns True for a single (C, H, W) image."""
+    if not isinstance(images, Tensor):
+        raise TypeError(f"Pipeline: images must be a torch.Tensor (B, C, H, W) or (C, H, W), "
+                        f"got {type(images).__name__}")
+    if images.dtype != torch.uint8 and not images.is_floating_point():
+        raise TypeError(f"Pipeline: images must be uint8 in [0, 255] or floating point in [0, 1], got {images.dtype}")
+    if images.dim() not in (3, 4):
+        raise ValueError(f"Pipeline: images must be (B, C, H, W) or (C, H, W), got shape {tuple(images.shape)}")
+    if min(images.shape[-3:]) < 1:
+        raise ValueError(f"Pipeline: images need C, H, W >= 1, got shape {tuple(images.shape)}")
+    # On an accelerator this check would wait for the device, so it runs where it is free: on CPU tensors.
+    if images.is_floating_point() and images.device.type == "cpu" and not bool(torch.isfinite(images).all()):
+        raise ValueError("Pipeline: images contain NaN or infinity")
+    return images.dim() == 3
+
+
+def _check_params(params, pipeline: Pipeline, batch: int) -> None:
+    """A replayed params tree must come from this graph and this batch size."""
+    if not isinstance(params, list) or len(params) != len(pipeline.nodes):
+        raise ValueError(f"Pipeline: params must be the list of {len(pipeline.nodes)} node params that "
+                         f"pipe.last_params holds, got {type(params).__name__}")
+
+    def walk(p):
+        if isinstance(p, Tensor):
+            if p.dim() == 0 or p.shape[0] != batch:
+                raise ValueError(f"Pipeline: params were drawn for a batch of {p.shape[0] if p.dim() else 1}, "
+                                 f"the images are a batch of {batch}")
+        elif isinstance(p, dict):
+            for v in p.values():
+                walk(v)
+        elif isinstance(p, (list, tuple)):
+            for v in p:
+                walk(v)
+
+    walk(params)

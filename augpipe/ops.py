@@ -1,0 +1,521 @@
+"""One small class per augmentation.
+
+Each op separates drawing from applying:
+- ``sample(shape, generator, device) -> params``: a dict of per-sample tensors (B, ...) on the data's device;
+- ``apply(state, params) -> state``: a pure function of the batch and the params, calling ``augpipe.functional``;
+- ``skip(params, keep) -> params`` (where the op has one): the same params with "not applied" written in as the
+  neutral value (flip off, factor 1, empty box, lambda 1) for samples whose ``keep`` is false. This is how a
+  per-sample ``p`` and ``RandomApply`` work without branching or indexing subsets.
+Geometric ops also give their sampling ``matrix`` so that ``augpipe.fuse`` can compose them into one resample.
+
+``state`` is a dict with "images" (B, C, H, W) and "targets" (B, K) or None.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from . import functional as F
+
+
+class Shape(NamedTuple):
+    batch: int
+    channels: int
+    height: int
+    width: int
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.height, self.width
+
+
+# ----------------------------------------------------------------------------------------------- sampling helpers
+def _uniform(n: int, lo: float, hi: float, generator, device) -> Tensor:
+    return lo + (hi - lo) * torch.rand(n, generator=generator, device=device)
+
+
+def _bernoulli(n: int, p: float, generator, device) -> Tensor:
+    return torch.rand(n, generator=generator, device=device) < p
+
+
+def _beta(alpha: float, n: int, generator, device) -> Tensor:
+    """Beta(alpha, alpha) draws (n,) in float64 from two Gamma draws; torch.distributions takes no generator."""
+    concentration = torch.full((2, n), float(alpha), dtype=torch.float64, device=device)
+    g = torch._standard_gamma(concentration, generator=generator)
+    total = g.sum(0)
+    # Both gammas underflow to 0 only for tiny alpha, where Beta puts its mass at 0 and 1 equally.
+    return torch.where(total > 0, g[0] / total.clamp_min(1e-300), (g[0] >= g[1]).double())
+
+
+def _randint(n: int, high: Tensor | int, generator, device) -> Tensor:
+    """Integers uniform on [0, high) with a per-sample ``high`` (B,) >= 1."""
+    return torch.floor(torch.rand(n, generator=generator, device=device, dtype=torch.float64) * high).long()
+
+
+def _pair(value, name: str, op: str) -> tuple[int, int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value, value
+    if isinstance(value, Sequence) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return int(value[0]), int(value[1])
+    raise TypeError(f"{op}: {name} must be an int or a pair of ints (height, width), got {value!r}")
+
+
+def _factor_range(value, name: str) -> tuple[float, float]:
+    """torchvision ColorJitter: b -> [max(0, 1 - b), 1 + b]; a pair (lo, hi) is taken as it is."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"{name}({value}): the strength must be >= 0")
+        return max(0.0, 1.0 - value), 1.0 + value
+    if isinstance(value, Sequence) and len(value) == 2 and 0 <= value[0] <= value[1]:
+        return float(value[0]), float(value[1])
+    raise ValueError(f"{name}: expected a strength >= 0 or a range (lo, hi) with 0 <= lo <= hi, got {value!r}")
+
+
+def _check_probability(p: float, op: str) -> float:
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{op}: p must be in [0, 1], got {p}")
+    return float(p)
+
+
+def _eye(n: int, device) -> Tensor:
+    return torch.eye(3, device=device).expand(n, 3, 3).clone()
+
+
+# ----------------------------------------------------------------------------------------------- base classes
+class Op(nn.Module):
+    """An augmentation. Subclasses define sample and apply; ops that can be turned off per sample define skip."""
+
+    def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        return size
+
+    def check(self, shape: Shape) -> None:
+        """Raise a ValueError naming the op when it cannot run on images of ``shape``."""
+
+    def sample(self, shape: Shape, generator: torch.Generator, device: torch.device) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def apply(self, state: dict, params: dict[str, Tensor]) -> dict:
+        raise NotImplementedError
+
+    def steps(self, params):
+        yield self, params
+
+    def forward(self, *args, **kwargs):
+        raise TypeError(f"{type(self).__name__} is an op, not a callable: put it in augpipe.Pipeline(...)")
+
+
+class GeometricOp(Op):
+    """An op that moves pixels. ``matrix`` maps output pixel coordinates to input ones (see functional)."""
+
+    exact = True  # the map sends pixel centres onto pixel centres (flips, whole-pixel shifts): no interpolation
+
+    def border(self) -> tuple[str, float] | None:
+        """(padding_mode, fill) if the op reads outside its input image, else None."""
+        return None
+
+    def matrix(self, params: dict[str, Tensor], size: tuple[int, int]) -> Tensor:
+        raise NotImplementedError
+
+
+# ----------------------------------------------------------------------------------------------- geometry
+class _Flip(GeometricOp):
+    axis = 0  # 0: x (left-right), 1: y (top-bottom)
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        self.p = _check_probability(p, type(self).__name__)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+    def sample(self, shape, generator, device):
+        return {"flip": _bernoulli(shape.batch, self.p, generator, device)}
+
+    def skip(self, params, keep):
+        return {"flip": params["flip"] & keep}
+
+    def matrix(self, params, size):
+        flip = params["flip"]
+        m = _eye(flip.shape[0], flip.device)
+        a = self.axis
+        m[:, a, a] = torch.where(flip, -1.0, 1.0)  # x -> extent - x
+        m[:, a, 2] = torch.where(flip, float(size[1 - a]), 0.0)
+        return m
+
+
+class HorizontalFlip(_Flip):
+    """Mirror left-right with probability p per sample."""
+
+    axis = 0
+
+    def apply(self, state, params):
+        return {**state, "images": F.hflip(state["images"], params["flip"])}
+
+
+class VerticalFlip(_Flip):
+    """Mirror top-bottom with probability p per sample."""
+
+    axis = 1
+
+    def apply(self, state, params):
+        return {**state, "images": F.vflip(state["images"], params["flip"])}
+
+
+class RandomCrop(GeometricOp):
+    """Pad by ``padding``, then take a ``size`` window at an offset uniform over every valid position.
+
+    padding: int, (left/right, top/bottom) or (left, top, right, bottom), as torchvision.
+    """
+
+    MODES = ("constant", "reflect", "replicate")
+
+    def __init__(self, size, padding=0, fill: float = 0.0, padding_mode: str = "constant"):
+        super().__init__()
+        self.size = _pair(size, "size", "RandomCrop")
+        if min(self.size) <= 0:
+            raise ValueError(f"RandomCrop: size must be positive, got {size!r}")
+        self.padding = self._padding(padding)
+        if padding_mode not in self.MODES:
+            raise ValueError(f"RandomCrop: padding_mode must be one of {self.MODES}, got {padding_mode!r}")
+        self.padding_mode, self.fill = padding_mode, float(fill)
+
+    @staticmethod
+    def _padding(padding) -> tuple[int, int, int, int]:
+        if isinstance(padding, int) and not isinstance(padding, bool):
+            padding = (padding,)
+        if isinstance(padding, Sequence) and len(padding) in (1, 2, 4) and all(
+                isinstance(v, int) and v >= 0 for v in padding):
+            return tuple(padding * (4 // len(padding)))  # (l, t, r, b)
+        raise ValueError(f"RandomCrop: padding must be ints >= 0: one, (left/right, top/bottom) or "
+                         f"(left, top, right, bottom), got {padding!r}")
+
+    def extra_repr(self) -> str:
+        pad = self.padding[0] if len(set(self.padding)) == 1 else self.padding
+        return f"size={self.size}, padding={pad}, padding_mode={self.padding_mode!r}"
+
+    def _padded(self, size):
+        l, t, r, b = self.padding
+        return size[0] + t + b, size[1] + l + r
+
+    def output_size(self, size):
+        return self.size
+
+    def check(self, shape):
+        hp, wp = self._padded(shape.size)
+        h, w = self.size
+        if h > hp or w > wp:
+            raise ValueError(f"{self!r}: the image is {hp}x{wp} after padding {self.padding}, "
+                             f"smaller than the {h}x{w} crop")
+        l, t, r, b = self.padding
+        if self.padding_mode == "reflect" and (max(t, b) >= shape.height or max(l, r) >= shape.width):
+            raise ValueError(f"{self!r}: reflect padding {self.padding} needs to be smaller than the "
+                             f"{shape.height}x{shape.width} image")
+
+    def border(self):
+        return (self.padding_mode, self.fill) if any(self.padding) else None
+
+    def sample(self, shape, generator, device):
+        hp, wp = self._padded(shape.size)
+        h, w = self.size
+        n = shape.batch
+        return {"top": _randint(n, hp - h + 1, generator, device), "left": _randint(n, wp - w + 1, generator, device)}
+
+    def matrix(self, params, size):
+        m = _eye(params["top"].shape[0], params["top"].device)
+        m[:, 0, 2] = (params["left"] - self.padding[0]).float()
+        m[:, 1, 2] = (params["top"] - self.padding[1]).float()
+        return m
+
+    def apply(self, state, params):
+        x = F.crop(state["images"], params["top"], params["left"], self.size, self.padding, self.padding_mode,
+                   self.fill)
+        return {**state, "images": x}
+
+
+class RandomResizedCrop(GeometricOp):
+    """Crop a random area fraction ~ U(scale) and log aspect ratio ~ U(log ratio), resize to ``size`` (bilinear).
+
+    Up to 10 tries per sample, then the central crop fallback, as Inception and torchvision; no antialiasing.
+    """
+
+    exact = False
+    TRIES = 10
+
+    def __init__(self, size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+        super().__init__()
+        self.size = _pair(size, "size", "RandomResizedCrop")
+        if not (0 < scale[0] <= scale[1] and 0 < ratio[0] <= ratio[1]):
+            raise ValueError(f"RandomResizedCrop: need 0 < scale[0] <= scale[1] and 0 < ratio[0] <= ratio[1], "
+                             f"got scale={scale}, ratio={ratio}")
+        self.scale, self.ratio = tuple(map(float, scale)), tuple(map(float, ratio))
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, scale={self.scale}, ratio={self.ratio}"
+
+    def output_size(self, size):
+        return self.size
+
+    def sample(self, shape, generator, device):
+        n, (H, W), k = shape.batch, shape.size, self.TRIES
+        area = H * W * _uniform(n * k, *self.scale, generator, device).view(n, k).double()
+        log_lo, log_hi = math.log(self.ratio[0]), math.log(self.ratio[1])
+        aspect = torch.exp(_uniform(n * k, log_lo, log_hi, generator, device).view(n, k).double())
+        w = torch.round(torch.sqrt(area * aspect))
+        h = torch.round(torch.sqrt(area / aspect))
+        fits = (w > 0) & (w <= W) & (h > 0) & (h <= H)  # (n, k)
+        first = fits.long().argmax(1, keepdim=True)  # index of the first try that fits (0 if none)
+        w, h = w.gather(1, first)[:, 0], h.gather(1, first)[:, 0]
+        fw, fh = self._fallback(H, W)
+        found = fits.any(1)
+        w = torch.where(found, w, float(fw))
+        h = torch.where(found, h, float(fh))
+        top = torch.where(found, _randint(n, H - h + 1, generator, device).double(), float((H - fh) // 2))
+        left = torch.where(found, _randint(n, W - w + 1, generator, device).double(), float((W - fw) // 2))
+        return {"box": torch.stack((top, left, h, w), dim=1).float()}  # (B, 4) top, left, height, width
+
+    def _fallback(self, H: int, W: int) -> tuple[int, int]:
+        """The central crop: the whole image, cut to the nearest allowed aspect ratio."""
+        in_ratio = W / H
+        if in_ratio < self.ratio[0]:
+            return W, round(W / self.ratio[0])
+        if in_ratio > self.ratio[1]:
+            return round(H * self.ratio[1]), H
+        return W, H
+
+    def matrix(self, params, size):
+        return F.resized_crop_matrix(params["box"], self.size)
+
+    def apply(self, state, params):
+        return {**state, "images": F.resized_crop(state["images"], params["box"], self.size)}
+
+
+# ----------------------------------------------------------------------------------------------- photometric
+class _Factor(Op):
+    """A per-sample factor ~ U[lo, hi] (torchvision ColorJitter), factor 1 where not applied."""
+
+    def __init__(self, strength=0.0, p: float = 1.0):
+        super().__init__()
+        self.range = _factor_range(strength, type(self).__name__)
+        self.p = _check_probability(p, type(self).__name__)
+
+    def extra_repr(self) -> str:
+        return f"range={self.range}, p={self.p}"
+
+    def sample(self, shape, generator, device):
+        factor = _uniform(shape.batch, *self.range, generator, device)
+        return self.skip({"factor": factor}, _bernoulli(shape.batch, self.p, generator, device))
+
+    def skip(self, params, keep):
+        return {"factor": torch.where(keep, params["factor"], 1.0)}
+
+
+class Brightness(_Factor):
+    """out = clamp(f x, 0, 1), f ~ U[max(0, 1 - b), 1 + b] per sample."""
+
+    def apply(self, state, params):
+        return {**state, "images": F.brightness(state["images"], params["factor"])}
+
+
+class Contrast(_Factor):
+    """out = clamp(f x + (1 - f) m, 0, 1), m the image's grayscale mean, f ~ U[max(0, 1 - c), 1 + c]."""
+
+    def check(self, shape):
+        if shape.channels not in (1, 3):
+            raise ValueError(f"{self!r}: needs 1 or 3 channels for the grayscale mean, got {shape.channels}")
+
+    def apply(self, state, params):
+        return {**state, "images": F.contrast(state["images"], params["factor"])}
+
+
+class Normalize(Op):
+    """(x - mean) / std per channel."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        mean, std = torch.as_tensor(mean, dtype=torch.float64).flatten(), torch.as_tensor(std, dtype=torch.float64).flatten()
+        if mean.shape != std.shape or mean.numel() == 0:
+            raise ValueError(f"Normalize: mean and std need the same number (> 0) of values, got {mean.numel()} "
+                             f"and {std.numel()}")
+        if not bool((std > 0).all()):
+            raise ValueError(f"Normalize: std must be > 0, got {std.tolist()}")
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("std", std, persistent=False)
+
+    def extra_repr(self) -> str:
+        return f"mean={[round(v, 4) for v in self.mean.tolist()]}, std={[round(v, 4) for v in self.std.tolist()]}"
+
+    def check(self, shape):
+        if self.mean.numel() != shape.channels:
+            raise ValueError(f"{self!r}: {self.mean.numel()} mean/std values but the images have "
+                             f"{shape.channels} channels")
+
+    def sample(self, shape, generator, device):
+        return {}
+
+    def apply(self, state, params):
+        x = state["images"]
+        return {**state, "images": F.normalize(x, self.mean.to(x), self.std.to(x))}
+
+
+# ----------------------------------------------------------------------------------------------- erase and mix
+class Cutout(Op):
+    """``count`` squares of side ``size`` set to ``fill``, centres uniform over all pixels, clipped at the border.
+
+    DeVries & Taylor 2017: put it after Normalize with fill 0 (the dataset mean) as in the paper.
+    """
+
+    def __init__(self, size: int, count: int = 1, fill: float = 0.0, p: float = 1.0):
+        super().__init__()
+        if not (isinstance(size, int) and size > 0 and isinstance(count, int) and count > 0):
+            raise ValueError(f"Cutout: size and count must be positive ints, got size={size!r}, count={count!r}")
+        self.size, self.count, self.fill = size, count, float(fill)
+        self.p = _check_probability(p, "Cutout")
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, count={self.count}, fill={self.fill}, p={self.p}"
+
+    def sample(self, shape, generator, device):
+        n, (H, W) = shape.batch, shape.size
+        cy = _randint(n * self.count, H, generator, device)
+        cx = _randint(n * self.count, W, generator, device)
+        centres = torch.stack((cy, cx), dim=1).view(n, self.count, 2)
+        boxes = F.cutout_boxes(centres, self.size, shape.size)  # (B, count, 4)
+        return self.skip({"boxes": boxes}, _bernoulli(n, self.p, generator, device))
+
+    def skip(self, params, keep):
+        return {"boxes": params["boxes"] * keep.view(-1, 1, 1)}  # all-zero box = empty
+
+    def apply(self, state, params):
+        return {**state, "images": F.cutout(state["images"], params["boxes"], self.fill)}
+
+
+def _mix_targets(targets: Tensor | None, lam: Tensor, perm: Tensor) -> Tensor | None:
+    return None if targets is None else F.mixup(targets, lam, perm)
+
+
+class Mixup(Op):
+    """x = lam x_i + (1 - lam) x_j, same for targets; lam ~ Beta(alpha, alpha) per sample, j a batch permutation.
+
+    ``per_batch=True`` draws one lam for the batch (as the paper's code). Not applied: lam = 1.
+    """
+
+    def __init__(self, alpha: float = 1.0, p: float = 1.0, per_batch: bool = False):
+        super().__init__()
+        if not alpha > 0:
+            raise ValueError(f"Mixup: alpha must be > 0, got {alpha}")
+        self.alpha, self.per_batch = float(alpha), bool(per_batch)
+        self.p = _check_probability(p, "Mixup")
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, p={self.p}, per_batch={self.per_batch}"
+
+    def sample(self, shape, generator, device):
+        n = shape.batch
+        lam = _beta(self.alpha, 1 if self.per_batch else n, generator, device).expand(n).clone()
+        perm = torch.randperm(n, generator=generator, device=device)
+        return self.skip({"lam": lam, "perm": perm}, _bernoulli(n, self.p, generator, device))
+
+    def skip(self, params, keep):
+        return {**params, "lam": torch.where(keep, params["lam"], 1.0)}
+
+    def apply(self, state, params):
+        lam, perm = params["lam"], params["perm"]
+        return {**state, "images": F.mixup(state["images"], lam, perm),
+                "targets": _mix_targets(state["targets"], lam, perm)}
+
+
+class CutMix(Op):
+    """Paste a partner's box; lam ~ Beta(alpha, alpha), box sides W sqrt(1 - lam), H sqrt(1 - lam), centre uniform,
+    clipped, then lam := 1 - box area / image area (Yun et al. 2019, official code). Not applied: empty box.
+    """
+
+    def __init__(self, alpha: float = 1.0, p: float = 1.0):
+        super().__init__()
+        if not alpha > 0:
+            raise ValueError(f"CutMix: alpha must be > 0, got {alpha}")
+        self.alpha = float(alpha)
+        self.p = _check_probability(p, "CutMix")
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, p={self.p}"
+
+    def sample(self, shape, generator, device):
+        n, (H, W) = shape.batch, shape.size
+        cut = torch.sqrt(1 - _beta(self.alpha, n, generator, device))
+        cut_h, cut_w = (H * cut).long(), (W * cut).long()  # truncation, as the official code's int()
+        cy, cx = _randint(n, H, generator, device), _randint(n, W, generator, device)
+        boxes = torch.stack(((cy - cut_h // 2).clamp(0, H), (cx - cut_w // 2).clamp(0, W),
+                             (cy + cut_h // 2).clamp(0, H), (cx + cut_w // 2).clamp(0, W)), dim=1)
+        perm = torch.randperm(n, generator=generator, device=device)
+        return self.skip({"box": boxes, "perm": perm}, _bernoulli(n, self.p, generator, device))
+
+    def skip(self, params, keep):
+        return {**params, "box": params["box"] * keep.view(-1, 1)}
+
+    def apply(self, state, params):
+        x, box, perm = state["images"], params["box"], params["perm"]
+        lam = F.cutmix_lambda(box, x.shape[-2:])
+        return {**state, "images": F.cutmix(x, box, perm), "targets": _mix_targets(state["targets"], lam, perm)}
+
+
+class LabelSmoothing(Op):
+    """targets := (1 - eps) targets + eps / K. Mixing is linear, so smoothing before or after Mixup/CutMix agree."""
+
+    def __init__(self, eps: float = 0.1):
+        super().__init__()
+        if not 0.0 <= eps < 1.0:
+            raise ValueError(f"LabelSmoothing: eps must be in [0, 1), got {eps}")
+        self.eps = float(eps)
+
+    def extra_repr(self) -> str:
+        return f"eps={self.eps}"
+
+    def sample(self, shape, generator, device):
+        return {}
+
+    def apply(self, state, params):
+        t = state["targets"]
+        return {**state, "targets": None if t is None else F.label_smoothing(t, self.eps)}
+
+
+# ----------------------------------------------------------------------------------------------- pooling
+class FractionalPool(Op):
+    """Graham's fractional max pooling by ``alpha`` per axis, then a nearest resize back to the input size.
+
+    One pooled size for the batch; each sample has its own u (pseudorandom) or its own random sequence.
+    """
+
+    def __init__(self, alpha: float = 2 ** 0.5, overlapping: bool = True, pseudo_random: bool = True):
+        super().__init__()
+        if not 1 < alpha <= 2:
+            raise ValueError(f"FractionalPool: alpha must be in (1, 2], got {alpha}")
+        self.alpha, self.overlapping, self.pseudo_random = float(alpha), bool(overlapping), bool(pseudo_random)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha:.4f}, overlapping={self.overlapping}, pseudo_random={self.pseudo_random}"
+
+    def pooled_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        return tuple(F.fractional_output_size(s, self.alpha) for s in size)
+
+    def check(self, shape):
+        if min(shape.size) < 2:
+            raise ValueError(f"{self!r}: needs images of at least 2x2, got {shape.height}x{shape.width}")
+
+    def sample(self, shape, generator, device):
+        n = shape.batch
+        (ho, wo), (H, W) = self.pooled_size(shape.size), shape.size
+        if self.pseudo_random:
+            u = torch.rand(n, 2, generator=generator, device=device, dtype=torch.float64)
+            rows, cols = F.graham_pseudorandom_sequence(H, ho, u[:, 0]), F.graham_pseudorandom_sequence(W, wo, u[:, 1])
+        else:
+            rows = F.graham_random_sequence(H, ho, n, generator, device)
+            cols = F.graham_random_sequence(W, wo, n, generator, device)
+        return {"row_bounds": rows, "col_bounds": cols}
+
+    def apply(self, state, params):
+        x = state["images"]
+        pooled = F.fractional_max_pool2d_from_bounds(x, params["row_bounds"], params["col_bounds"], self.overlapping)
+        return {**state, "images": F.upsample_nearest(pooled, x.shape[-2:])}
