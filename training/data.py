@@ -1,0 +1,246 @@
+"""Datasets as uint8 (N, C, H, W) tensors held in memory, with a fixed train/test split.
+
+Items are (uint8 (C, H, W) tensor, int label), so the default collate gives uint8 (B, C, H, W) batches; all
+conversion to float happens in the augpipe Pipeline on the training device.
+
+  digits   scikit-learn's bundled 8x8 digits (1,797 images, 0..16), scaled to 0..255 and upsampled bilinearly;
+           no download. Held-out split: stratified, fixed seed.
+  cifar10  the standard python-pickle folder (data_batch_1..5, test_batch), its own train/test split.
+  folder   an image folder tree, one sub-folder per class; either root/train/<class>, root/test/<class>, or a
+           single root/<class> tree split like digits.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import Dataset
+
+DATASETS = ("digits", "cifar10", "folder")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR10_LAYOUT = ("a folder with the python-pickle batches data_batch_1 ... data_batch_5 and test_batch "
+                  "(cifar-10-batches-py, or its parent)")
+FOLDER_LAYOUT = ("ROOT/<class>/<image> (one sub-folder per class, split here), or ROOT/train/<class>/<image> and "
+                 "ROOT/test/<class>/<image>; images in " + " ".join(IMAGE_EXTENSIONS))
+
+
+class ImageDataset(Dataset):
+    """In-memory images (N, C, H, W) uint8 and labels (N,) int64."""
+
+    def __init__(self, images: Tensor, labels: Tensor, classes: tuple[str, ...]):
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"ImageDataset: images must be uint8 (N, C, H, W), got {images.dtype} "
+                             f"{tuple(images.shape)}")
+        if labels.shape != (images.shape[0],):
+            raise ValueError(f"ImageDataset: labels must be ({images.shape[0]},), got {tuple(labels.shape)}")
+        self.images, self.labels, self.classes = images, labels.long(), tuple(classes)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        return self.images[i], int(self.labels[i])
+
+    def subset(self, indices: Tensor) -> "ImageDataset":
+        return ImageDataset(self.images[indices], self.labels[indices], self.classes)
+
+
+@dataclass
+class Splits:
+    train: ImageDataset
+    test: ImageDataset
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.train.classes
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.train.classes)
+
+    @property
+    def channels(self) -> int:
+        return self.train.images.shape[1]
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return tuple(self.train.images.shape[-2:])
+
+
+def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 images (N, C, H, W) on the [0, 1] scale, for augpipe's Normalize."""
+    x = images.transpose(0, 1).reshape(images.shape[1], -1).double() / 255  # (C, N*H*W)
+    return tuple(x.mean(1).tolist()), tuple(x.std(1).clamp_min(1e-6).tolist())
+
+
+def stratified_split(labels: Tensor, test_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Sorted (train, test) indices: round(test_fraction * n_c) test samples from each class c, chosen by a
+    permutation that depends only on ``seed`` (torch's CPU generator is stable across versions and machines)."""
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"stratified_split: test_fraction must be in (0, 1), got {test_fraction}")
+    g = torch.Generator().manual_seed(seed)
+    test = []
+    for c in torch.unique(labels).tolist():
+        idx = torch.nonzero(labels == c).flatten()
+        n_test = round(test_fraction * len(idx))
+        test.append(idx[torch.randperm(len(idx), generator=g)[:n_test]])
+    is_test = torch.zeros(len(labels), dtype=torch.bool)
+    is_test[torch.cat(test)] = True
+    return torch.nonzero(~is_test).flatten(), torch.nonzero(is_test).flatten()
+
+
+def to_uint8(x: Tensor) -> Tensor:
+    """Float [0, 1] -> uint8 [0, 255], rounded."""
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def load_digits(image_size: int = 32, test_fraction: float = 0.2, split_seed: int = 0) -> Splits:
+    """scikit-learn's digits as 1 x image_size x image_size uint8 images; 1,437 train / 360 test by default.
+
+    The 8x8 originals are too small for a pad-and-crop or a 3-stage CNN; bilinear upsampling gives smooth strokes
+    at a size the CIFAR-style augmentations and models suit.
+    """
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    if image_size < 8:
+        raise ValueError(f"load_digits: image_size must be >= 8 (the originals are 8x8), got {image_size}")
+    digits = sklearn_digits()
+    x = torch.from_numpy(digits.images).float().unsqueeze(1) / 16.0  # (1797, 1, 8, 8) in [0, 1]
+    x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    images, labels = to_uint8(x), torch.from_numpy(digits.target).long()
+    train, test = stratified_split(labels, test_fraction, split_seed)
+    full = ImageDataset(images, labels, tuple(str(c) for c in range(10)))
+    return Splits(full.subset(train), full.subset(test))
+
+
+def _cifar_root(root: Path) -> Path:
+    if not root.is_dir():
+        raise FileNotFoundError(f"load_cifar10: {root} is not a directory; expected {CIFAR10_LAYOUT}")
+    if not (root / "test_batch").exists() and (root / "cifar-10-batches-py").is_dir():
+        return root / "cifar-10-batches-py"
+    return root
+
+
+def _read_cifar_batch(path: Path) -> tuple[Tensor, Tensor]:
+    """One pickle batch -> images (N, 3, 32, 32) uint8, labels (N,). Pickle runs code when loaded: only point
+    this at data you trust (it is the format CIFAR-10 ships in)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"load_cifar10: missing {path}; expected {CIFAR10_LAYOUT}")
+    try:
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+        data, labels = batch[b"data"], batch[b"labels"]
+        images = torch.as_tensor(data, dtype=torch.uint8).reshape(-1, 3, 32, 32)
+        labels = torch.as_tensor(labels, dtype=torch.long)
+    except Exception as e:  # unpickling, a missing key or a wrong size all mean "not a CIFAR-10 batch"
+        raise ValueError(f"load_cifar10: {path} is not a CIFAR-10 python batch (a pickled dict with b'data' "
+                         f"(N, 3072) uint8 and b'labels'): {type(e).__name__}: {e}") from e
+    if labels.shape != (images.shape[0],) or (labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < 10):
+        raise ValueError(f"load_cifar10: {path} has {images.shape[0]} images but labels "
+                         f"{tuple(labels.shape)} (expected one label in 0..9 per image)")
+    return images, labels
+
+
+def load_cifar10(data_dir: str | os.PathLike) -> Splits:
+    """CIFAR-10 from its python-pickle folder: 50,000 train and 10,000 test 3x32x32 images."""
+    root = _cifar_root(Path(data_dir))
+    parts = [_read_cifar_batch(root / f"data_batch_{i}") for i in range(1, 6)]
+    test_images, test_labels = _read_cifar_batch(root / "test_batch")
+    train = ImageDataset(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), CIFAR10_CLASSES)
+    return Splits(train, ImageDataset(test_images, test_labels, CIFAR10_CLASSES))
+
+
+_GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+
+def _class_dirs(root: Path) -> list[Path]:
+    dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not dirs:
+        raise ValueError(f"load_image_folder: {root} has no class sub-folders; expected {FOLDER_LAYOUT}")
+    return dirs
+
+
+def _image_files(class_dir: Path) -> list[Path]:
+    files = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if not files:
+        raise ValueError(f"load_image_folder: class folder {class_dir} holds no images; expected {FOLDER_LAYOUT}")
+    return files
+
+
+def _scan(root: Path, classes: tuple[str, ...] | None = None) -> tuple[list[Path], list[int], tuple[str, ...]]:
+    dirs = _class_dirs(root)
+    names = tuple(d.name for d in dirs)
+    if classes is not None and names != classes:
+        raise ValueError(f"load_image_folder: {root} has classes {list(names)} but the train folder has "
+                         f"{list(classes)}; both must hold the same class sub-folders")
+    files, labels = [], []
+    for label, d in enumerate(dirs):
+        found = _image_files(d)
+        files += found
+        labels += [label] * len(found)
+    return files, labels, names
+
+
+def _read_images(files: list[Path], image_size: int) -> Tensor:
+    """Decode with PIL, resize to image_size (bilinear) and stack as uint8 (N, C, H, W); grayscale stays 1
+    channel only if every image is grayscale."""
+    import numpy as np
+    from PIL import Image
+
+    opened = []
+    for path in files:
+        try:
+            with Image.open(path) as im:
+                im.load()
+                opened.append(im.copy())
+        except Exception as e:
+            raise ValueError(f"load_image_folder: cannot read image {path}: {type(e).__name__}: {e}") from e
+    mode = "L" if all(im.mode in _GRAY_MODES for im in opened) else "RGB"
+    arrays = []
+    for im in opened:
+        im = im.convert(mode)
+        if im.size != (image_size, image_size):
+            im = im.resize((image_size, image_size), Image.BILINEAR)
+        a = np.asarray(im, dtype=np.uint8)
+        arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))  # (C, H, W)
+    return torch.from_numpy(np.stack(arrays))
+
+
+def load_image_folder(data_dir: str | os.PathLike, image_size: int = 32, test_fraction: float = 0.2,
+                      split_seed: int = 0) -> Splits:
+    """An image folder tree (one sub-folder per class) decoded into memory; meant for small data sets."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"load_image_folder: {root} is not a directory; expected {FOLDER_LAYOUT}")
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        train_files, train_labels, classes = _scan(root / "train")
+        test_files, test_labels, _ = _scan(root / "test", classes)
+        files, labels = train_files + test_files, train_labels + test_labels
+        n_train = len(train_files)
+        full = ImageDataset(_read_images(files, image_size), torch.tensor(labels), classes)
+        return Splits(full.subset(torch.arange(n_train)), full.subset(torch.arange(n_train, len(files))))
+    files, labels, classes = _scan(root)
+    full = ImageDataset(_read_images(files, image_size), torch.tensor(labels), classes)
+    train, test = stratified_split(full.labels, test_fraction, split_seed)
+    if len(test) == 0 or len(train) == 0:
+        raise ValueError(f"load_image_folder: {root} has too few images ({len(files)}) to hold out "
+                         f"{test_fraction:.0%} per class; add images or use ROOT/train and ROOT/test")
+    return Splits(full.subset(train), full.subset(test))
+
+
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None, image_size: int = 32) -> Splits:
+    """Dispatch on the --dataset name; cifar10 and folder need --data-dir."""
+    if name not in DATASETS:
+        raise ValueError(f"load_dataset: unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    if name == "digits":
+        return load_digits(image_size)
+    if data_dir is None:
+        layout = CIFAR10_LAYOUT if name == "cifar10" else FOLDER_LAYOUT
+        raise ValueError(f"load_dataset: dataset {name!r} needs a data directory (--data-dir); expected {layout}")
+    return load_cifar10(data_dir) if name == "cifar10" else load_image_folder(data_dir, image_size)
