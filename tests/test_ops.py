@@ -1,0 +1,142 @@
+"""Each op's sampled parameters and their effect, as properties over many draws."""
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+import augpipe as A
+from augpipe.ops import Shape
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+@settings(max_examples=30, deadline=None)
+@given(h=st.integers(3, 12), w=st.integers(3, 12), pad=st.integers(0, 2), seed=st.integers(0, 1000),
+       mode=st.sampled_from(["constant", "reflect", "replicate"]))
+def test_every_crop_is_a_window_of_the_padded_image(h, w, pad, seed, mode):
+    ch, cw = max(1, h - 1), max(1, w - 2)
+    x = torch.rand(5, 2, h, w, generator=gen(seed))
+    pipe = A.Pipeline(A.RandomCrop((ch, cw), padding=pad, padding_mode=mode, fill=0.3), seed=seed)
+    out = pipe(x)
+    value = {"value": 0.3} if mode == "constant" else {}
+    padded = torch.nn.functional.pad(x, (pad,) * 4, mode=mode, **value)
+    p = pipe.last_params[0]
+    for b in range(5):
+        t, l = int(p["top"][b]), int(p["left"][b])
+        assert torch.equal(out[b], padded[b, :, t:t + ch, l:l + cw])
+
+
+def test_every_crop_offset_occurs_uniformly():
+    op = A.RandomCrop(32, padding=4)
+    p = op.sample(Shape(20000, 3, 32, 32), gen(), "cpu")
+    counts = torch.bincount(p["top"] * 9 + p["left"], minlength=81)
+    assert counts.numel() == 81 and counts.min() > 0  # every one of the 9 x 9 offsets
+    assert counts.float().std() / counts.float().mean() < 0.1  # and evenly (expected ~0.05)
+
+
+@pytest.mark.parametrize("cls, strength, lo, hi", [(A.Brightness, 0.2, 0.8, 1.2), (A.Contrast, 1.5, 0.0, 2.5),
+                                                   (A.Brightness, (0.5, 0.7), 0.5, 0.7)])
+def test_factors_stay_in_the_colorjitter_range(cls, strength, lo, hi):
+    f = cls(strength).sample(Shape(5000, 3, 4, 4), gen(), "cpu")["factor"]
+    assert f.min() >= lo and f.max() <= hi
+    assert f.min() < lo + 0.01 and f.max() > hi - 0.01  # the whole range is used
+
+
+def test_brightness_and_contrast_follow_torchvision_formulas():
+    x = torch.rand(4, 3, 5, 6, generator=gen())
+    pipe = A.Pipeline(A.Brightness(0.5), A.Contrast(0.5), seed=0)
+    out = pipe(x)
+    fb, fc = pipe.last_params[0]["factor"], pipe.last_params[1]["factor"]
+    for b in range(4):
+        y = (fb[b] * x[b]).clamp(0, 1)
+        gray = 0.299 * y[0] + 0.587 * y[1] + 0.114 * y[2]
+        expected = (fc[b] * y + (1 - fc[b]) * gray.mean()).clamp(0, 1)
+        torch.testing.assert_close(out[b], expected)
+
+
+def test_normalize_uint8_divides_by_255_first():
+    x = torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.uint8, generator=gen())
+    mean, std = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
+    out = A.Pipeline(A.Normalize(mean, std))(x)
+    expected = (x.float() / 255 - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    torch.testing.assert_close(out, expected)
+
+
+@settings(max_examples=30, deadline=None)
+@given(h=st.integers(4, 20), w=st.integers(4, 20), side=st.integers(1, 9), count=st.integers(1, 3),
+       seed=st.integers(0, 1000))
+def test_cutout_holes_are_clipped_squares(h, w, side, count, seed):
+    x = torch.ones(3, 1, h, w)
+    pipe = A.Pipeline(A.Cutout(side, count=count, fill=0.0), seed=seed)
+    out = pipe(x)
+    boxes = pipe.last_params[0]["boxes"]
+    for b in range(3):
+        expected = torch.ones(h, w)
+        for y1, x1, y2, x2 in boxes[b].tolist():
+            assert 0 <= y1 <= y2 <= h and 0 <= x1 <= x2 <= w
+            assert y2 - y1 <= side and x2 - x1 <= side
+            # a side is shorter than `side` only where the square was clipped at the border
+            assert y2 - y1 == side or y1 == 0 or y2 == h
+            assert x2 - x1 == side or x1 == 0 or x2 == w
+            expected[y1:y2, x1:x2] = 0
+        assert torch.equal(out[b, 0], expected)
+
+
+@settings(max_examples=30, deadline=None)
+@given(h=st.integers(2, 20), w=st.integers(2, 20), seed=st.integers(0, 1000))
+def test_cutmix_lambda_is_the_fraction_of_own_pixels(h, w, seed):
+    b = 6
+    x = torch.arange(b, dtype=torch.float32).view(b, 1, 1, 1).expand(b, 1, h, w) / b  # each sample one value
+    labels = torch.arange(b)
+    out, targets = A.Pipeline(A.CutMix(), seed=seed, num_classes=b)(x, labels)
+    own = (out == x).float().mean((1, 2, 3))  # fraction of pixels that still carry the sample's own value
+    kept = targets[torch.arange(b), labels]  # (a sample paired with itself keeps both: 1 and 1)
+    torch.testing.assert_close(kept, own)
+    torch.testing.assert_close(targets.sum(1), torch.ones(b))
+
+
+def test_mixup_lambda_is_beta_per_sample_and_per_batch_option():
+    lam = A.Mixup(alpha=0.4).sample(Shape(20000, 1, 2, 2), gen(), "cpu")["lam"]
+    # Beta(a, a): mean 1/2, variance 1 / (4 (2a + 1))
+    assert abs(lam.mean().item() - 0.5) < 0.01
+    assert abs(lam.var().item() - 1 / (4 * 1.8)) < 0.005
+    one = A.Mixup(alpha=0.4, per_batch=True).sample(Shape(50, 1, 2, 2), gen(), "cpu")
+    assert torch.equal(one["lam"], one["lam"][:1].expand(50))
+    assert torch.equal(one["perm"].sort().values, torch.arange(50))
+
+
+def test_random_resized_crop_boxes_follow_scale_and_ratio():
+    op = A.RandomResizedCrop(8, scale=(0.2, 0.6), ratio=(0.5, 2.0))
+    box = op.sample(Shape(5000, 3, 50, 50), gen(), "cpu")["box"]
+    top, left, h, w = box.unbind(1)
+    assert (top >= 0).all() and (left >= 0).all() and (top + h <= 50).all() and (left + w <= 50).all()
+    area = h * w / (50 * 50)
+    # rounding of sides to whole pixels widens the bounds a little
+    assert area.min() > 0.2 * 0.9 and area.max() < 0.6 * 1.1
+    ratio = w / h
+    assert ratio.min() > 0.5 * 0.85 and ratio.max() < 2.0 * 1.15
+    assert abs(torch.log(ratio).mean().item()) < 0.05  # log-uniform ratio is symmetric about 1
+
+
+def test_random_resized_crop_falls_back_to_the_central_crop():
+    # no area of 90-100% of a 4x40 strip has a ratio in [1, 1]: every sample takes the fallback
+    op = A.RandomResizedCrop(4, scale=(0.9, 1.0), ratio=(1.0, 1.0))
+    box = op.sample(Shape(50, 1, 4, 40), gen(), "cpu")["box"]
+    assert torch.equal(box, torch.tensor([[0.0, 18.0, 4.0, 4.0]]).expand(50, 4))
+
+
+def test_fractional_pool_resamples_back_and_takes_maxima():
+    x = torch.rand(3, 2, 16, 12, generator=gen())
+    pipe = A.Pipeline(A.FractionalPool(alpha=math.sqrt(2)), seed=0)
+    out = pipe(x)
+    assert out.shape == x.shape
+    rows = pipe.last_params[0]["row_bounds"]
+    assert rows.shape == (3, 12)  # 16 / sqrt 2 = 11.3 -> 11 regions
+    # every output value is one of the inputs of the same sample and channel, and pooling only raises the minimum
+    for b in range(3):
+        for c in range(2):
+            assert torch.isin(out[b, c], x[b, c]).all()
+            assert out[b, c].min() >= x[b, c].min()

@@ -1,0 +1,283 @@
+"""The graph: composition, per-sample randomness, seeding and replay, dtypes and shapes, errors, fusion."""
+import pytest
+import torch
+import torch.nn.functional as TF
+from hypothesis import given, settings, strategies as st
+
+import augpipe as A
+from augpipe import fuse
+
+
+def images(b=6, c=3, h=12, w=10, dtype=torch.uint8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (b, c, h, w), generator=g, dtype=torch.uint8)
+    return x if dtype == torch.uint8 else (x.to(dtype) / 255)
+
+
+def unfused(pipe, x, targets=None, params=None):
+    """The op-by-op reference: every op applies its own kernel on float images."""
+    params = pipe.last_params if params is None else params
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    return fuse.run(list(zip(pipe.nodes, params)), {"images": x, "targets": targets}, dtype, fuse=False)
+
+
+# ----------------------------------------------------------------------------------------------- identities
+def test_empty_pipeline_converts_uint8_to_unit_float():
+    x = images()
+    out = A.Pipeline()(x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, x.float() / 255)
+
+
+@pytest.mark.parametrize("op", [A.HorizontalFlip(p=0.0), A.VerticalFlip(p=0.0), A.Brightness(0.5, p=0.0),
+                                A.Contrast(0.5, p=0.0), A.Cutout(4, p=0.0), A.Mixup(p=0.0), A.CutMix(p=0.0),
+                                A.RandomApply(A.FractionalPool(), p=0.0)])
+def test_probability_zero_is_identity(op):
+    x = images(dtype=torch.float32)
+    labels = torch.arange(6) % 3
+    out, targets = A.Pipeline(op, seed=1, num_classes=3)(x, labels)
+    assert torch.equal(out, x)
+    assert torch.equal(targets, TF.one_hot(labels, 3).float())
+
+
+def test_flip_twice_is_identity():
+    x = images(dtype=torch.float32)
+    pipe = A.Pipeline(A.HorizontalFlip(p=1.0), A.VerticalFlip(p=1.0), A.HorizontalFlip(p=1.0), A.VerticalFlip(p=1.0))
+    assert torch.equal(pipe(x), x)
+
+
+def test_flip_is_per_sample():
+    x = images(b=64, dtype=torch.float32)
+    pipe = A.Pipeline(A.HorizontalFlip(p=0.5), seed=3)
+    out = pipe(x)
+    flip = pipe.last_params[0]["flip"]
+    assert 0 < int(flip.sum()) < 64  # both outcomes in one batch: the draw is per sample
+    torch.testing.assert_close(out, torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x))
+
+
+# ----------------------------------------------------------------------------------------------- seeding and replay
+def cifar_like(seed=0, compile=False):
+    return A.Pipeline(A.RandomCrop(12, padding=2, padding_mode="reflect"), A.HorizontalFlip(), A.Brightness(0.3),
+                      A.Contrast(0.3), A.Normalize((0.5, 0.4, 0.3), (0.2, 0.25, 0.3)), A.Cutout(5),
+                      A.OneOf(A.Mixup(), A.CutMix()), A.LabelSmoothing(0.1), seed=seed, num_classes=5,
+                      compile=compile)
+
+
+def test_same_seed_same_output_and_different_seed_differs():
+    x, y = images(h=12, w=12), torch.arange(6) % 5
+    a, ta = cifar_like(seed=7)(x, y)
+    b, tb = cifar_like(seed=7)(x, y)
+    c, _ = cifar_like(seed=8)(x, y)
+    assert torch.equal(a, b) and torch.equal(ta, tb)
+    assert not torch.equal(a, c)
+
+
+def test_replay_reproduces_exactly_and_stream_advances():
+    x, y = images(h=12, w=12), torch.arange(6) % 5
+    pipe = cifar_like(seed=2)
+    a, ta = pipe(x, y)
+    params = pipe.last_params
+    b, _ = pipe(x, y)  # a new draw
+    c, tc = pipe(x, y, params=params)
+    assert not torch.equal(a, b)
+    assert torch.equal(a, c) and torch.equal(ta, tc)
+
+
+def test_state_dict_restores_the_stream():
+    x, y = images(h=12, w=12), torch.arange(6) % 5
+    pipe = cifar_like(seed=4)
+    pipe(x, y)
+    saved = pipe.state_dict()
+    expected, _ = pipe(x, y)
+    other = cifar_like(seed=99)
+    other.load_state_dict(saved)
+    got, _ = other(x, y)
+    assert torch.equal(got, expected)
+
+
+def test_no_global_rng_is_touched():
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    cifar_like(seed=1)(images(h=12, w=12), torch.arange(6) % 5)
+    assert torch.equal(before, torch.get_rng_state())
+
+
+# ----------------------------------------------------------------------------------------------- fused == op by op
+@pytest.mark.parametrize("mode", ["constant", "reflect", "replicate"])
+def test_fused_integer_geometry_equals_op_by_op(mode):
+    x = images(b=9, h=11, w=13)
+    pipe = A.Pipeline(A.RandomCrop((10, 12), padding=(2, 3), fill=0.5, padding_mode=mode), A.HorizontalFlip(),
+                      A.VerticalFlip(), A.RandomCrop(7, padding=1), A.HorizontalFlip(), seed=5)
+    out = pipe(x)
+    assert torch.equal(out, unfused(pipe, x)["images"])
+
+
+def test_fused_resample_equals_composed_matrix_brute_force():
+    """Crop + flip + resized crop are one bilinear read at the composed map: check against grid_sample by hand."""
+    x = images(b=5, h=16, w=16, dtype=torch.float64)
+    pipe = A.Pipeline(A.HorizontalFlip(p=0.5), A.RandomResizedCrop(9, scale=(0.3, 1.0)), A.VerticalFlip(), seed=8)
+    out = pipe(x)
+    p = pipe.last_params
+    flip_x, box, flip_y = p[0]["flip"], p[1]["box"].double(), p[2]["flip"]
+    ys, xs = torch.meshgrid(torch.arange(9.0, dtype=torch.float64) + 0.5, torch.arange(9.0, dtype=torch.float64) + 0.5,
+                            indexing="ij")
+    expected = torch.empty_like(out)
+    for b in range(5):
+        yy = torch.where(flip_y[b], 9 - ys, ys)  # vflip on the 9x9 output
+        sy = box[b, 0] + yy * box[b, 2] / 9  # resized crop
+        sx = box[b, 1] + xs * box[b, 3] / 9
+        sx = torch.where(flip_x[b], 16 - sx, sx)  # hflip on the input
+        grid = torch.stack((2 * sx / 16 - 1, 2 * sy / 16 - 1), -1)[None]
+        expected[b] = TF.grid_sample(x[b:b + 1], grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)  # the map itself is composed in float32
+
+
+def test_fused_photometric_and_mix_equal_op_by_op():
+    x, y = images(h=12, w=12), torch.arange(6) % 5
+    pipe = cifar_like(seed=11)
+    out, targets = pipe(x, y)
+    ref = unfused(pipe, x, TF.one_hot(y, 5).float())
+    torch.testing.assert_close(out, ref["images"])
+    torch.testing.assert_close(targets, ref["targets"])
+
+
+def test_a_later_padded_crop_is_not_folded_into_the_first():
+    """Padding a cropped image pads with fill, not with the original's neighbouring pixels."""
+    x = images(b=4, h=8, w=8, dtype=torch.float32) * 0.5 + 0.25
+    pipe = A.Pipeline(A.RandomCrop(4), A.RandomCrop(4, padding=2, fill=1.0), seed=0)
+    out = pipe(x)
+    assert torch.equal(out, unfused(pipe, x)["images"])
+
+
+# ----------------------------------------------------------------------------------------------- composition
+def test_one_of_picks_one_branch_per_sample_from_the_same_input():
+    x = images(b=40, dtype=torch.float32)
+    pipe = A.Pipeline(A.OneOf(A.HorizontalFlip(p=1.0), A.VerticalFlip(p=1.0), weights=(1, 3)), seed=0)
+    out = pipe(x)
+    choice = pipe.last_params[0]["choice"]
+    assert set(choice.tolist()) == {0, 1}
+    torch.testing.assert_close(out, torch.where(choice.view(-1, 1, 1, 1) == 0, x.flip(-1), x.flip(-2)))
+
+
+def test_one_of_weights_are_followed():
+    x = images(b=4000, c=1, h=2, w=2, dtype=torch.float32)
+    pipe = A.Pipeline(A.OneOf(A.HorizontalFlip(p=1.0), A.VerticalFlip(p=1.0), weights=(1, 3)), seed=0)
+    pipe(x)
+    frac = pipe.last_params[0]["choice"].float().mean().item()
+    assert abs(frac - 0.75) < 0.03
+
+
+def test_random_apply_on_a_sub_graph_selects_per_sample():
+    x = images(b=32, dtype=torch.float32)
+    pipe = A.Pipeline(A.RandomApply(A.Pipeline(A.HorizontalFlip(p=1.0), A.FractionalPool()), p=0.5), seed=2)
+    out = pipe(x)
+    keep = pipe.last_params[0]["keep"]
+    assert 0 < int(keep.sum()) < 32
+    assert torch.equal(out[~keep], x[~keep])
+    assert not torch.equal(out[keep], x[keep])
+
+
+def test_random_apply_on_an_op_only_rewrites_its_params():
+    x = images(b=32, dtype=torch.float32)
+    pipe = A.Pipeline(A.RandomApply(A.HorizontalFlip(p=1.0), p=0.5), seed=2)
+    out = pipe(x)
+    flip = pipe.last_params[0]["node"]["flip"]
+    assert torch.equal(flip, pipe.last_params[0]["keep"])
+    torch.testing.assert_close(out, torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x))
+
+
+def test_nested_pipelines_inline():
+    x = images()
+    inner = A.Pipeline(A.HorizontalFlip(p=1.0), A.VerticalFlip(p=1.0))
+    out = A.Pipeline(inner, A.HorizontalFlip(p=1.0))(x)
+    torch.testing.assert_close(out, x.flip(-2).float() / 255)
+
+
+# ----------------------------------------------------------------------------------------------- targets
+def test_mix_targets_sum_to_one_and_follow_lambda():
+    x, y = images(b=16, h=12, w=12), torch.arange(16) % 5
+    pipe = A.Pipeline(A.OneOf(A.Mixup(), A.CutMix()), A.LabelSmoothing(0.1), seed=0, num_classes=5)
+    _, targets = pipe(x, y)
+    torch.testing.assert_close(targets.sum(1), torch.ones(16))
+    assert (targets >= 0.1 / 5 - 1e-6).all()
+
+
+def test_soft_labels_pass_through_and_single_image():
+    x = images(b=1)[0]
+    soft = torch.tensor([0.2, 0.8])
+    out, t = A.Pipeline(A.HorizontalFlip(p=1.0))(x, soft)
+    assert out.shape == x.shape and torch.equal(t, soft)
+    torch.testing.assert_close(out, x.flip(-1).float() / 255)
+
+
+# ----------------------------------------------------------------------------------------------- shapes and dtypes
+@settings(max_examples=25, deadline=None)
+@given(b=st.sampled_from([0, 1, 3, 7]), c=st.sampled_from([1, 3]), h=st.integers(8, 14), w=st.integers(8, 14),
+       dtype=st.sampled_from([torch.uint8, torch.float32, torch.float16, torch.bfloat16, torch.float64]),
+       channels_last=st.booleans())
+def test_shapes_and_dtypes(b, c, h, w, dtype, channels_last):
+    x = images(b=b, c=c, h=h, w=w, dtype=dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    pipe = A.Pipeline(A.RandomCrop(6, padding=1), A.HorizontalFlip(), A.RandomResizedCrop((5, 7)),
+                      A.Contrast(0.4), A.Cutout(3), A.CutMix(), A.FractionalPool(), seed=0, num_classes=4)
+    original = x.clone()
+    out, targets = pipe(x, torch.arange(b) % 4)
+    assert out.shape == (b, c, 5, 7)
+    assert out.dtype == (torch.float32 if dtype == torch.uint8 else dtype)
+    assert targets.shape == (b, 4)
+    assert torch.equal(x, original)  # the caller's tensor is untouched
+    if b:
+        contiguous, _ = pipe(x.contiguous(), torch.arange(b) % 4, params=pipe.last_params)
+        torch.testing.assert_close(out, contiguous)
+
+
+def test_float16_computes_in_float32_and_returns_float16():
+    x = images(dtype=torch.float32)
+    pipe = A.Pipeline(A.Contrast(0.5), seed=0)
+    ref = pipe(x)
+    half = pipe(x.half(), params=pipe.last_params)
+    assert half.dtype == torch.float16
+    torch.testing.assert_close(half.float(), ref, atol=1e-3, rtol=0)
+
+
+# ----------------------------------------------------------------------------------------------- errors
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: A.Pipeline()([1, 2]), TypeError, "Pipeline: images must be a torch.Tensor"),
+    (lambda: A.Pipeline()(torch.zeros(2, 3, 4, 4, dtype=torch.int32)), TypeError, "uint8 .* got torch.int32"),
+    (lambda: A.Pipeline()(torch.zeros(4, 4)), ValueError, r"got shape \(4, 4\)"),
+    (lambda: A.Pipeline()(torch.full((1, 1, 2, 2), float("nan"))), ValueError, "NaN"),
+    (lambda: A.Pipeline(A.Normalize((0.5,), (0.2,)))(torch.zeros(2, 3, 4, 4)), ValueError,
+     "Normalize.*1 mean/std values but the images have 3 channels"),
+    (lambda: A.Pipeline(A.RandomCrop(40))(torch.zeros(2, 3, 32, 32)), ValueError,
+     r"RandomCrop\(size=\(40, 40\), padding=0.*32x32 after padding"),
+    (lambda: A.Pipeline(num_classes=3)(torch.zeros(2, 3, 4, 4), torch.zeros(3, dtype=torch.long)), ValueError,
+     r"\(B,\) = \(2,\), got \(3,\)"),
+    (lambda: A.Pipeline()(torch.zeros(2, 3, 4, 4), torch.zeros(2, dtype=torch.long)), ValueError, "num_classes"),
+    (lambda: A.Pipeline(num_classes=3)(torch.zeros(2, 3, 4, 4), torch.tensor([0, 3])), ValueError, r"\[0, 3\)"),
+    (lambda: A.Pipeline(A.Contrast(0.2))(torch.zeros(2, 2, 4, 4)), ValueError, "Contrast.*1 or 3 channels"),
+    (lambda: A.Pipeline(A.RandomApply(A.RandomCrop(2)))(torch.zeros(2, 1, 4, 4)), ValueError, "cannot be skipped"),
+    (lambda: A.Pipeline(A.OneOf(A.RandomCrop(2), A.RandomCrop(3)))(torch.zeros(2, 1, 4, 4)), ValueError,
+     "different image sizes"),
+    (lambda: A.Pipeline("flip"), TypeError, "expected augpipe ops"),
+    (lambda: A.Brightness(-1), ValueError, "Brightness"),
+    (lambda: A.HorizontalFlip(p=2), ValueError, r"HorizontalFlip: p must be in \[0, 1\]"),
+    (lambda: A.FractionalPool(alpha=3), ValueError, r"FractionalPool: alpha must be in \(1, 2\]"),
+    (lambda: A.RandomCrop(4, padding_mode="wrap"), ValueError, "padding_mode"),
+    (lambda: A.HorizontalFlip()(torch.zeros(1, 1, 2, 2)), TypeError, "put it in augpipe.Pipeline"),
+])
+def test_bad_input_gets_a_clear_error(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_replaying_params_of_another_batch_size_is_an_error():
+    pipe = cifar_like()
+    pipe(images(h=12, w=12), torch.arange(6) % 5)
+    with pytest.raises(ValueError, match="batch of 6.*batch of 4"):
+        pipe(images(b=4, h=12, w=12), torch.arange(4) % 5, params=pipe.last_params)
+
+
+def test_empty_batch_returns_an_empty_batch():
+    out, targets = cifar_like()(torch.zeros(0, 3, 12, 12, dtype=torch.uint8), torch.zeros(0, dtype=torch.long))
+    assert out.shape == (0, 3, 12, 12) and out.dtype == torch.float32 and targets.shape == (0, 5)
