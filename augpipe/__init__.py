@@ -2,11 +2,11 @@
 from . import functional
 from .graph import OneOf, Pipeline, RandomApply
 from .ops import (Brightness, Contrast, CutMix, Cutout, FractionalPool, HorizontalFlip, LabelSmoothing, Mixup,
-                  Normalize, RandomCrop, RandomResizedCrop, VerticalFlip)
+                  Normalize, RandomAffine, RandomCrop, RandomResizedCrop, RandomRotation, VerticalFlip)
 
 __all__ = [
     "Pipeline", "OneOf", "RandomApply", "functional",
-    "HorizontalFlip", "VerticalFlip", "RandomCrop", "RandomResizedCrop",
+    "HorizontalFlip", "VerticalFlip", "RandomCrop", "RandomResizedCrop", "RandomRotation", "RandomAffine",
     "Brightness", "Contrast", "Normalize", "Cutout", "Mixup", "CutMix", "LabelSmoothing", "FractionalPool",
 ]
 __version__ = "0.1.0"

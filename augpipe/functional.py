@@ -128,6 +128,12 @@ def sample_points(matrix: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor
     return sx, sy
 
 
+def inside_mask(matrix: Tensor, in_size: tuple[int, int], out_size: tuple[int, int]) -> Tensor:
+    """(B, 1, Ho, Wo) bool: the output pixel centre maps inside the input image [0, W] x [0, H]."""
+    sx, sy = sample_points(matrix, out_size)
+    return ((sx >= 0) & (sx <= in_size[1]) & (sy >= 0) & (sy <= in_size[0]))[:, None]
+
+
 def warp_affine(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: float = 0.0) -> Tensor:
     """Bilinear resample of x at ``matrix`` (out -> in pixel coordinates) into ``size``.
 
@@ -137,11 +143,36 @@ def warp_affine(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: float = 
     x (B, C, H, W) float; matrix (B, 3, 3); returns (B, C, Ho, Wo).
     """
     H, W = x.shape[-2:]
-    sx, sy = sample_points(matrix.to(x.dtype), size)
+    matrix = matrix.to(x.dtype)
+    sx, sy = sample_points(matrix, size)
     grid = torch.stack((2 * sx / W - 1, 2 * sy / H - 1), dim=-1)  # (B, Ho, Wo, 2), align_corners=False frame
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    inside = (sx >= 0) & (sx <= W) & (sy >= 0) & (sy <= H)
-    return torch.where(inside[:, None], out, torch.as_tensor(fill, dtype=x.dtype, device=x.device))
+    return torch.where(inside_mask(matrix, (H, W), size), out, torch.as_tensor(fill, dtype=x.dtype, device=x.device))
+
+
+def affine_matrix(angle: Tensor, translate: Tensor, scale: Tensor, shear: Tensor, size: tuple[int, int]) -> Tensor:
+    """Sampling matrix (B, 3, 3) of the affine map about the image centre (torchvision RandomAffine parameters).
+
+    The forward map is p -> c + t + R(angle) Sh(shear) s (p - c): angle in degrees counter-clockwise on screen,
+    translate (B, 2) = (tx, ty) pixels, scale (B,), shear (B, 2) = (x, y) degrees. Returned is its inverse, as
+    every sampling matrix maps output to input.
+    """
+    dt = torch.float64
+    a = torch.deg2rad(angle.to(dt))
+    tan_x, tan_y = torch.tan(torch.deg2rad(shear.to(dt))).unbind(-1)
+    cos, sin, s = torch.cos(a), torch.sin(a), scale.to(dt)
+    # R (y axis points down, so counter-clockwise is [[cos, sin], [-sin, cos]]) times Sh = [[1, tx], [ty, 1 + ty tx]]
+    m00, m01 = s * (cos + sin * tan_y), s * (cos * tan_x + sin * (1 + tan_y * tan_x))
+    m10, m11 = s * (-sin + cos * tan_y), s * (-sin * tan_x + cos * (1 + tan_y * tan_x))
+    det = m00 * m11 - m01 * m10
+    i00, i01, i10, i11 = m11 / det, -m01 / det, -m10 / det, m00 / det  # inverse of the 2 x 2 part
+    cx, cy = size[1] / 2, size[0] / 2
+    dx, dy = -cx - translate[:, 0].to(dt), -cy - translate[:, 1].to(dt)  # undo the shift, then the centring
+    m = torch.zeros(angle.shape[0], 3, 3, dtype=dt, device=angle.device)
+    m[:, 0, 0], m[:, 0, 1], m[:, 0, 2] = i00, i01, cx + i00 * dx + i01 * dy
+    m[:, 1, 0], m[:, 1, 1], m[:, 1, 2] = i10, i11, cy + i10 * dx + i11 * dy
+    m[:, 2, 2] = 1
+    return m.float()
 
 
 def resized_crop(x: Tensor, boxes: Tensor, size: tuple[int, int]) -> Tensor:

@@ -8,11 +8,16 @@ steps, the contrast reduction, the Cutout mask and the Mixup/CutMix partner read
 
 Unfused (``fuse=False``) every op applies its own kernel on float images: the reference the tests compare with.
 
-A segment of geometric ops may read outside its input only in its first op: a later op that pads (a padded crop)
-starts a new segment, since padding the cropped image is not padding the original. A non-constant padding mode
-cannot be expressed in a bilinear map, so a reflect/replicate crop followed by a resized crop are two segments.
+A later op of a segment that reads outside its own input (a padded crop, a rotation) gets its fill through a mask
+computed from the partial product of the maps, so fusing does not change which pixels are fill. Edge-extending
+padding ("reflect", "replicate") can only be the first op of a segment, and only of an all-integer one: a later
+one, or one followed by a bilinear op, starts a new segment. Inside a bilinear segment the one resample reads the
+true neighbours of a pixel where op-by-op resampling would have extended an intermediate image's edge: the two
+differ only within a pixel of such an edge.
 """
 from __future__ import annotations
+
+import torch
 
 from . import functional as F
 from .ops import GeometricOp
@@ -32,34 +37,54 @@ def _segments(steps):
                 segment = []
             stages.append((node, params))
             continue
-        if segment:
-            first_border = segment[0][0].border()
-            reads_outside = node.border() is not None
-            mode_needs_gather = first_border is not None and first_border[0] != "constant" and not node.exact
-            if reads_outside or mode_needs_gather:
-                stages.append(segment)
-                segment = []
+        if segment and not _joins(segment, node):
+            stages.append(segment)
+            segment = []
         segment.append((node, params))
     if segment:
         stages.append(segment)
     return stages
 
 
+def _joins(segment, node) -> bool:
+    """Can ``node`` read through the segment's composed map? Not when either needs an edge-extending padding
+    mode that a bilinear map or a later stage cannot express."""
+    first = segment[0][0].border()
+    first_extends = first is not None and first[0] != "constant"
+    border = node.border()
+    if border is not None and border[0] != "constant":
+        return False
+    return not (first_extends and not node.exact)
+
+
 def warp(state: dict, segment: list, dtype) -> dict:
-    """Apply a segment of geometric ops with one read of the pixels."""
+    """Apply a segment of geometric ops with one read of the pixels.
+
+    The composed matrix sends each output pixel to the original image. A later op that reads outside its own
+    input (a padded crop, a rotation) is honoured by mapping the output pixel into that op's input with the
+    product of the matrices after it, and writing that op's fill where the point falls outside.
+    """
     x = state["images"]
-    size = tuple(x.shape[-2:])
-    matrix = None
+    sizes = [tuple(x.shape[-2:])]
+    mats = []
     for op, params in segment:
-        m = op.matrix(params, size)
-        matrix = m if matrix is None else matrix @ m
-        size = op.output_size(size)
+        mats.append(op.matrix(params, sizes[-1]))
+        sizes.append(tuple(op.output_size(sizes[-1])))
+    suffix = list(mats)  # suffix[k]: final output -> input of op k
+    for k in range(len(mats) - 2, -1, -1):
+        suffix[k] = mats[k] @ suffix[k + 1]
+    out_size = sizes[-1]
     mode, fill = segment[0][0].border() or ("constant", 0.0)
     if all(op.exact for op, _ in segment):
-        rows, cols = F.index_map(matrix, size)
+        rows, cols = F.index_map(suffix[0], out_size)
         x = F.gather_separable(x, rows, cols, mode, fill, dtype)
     else:
-        x = F.warp_affine(F.to_float(x, dtype), matrix.to(dtype), size, fill)
+        x = F.warp_affine(F.to_float(x, dtype), suffix[0].to(dtype), out_size, fill)
+    for k in range(1, len(segment)):
+        border = segment[k][0].border()
+        if border is not None:
+            inside = F.inside_mask(suffix[k].to(dtype), sizes[k], out_size)
+            x = torch.where(inside, x, torch.as_tensor(border[1], dtype=x.dtype, device=x.device))
     return {**state, "images": x}
 
 

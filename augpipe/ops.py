@@ -292,6 +292,87 @@ class RandomResizedCrop(GeometricOp):
         return {**state, "images": F.resized_crop(state["images"], params["box"], self.size)}
 
 
+def _symmetric_range(value, name: str, op: str) -> tuple[float, float]:
+    """torchvision: a number d means (-d, d); a pair is taken as it is."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"{op}: {name} must be >= 0 when one number, got {value}")
+        return -float(value), float(value)
+    if isinstance(value, Sequence) and len(value) == 2 and value[0] <= value[1]:
+        return float(value[0]), float(value[1])
+    raise ValueError(f"{op}: {name} must be a number >= 0 or a pair (min, max), got {value!r}")
+
+
+class RandomAffine(GeometricOp):
+    """A per-sample affine map about the image centre, torchvision's parameters and sampling:
+
+    angle ~ U(degrees) (a number d means (-d, d)), shift (tx, ty) ~ round(U(-a W, a W)), round(U(-b H, b H)) for
+    translate=(a, b), zoom ~ U(scale), shear x ~ U(shear[0:2]) and y ~ U(shear[2:4]) degrees (one number s means
+    x ~ U(-s, s)). Bilinear; pixels from outside the image take ``fill``. Not applied: the identity map.
+    """
+
+    exact = False
+
+    def __init__(self, degrees=0.0, translate=None, scale=None, shear=None, fill: float = 0.0):
+        super().__init__()
+        name = type(self).__name__
+        self.degrees = _symmetric_range(degrees, "degrees", name)
+        if translate is not None and not (len(translate) == 2 and all(0 <= t <= 1 for t in translate)):
+            raise ValueError(f"{name}: translate must be (a, b) with 0 <= a, b <= 1, got {translate!r}")
+        if scale is not None and not (len(scale) == 2 and 0 < scale[0] <= scale[1]):
+            raise ValueError(f"{name}: scale must be (lo, hi) with 0 < lo <= hi, got {scale!r}")
+        self.translate, self.scale = translate, scale
+        if shear is None:
+            self.shear = ((0.0, 0.0), (0.0, 0.0))
+        elif isinstance(shear, (int, float)):
+            self.shear = (_symmetric_range(shear, "shear", name), (0.0, 0.0))
+        elif len(shear) in (2, 4):
+            self.shear = (_symmetric_range(tuple(shear[:2]), "shear", name),
+                          _symmetric_range(tuple(shear[2:]), "shear", name) if len(shear) == 4 else (0.0, 0.0))
+        else:
+            raise ValueError(f"{name}: shear must be a number, 2 or 4 values, got {shear!r}")
+        self.fill = float(fill)
+
+    def extra_repr(self) -> str:
+        return (f"degrees={self.degrees}, translate={self.translate}, scale={self.scale}, shear={self.shear}, "
+                f"fill={self.fill}")
+
+    def border(self):
+        return "constant", self.fill
+
+    def sample(self, shape, generator, device):
+        n, (H, W) = shape.batch, shape.size
+        angle = _uniform(n, *self.degrees, generator, device)
+        a, b = self.translate or (0.0, 0.0)
+        tx = torch.round(_uniform(n, -a * W, a * W, generator, device))
+        ty = torch.round(_uniform(n, -b * H, b * H, generator, device))
+        zoom = _uniform(n, *(self.scale or (1.0, 1.0)), generator, device)
+        shear = torch.stack([_uniform(n, *r, generator, device) for r in self.shear], dim=1)
+        return {"angle": angle, "translate": torch.stack((tx, ty), dim=1), "scale": zoom, "shear": shear}
+
+    def skip(self, params, keep):
+        k = keep.view(-1, 1)
+        return {"angle": params["angle"] * keep, "translate": params["translate"] * k,
+                "scale": torch.where(keep, params["scale"], 1.0), "shear": params["shear"] * k}
+
+    def matrix(self, params, size):
+        return F.affine_matrix(params["angle"], params["translate"], params["scale"], params["shear"], size)
+
+    def apply(self, state, params):
+        x = state["images"]
+        return {**state, "images": F.warp_affine(x, self.matrix(params, x.shape[-2:]), x.shape[-2:], self.fill)}
+
+
+class RandomRotation(RandomAffine):
+    """Rotate by angle ~ U(-degrees, degrees) (or U(degrees) for a pair), counter-clockwise, about the centre."""
+
+    def __init__(self, degrees, fill: float = 0.0):
+        super().__init__(degrees=degrees, fill=fill)
+
+    def extra_repr(self) -> str:
+        return f"degrees={self.degrees}, fill={self.fill}"
+
+
 # ----------------------------------------------------------------------------------------------- photometric
 class _Factor(Op):
     """A per-sample factor ~ U[lo, hi] (torchvision ColorJitter), factor 1 where not applied."""

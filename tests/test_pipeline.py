@@ -281,3 +281,55 @@ def test_replaying_params_of_another_batch_size_is_an_error():
 def test_empty_batch_returns_an_empty_batch():
     out, targets = cifar_like()(torch.zeros(0, 3, 12, 12, dtype=torch.uint8), torch.zeros(0, dtype=torch.long))
     assert out.shape == (0, 3, 12, 12) and out.dtype == torch.float32 and targets.shape == (0, 5)
+
+
+def test_later_fill_is_kept_inside_a_bilinear_segment():
+    """A padded crop after a crop, then a bilinear op: the crop's fill must survive the single resample."""
+    x = images(b=4, h=8, w=8, dtype=torch.float32) * 0.5 + 0.25
+    pipe = A.Pipeline(A.RandomCrop(4), A.RandomCrop(4, padding=2, fill=1.0), A.RandomRotation((0, 0)), seed=0)
+    out = pipe(x)
+    assert torch.equal(out, unfused(pipe, x)["images"])
+    assert (out == 1.0).any()
+
+
+# ----------------------------------------------------------------------------------------------- affine maps
+def test_rotation_by_90_degrees_is_rot90_counter_clockwise():
+    x = images(h=9, w=9, dtype=torch.float64)
+    out = A.Pipeline(A.RandomRotation((90, 90)))(x)
+    torch.testing.assert_close(out, torch.rot90(x, 1, dims=(-2, -1)))
+
+
+def test_affine_whole_pixel_translation_shifts_and_fills():
+    x = images(b=8, h=7, w=9, dtype=torch.float32)
+    pipe = A.Pipeline(A.RandomAffine(0, translate=(0.4, 0.4), fill=0.5), seed=3)
+    out = pipe(x)
+    shift = pipe.last_params[0]["translate"].long()
+    for b in range(8):
+        tx, ty = shift[b].tolist()
+        expected = torch.full_like(x[b], 0.5)
+        src = x[b, :, max(0, -ty):7 - max(0, ty), max(0, -tx):9 - max(0, tx)]
+        expected[:, max(0, ty):max(0, ty) + src.shape[1], max(0, tx):max(0, tx) + src.shape[2]] = src
+        torch.testing.assert_close(out[b], expected)
+
+
+def test_affine_scale_and_shear_fix_the_centre():
+    from augpipe.functional import affine_matrix
+    n = 5
+    m = affine_matrix(torch.linspace(-40, 40, n), torch.zeros(n, 2), torch.linspace(0.5, 2, n),
+                      torch.linspace(-20, 20, 2 * n).view(n, 2), (10, 16))
+    centre = torch.tensor([8.0, 5.0, 1.0])
+    torch.testing.assert_close(m @ centre, centre.expand(n, 3))
+    # zoom 2 (no rotation or shear) reads half as far from the centre
+    z = affine_matrix(torch.zeros(1), torch.zeros(1, 2), torch.full((1,), 2.0), torch.zeros(1, 2), (10, 16))
+    torch.testing.assert_close(z[0] @ torch.tensor([16.0, 10.0, 1.0]), torch.tensor([12.0, 7.5, 1.0]))
+
+
+def test_random_affine_sampling_ranges():
+    from augpipe.ops import Shape
+    op = A.RandomAffine(degrees=(10, 30), translate=(0.1, 0.2), scale=(0.8, 1.2), shear=(-5, 5, 1, 2))
+    p = op.sample(Shape(4000, 3, 20, 50), torch.Generator().manual_seed(0), "cpu")
+    assert p["angle"].min() >= 10 and p["angle"].max() <= 30
+    assert p["translate"][:, 0].abs().max() == 5 and p["translate"][:, 1].abs().max() == 4  # rounded, to a W, b H
+    assert torch.equal(p["translate"], p["translate"].round())
+    assert p["scale"].min() >= 0.8 and p["scale"].max() <= 1.2
+    assert p["shear"][:, 0].abs().max() <= 5 and p["shear"][:, 1].min() >= 1 and p["shear"][:, 1].max() <= 2

@@ -1,0 +1,104 @@
+"""The two back-ends: compiled output equals eager output; the work does not grow into per-sample Python loops.
+
+Compiling takes tens of seconds on a 2-core CPU, so each graph is compiled once per module and shared.
+"""
+import pytest
+import torch
+import torch._dynamo
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import augpipe as A
+
+
+def every_op_cifar(compile):
+    return A.Pipeline(
+        A.RandomCrop(30, padding=3, padding_mode="reflect"), A.HorizontalFlip(), A.VerticalFlip(p=0.3),
+        A.Brightness(0.4), A.Contrast(0.4, p=0.8), A.Normalize((0.5, 0.4, 0.3), (0.2, 0.25, 0.3)),
+        A.Cutout(8, count=2), A.OneOf(A.Mixup(), A.CutMix(p=0.7), weights=(1, 2)), A.LabelSmoothing(0.1),
+        A.RandomApply(A.FractionalPool(), p=0.5), seed=0, num_classes=7, compile=compile)
+
+
+def every_op_imagenet(compile):
+    return A.Pipeline(
+        A.RandomResizedCrop(24), A.HorizontalFlip(), A.RandomAffine(15, translate=(0.1, 0.1), scale=(0.9, 1.1),
+                                                                  shear=5, fill=0.5),
+        A.RandomRotation(10), A.Brightness(0.4), A.Contrast(0.4), A.Normalize((0.45, 0.45, 0.4), (0.22, 0.22, 0.22)),
+        A.RandomApply(A.Pipeline(A.VerticalFlip(p=1.0), A.FractionalPool(pseudo_random=False)), p=0.5),
+        A.Mixup(0.2, per_batch=True), A.Cutout(5, fill=0.0, p=0.5), seed=1, num_classes=7, compile=compile)
+
+
+def batch(b, size, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randint(0, 256, (b, 3, size, size), generator=g, dtype=torch.uint8),
+            torch.randint(0, 7, (b,), generator=g))
+
+
+@pytest.fixture(scope="module")
+def compiled_cifar():
+    return every_op_cifar(compile=True)
+
+
+@pytest.mark.parametrize("make, size", [(every_op_cifar, 32), (every_op_imagenet, 40)])
+def test_compiled_equals_eager_for_every_op(make, size):
+    compiled, eager = make(True), make(False)
+    x, y = batch(16, size)
+    out, targets = compiled(x, y)
+    ref, ref_targets = eager(x, y, params=compiled.last_params)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(targets, ref_targets, atol=1e-6, rtol=0)
+
+
+def test_compiled_handles_a_last_partial_batch_without_recompiling_each_call(compiled_cifar):
+    eager = every_op_cifar(compile=False)
+    for b in (16, 11):  # the second shape makes the batch dimension dynamic: one more compile
+        compiled_cifar(*batch(b, 32))
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for b in (9, 13, 16, 5):
+            x, y = batch(b, 32, seed=b)
+            out, targets = compiled_cifar(x, y)
+            ref, ref_targets = eager(x, y, params=compiled_cifar.last_params)
+            torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+            torch.testing.assert_close(targets, ref_targets, atol=1e-6, rtol=0)
+
+
+class CountOps(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.calls.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("make, size", [(every_op_cifar, 32), (every_op_imagenet, 40)])
+def test_no_per_sample_work_the_op_count_does_not_grow_with_the_batch(make, size):
+    """A Python loop over samples would dispatch more tensor ops for a bigger batch, a sync reads a scalar.
+
+    Soft labels are passed: the range check of integer labels reads them, by design only on CPU tensors.
+    """
+    counts = []
+    for b in (2, 37):
+        pipe = make(False)
+        x, y = batch(b, size)
+        soft = torch.nn.functional.one_hot(y, 7).float()
+        with CountOps() as mode:
+            pipe(x, soft)
+        counts.append(mode.calls)
+    assert counts[0] == counts[1]
+    assert not any(name.startswith(("aten._local_scalar_dense", "aten.nonzero", "aten.item")) for name in counts[0])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_call_has_no_host_sync():
+    x, y = batch(64, 32)
+    pipe = every_op_cifar(compile=False)
+    x, y = x.cuda(), y.cuda()
+    pipe(x, y)  # the first call creates the generator
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out, targets = pipe(x, y)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert out.is_cuda and targets.is_cuda
