@@ -74,16 +74,17 @@ def gather_separable(x: Tensor, rows: Tensor, cols: Tensor, padding_mode: str = 
     """out[b, :, i, j] = x[b, :, rows[b, i], cols[b, j]], indices outside the image padded per ``padding_mode``.
 
     This is every flip, crop and padded crop (and any composition of them) as one gather. It reads uint8 as uint8
-    and converts only the output to ``dtype`` (default: x's compute dtype), so the bytes are touched once.
+    and, when ``dtype`` is given, converts only the output with ``to_float``, so the bytes are touched once;
+    without ``dtype`` the values keep theirs (label maps).
     x (B, C, H, W); rows (B, Ho) and cols (B, Wo) integer.
     """
     H, W = x.shape[-2:]
-    dtype = dtype or compute_dtype(x.dtype)
     out = take_cols(take_rows(x, _remap_index(rows, H, padding_mode)), _remap_index(cols, W, padding_mode))
-    out = to_float(out, dtype)  # (B, C, Ho, Wo)
+    if dtype is not None:
+        out = to_float(out, dtype)  # (B, C, Ho, Wo)
     if padding_mode == "constant":
         inside = ((rows >= 0) & (rows < H))[:, None, :, None] & ((cols >= 0) & (cols < W))[:, None, None, :]
-        out = torch.where(inside, out, torch.as_tensor(fill, dtype=dtype, device=x.device))
+        out = torch.where(inside, out, torch.as_tensor(fill, dtype=out.dtype, device=x.device))
     return out
 
 
@@ -173,6 +174,59 @@ def affine_matrix(angle: Tensor, translate: Tensor, scale: Tensor, shear: Tensor
     m[:, 1, 0], m[:, 1, 1], m[:, 1, 2] = i10, i11, cy + i10 * dx + i11 * dy
     m[:, 2, 2] = 1
     return m.float()
+
+
+def sample_nearest(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: float = 0) -> Tensor:
+    """Nearest-neighbour resample at ``matrix`` (label maps: values are copied, never blended); fill outside.
+
+    x (B, C, H, W) any dtype; returns (B, C, Ho, Wo) in x's dtype.
+    """
+    B, C, H, W = x.shape
+    sx, sy = sample_points(matrix.float(), size)
+    col = torch.floor(sx).long().clamp(0, W - 1)  # the pixel containing the point, edge pixels extended
+    row = torch.floor(sy).long().clamp(0, H - 1)
+    index = (row * W + col).view(B, 1, -1).expand(B, C, -1)
+    out = x.flatten(2).gather(2, index).view(B, C, *size)
+    return torch.where(inside_mask(matrix.float(), (H, W), size), out, torch.as_tensor(fill, dtype=x.dtype,
+                                                                                       device=x.device))
+
+
+def invert_affine(matrix: Tensor) -> Tensor:
+    """Inverse of affine maps (B, 3, 3): a sampling matrix (out -> in) becomes the forward map (in -> out)."""
+    m = matrix.double()
+    a, b, c, d = m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1]
+    det = a * d - b * c
+    inv = torch.zeros_like(m)
+    inv[:, 0, 0], inv[:, 0, 1], inv[:, 1, 0], inv[:, 1, 1] = d / det, -b / det, -c / det, a / det
+    inv[:, :2, 2] = -(inv[:, :2, :2] @ m[:, :2, 2:3])[..., 0]
+    inv[:, 2, 2] = 1
+    return inv.to(matrix.dtype)
+
+
+def transform_points(points: Tensor, forward: Tensor, size: tuple[int, int]) -> Tensor:
+    """Move points (B, K, 2) xy by the forward maps (B, 3, 3); points that leave [0, W] x [0, H] become NaN."""
+    moved = points @ forward[:, :2, :2].transpose(1, 2).to(points.dtype) + forward[:, None, :2, 2].to(points.dtype)
+    x, y = moved.unbind(-1)
+    inside = (x >= 0) & (x <= size[1]) & (y >= 0) & (y <= size[0])
+    return torch.where(inside[..., None], moved, torch.full_like(moved, float("nan")))
+
+
+def transform_boxes(boxes: Tensor, forward: Tensor, size: tuple[int, int]) -> Tensor:
+    """Move boxes (B, N, 4) xyxy by the forward maps: the box around the moved corners, clipped to the image.
+
+    Boxes left with no area become NaN rows, like the NaN rows that pad a batch.
+    """
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    corners = torch.stack((torch.stack((x1, y1), -1), torch.stack((x2, y1), -1), torch.stack((x1, y2), -1),
+                           torch.stack((x2, y2), -1)), dim=2)  # (B, N, 4, 2)
+    moved = (corners.flatten(1, 2) @ forward[:, :2, :2].transpose(1, 2).to(boxes.dtype)
+             + forward[:, None, :2, 2].to(boxes.dtype)).view(corners.shape)
+    lo, hi = moved.amin(2), moved.amax(2)  # (B, N, 2); NaN rows stay NaN
+    limit = torch.tensor([size[1], size[0]], dtype=boxes.dtype, device=boxes.device)
+    lo, hi = torch.minimum(lo.clamp(min=0), limit), torch.minimum(hi.clamp(min=0), limit)
+    out = torch.cat((lo, hi), -1)
+    empty = (hi <= lo).any(-1, keepdim=True)
+    return torch.where(empty, torch.full_like(out, float("nan")), out)
 
 
 def resized_crop(x: Tensor, boxes: Tensor, size: tuple[int, int]) -> Tensor:

@@ -6,7 +6,8 @@ otherwise by one bilinear resample. uint8 images stay uint8 until that read. Eve
 that the executor calls in order; under ``torch.compile`` (``Pipeline(..., compile=True)``) those elementwise
 steps, the contrast reduction, the Cutout mask and the Mixup/CutMix partner reads are fused into a few kernels.
 
-Unfused (``fuse=False``) every op applies its own kernel on float images: the reference the tests compare with.
+Unfused (``fuse=False``) every op runs on its own on float images, one resample per geometric op: the reference
+the tests compare the composition with.
 
 A later op of a segment that reads outside its own input (a padded crop, a rotation) gets its fill through a mask
 computed from the partial product of the maps, so fusing does not change which pixels are fill. Edge-extending
@@ -58,11 +59,12 @@ def _joins(segment, node) -> bool:
 
 
 def warp(state: dict, segment: list, dtype) -> dict:
-    """Apply a segment of geometric ops with one read of the pixels.
+    """Apply a segment of geometric ops with one read of the pixels (and of the masks).
 
     The composed matrix sends each output pixel to the original image. A later op that reads outside its own
     input (a padded crop, a rotation) is honoured by mapping the output pixel into that op's input with the
-    product of the matrices after it, and writing that op's fill where the point falls outside.
+    product of the matrices after it, and writing that op's fill where the point falls outside. Boxes and
+    keypoints are few, so they are moved op by op: each op clips them to its own output.
     """
     x = state["images"]
     sizes = [tuple(x.shape[-2:])]
@@ -75,17 +77,33 @@ def warp(state: dict, segment: list, dtype) -> dict:
         suffix[k] = mats[k] @ suffix[k + 1]
     out_size = sizes[-1]
     mode, fill = segment[0][0].border() or ("constant", 0.0)
+    masks = state.get("masks")
     if all(op.exact for op, _ in segment):
         rows, cols = F.index_map(suffix[0], out_size)
         x = F.gather_separable(x, rows, cols, mode, fill, dtype)
+        if masks is not None:
+            masks = F.gather_separable(masks, rows, cols, mode, 0)
     else:
         x = F.warp_affine(F.to_float(x, dtype), suffix[0].to(dtype), out_size, fill)
+        if masks is not None:
+            masks = F.sample_nearest(masks, suffix[0], out_size, 0)
     for k in range(1, len(segment)):
         border = segment[k][0].border()
         if border is not None:
             inside = F.inside_mask(suffix[k].to(dtype), sizes[k], out_size)
             x = torch.where(inside, x, torch.as_tensor(border[1], dtype=x.dtype, device=x.device))
-    return {**state, "images": x}
+            if masks is not None:
+                masks = torch.where(inside, masks, torch.zeros((), dtype=masks.dtype, device=masks.device))
+    out = {**state, "images": x}
+    if masks is not None:
+        out["masks"] = masks
+    for key, move in (("boxes", F.transform_boxes), ("keypoints", F.transform_points)):
+        if state.get(key) is not None:
+            points = state[key]
+            for m, size in zip(mats, sizes[1:]):
+                points = move(points, F.invert_affine(m), size)
+            out[key] = points
+    return out
 
 
 def run(steps, state: dict, dtype, fuse: bool = True) -> dict:
@@ -93,7 +111,8 @@ def run(steps, state: dict, dtype, fuse: bool = True) -> dict:
     flat = [leaf for node, params in steps for leaf in node.steps(params)]
     if not fuse:
         state = as_float(state, dtype)
-    for stage in _segments(flat) if fuse else flat:
+    stages = _segments(flat) if fuse else [[s] if isinstance(s[0], GeometricOp) else s for s in flat]
+    for stage in stages:
         if isinstance(stage, list):
             state = warp(state, stage, dtype)
             continue

@@ -22,11 +22,11 @@ def _check_node(node, owner: str) -> None:
 
 
 def _where(keep: Tensor, a: dict, b: dict) -> dict:
-    """Per sample, the state a where keep else b (images, targets)."""
+    """Per sample, the state a where keep else b, for every tensor in it (images, targets, masks, ...)."""
     out = dict(b)
-    out["images"] = torch.where(keep.view(-1, 1, 1, 1), a["images"], b["images"])
-    if b.get("targets") is not None:
-        out["targets"] = torch.where(keep.view(-1, 1), a["targets"], b["targets"])
+    for key, value in b.items():
+        if value is not None:
+            out[key] = torch.where(keep.view(-1, *([1] * (value.dim() - 1))), a[key], value)
     return out
 
 
@@ -209,31 +209,49 @@ class Pipeline(_Composite):
         self._saved_states = dict(state["generators"])
 
     # ------------------------------------------------------------------------------------------- calling
-    def forward(self, images: Tensor, labels: Tensor | None = None, *, params: list | None = None):
+    def forward(self, images: Tensor, labels: Tensor | None = None, *, masks: Tensor | None = None,
+                boxes: Tensor | None = None, keypoints: Tensor | None = None, params: list | None = None):
+        """Augment a batch. Returns images; (images, targets) with labels; a dict when masks, boxes or keypoints
+        are given, with "images" and, for each input given, "targets", "masks", "boxes", "keypoints"."""
         single = _check_images(images)
         x = images.unsqueeze(0) if single else images
-        targets = None if labels is None else self._targets(labels, x.shape[0], single)
-        out_dtype = x.dtype if x.is_floating_point() else torch.float32
         shape = Shape(*x.shape)
+        state = {"images": x, "targets": None if labels is None else self._targets(labels, shape.batch, single)}
+        state.update(_dense_and_points(shape, single, masks=masks, boxes=boxes, keypoints=keypoints))
         self.check(shape)
+        self._check_carried(state)
+        out_dtype = x.dtype if x.is_floating_point() else torch.float32
         if shape.batch == 0:
             self.last_params = None
-            out = x.new_empty((0, shape.channels, *self.output_size(shape.size)), dtype=out_dtype)
-            return out if targets is None else (out, targets)
+            state["images"] = x.new_empty((0, shape.channels, *self.output_size(shape.size)), dtype=out_dtype)
+            if masks is not None:
+                state["masks"] = state["masks"].new_empty((0, 1, *self.output_size(shape.size)))
+            return self._result(state, labels, masks, boxes, keypoints, single)
         if params is None:
             params = self.sample(shape, self.generator(x.device), x.device)
         else:
             _check_params(params, self, shape.batch)
         self.last_params = params
-        state = self._run(list(zip(self.nodes, params)), {"images": x, "targets": targets},
-                          compute_dtype(x.dtype))
-        out = state["images"].to(out_dtype)
-        if single:
-            out = out[0]
-            targets = None if targets is None else state["targets"][0]
-        else:
-            targets = state["targets"]
-        return out if labels is None else (out, targets)
+        state = self._run(list(zip(self.nodes, params)), state, compute_dtype(x.dtype))
+        state["images"] = state["images"].to(out_dtype)
+        return self._result(state, labels, masks, boxes, keypoints, single)
+
+    @staticmethod
+    def _result(state, labels, masks, boxes, keypoints, single):
+        """Shape the outputs like the inputs: one image stays one image, (B, H, W) masks stay (B, H, W)."""
+        out = {k: (v[0] if single else v) for k, v in state.items() if v is not None}
+        if masks is not None and masks.dim() == (2 if single else 3):
+            out["masks"] = out["masks"].squeeze(-3)
+        if masks is None and boxes is None and keypoints is None:
+            return out["images"] if labels is None else (out["images"], out["targets"])
+        return out
+
+    def _check_carried(self, state: dict) -> None:
+        present = {k for k in ("masks", "boxes", "keypoints") if state.get(k) is not None}
+        for op in self.modules():
+            if isinstance(op, Op) and present - op.carries:
+                raise ValueError(f"{op!r}: cannot carry {', '.join(sorted(present - op.carries))} along with the "
+                                 f"images; remove them or the op")
 
     def _targets(self, labels: Tensor, batch: int, single: bool) -> Tensor:
         """Labels -> float soft targets (B, K)."""
@@ -277,6 +295,40 @@ def _check_images(images) -> bool:
     if images.is_floating_point() and images.device.type == "cpu" and not bool(torch.isfinite(images).all()):
         raise ValueError("Pipeline: images contain NaN or infinity")
     return images.dim() == 3
+
+
+def _dense_and_points(shape: Shape, single: bool, **given) -> dict:
+    """Validate masks (B, H, W) / (B, 1, H, W), boxes (B, N, 4), keypoints (B, K, 2); masks become (B, 1, H, W)."""
+    out = {}
+    lead = () if single else (shape.batch,)
+    for name, value in given.items():
+        if value is None:
+            continue
+        if not isinstance(value, Tensor):
+            raise TypeError(f"Pipeline: {name} must be a torch.Tensor, got {type(value).__name__}")
+        if single:
+            value = value.unsqueeze(0)
+        if name == "masks":
+            if value.is_floating_point() or value.is_complex():
+                raise TypeError(f"Pipeline: masks must be integer label maps, got {value.dtype}")
+            if value.dim() == 3:
+                value = value.unsqueeze(1)
+            if value.dim() != 4 or value.shape[1] != 1 or tuple(value.shape[-2:]) != shape.size \
+                    or value.shape[0] != shape.batch:
+                raise ValueError(f"Pipeline: masks must be {(*lead, shape.height, shape.width)} or "
+                                 f"{(*lead, 1, shape.height, shape.width)} to match the images, got "
+                                 f"{tuple(value.shape[1:] if single else value.shape)}")
+        else:
+            width = 4 if name == "boxes" else 2
+            if not value.is_floating_point():
+                raise TypeError(f"Pipeline: {name} must be floating point pixels (NaN rows pad), got {value.dtype}")
+            if value.dim() != 3 or value.shape[0] != shape.batch or value.shape[2] != width:
+                what = "(B, N, 4) xyxy" if name == "boxes" else "(B, K, 2) xy"
+                raise ValueError(f"Pipeline: {name} must be {what} with B = {shape.batch}"
+                                 f"{' (no B for one image)' if single else ''}, got "
+                                 f"{tuple(value.shape[1:] if single else value.shape)}")
+        out[name] = value
+    return out
 
 
 def _check_params(params, pipeline: Pipeline, batch: int) -> None:

@@ -8,7 +8,8 @@ Each op separates drawing from applying:
   per-sample ``p`` and ``RandomApply`` work without branching or indexing subsets.
 Geometric ops also give their sampling ``matrix`` so that ``augpipe.fuse`` can compose them into one resample.
 
-``state`` is a dict with "images" (B, C, H, W) and "targets" (B, K) or None.
+``state`` is a dict with "images" (B, C, H, W), "targets" (B, K) or None, and where given "masks" (B, 1, H, W)
+integer label maps, "boxes" (B, N, 4) xyxy pixels and "keypoints" (B, K, 2) xy pixels (NaN rows are padding).
 """
 from __future__ import annotations
 
@@ -86,7 +87,12 @@ def _eye(n: int, device) -> Tensor:
 
 # ----------------------------------------------------------------------------------------------- base classes
 class Op(nn.Module):
-    """An augmentation. Subclasses define sample and apply; ops that can be turned off per sample define skip."""
+    """An augmentation. Subclasses define sample and apply; ops that can be turned off per sample define skip.
+
+    ``carries`` names the dense and point targets the op knows how to move along with the pixels.
+    """
+
+    carries = frozenset({"masks", "boxes", "keypoints"})
 
     def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
         return size
@@ -108,7 +114,11 @@ class Op(nn.Module):
 
 
 class GeometricOp(Op):
-    """An op that moves pixels. ``matrix`` maps output pixel coordinates to input ones (see functional)."""
+    """An op that moves pixels, given by its ``matrix`` from output to input pixel coordinates (see functional).
+
+    It has no apply of its own: ``augpipe.fuse.warp`` moves the images, masks, boxes and keypoints of one or of
+    several consecutive geometric ops in one read.
+    """
 
     exact = True  # the map sends pixel centres onto pixel centres (flips, whole-pixel shifts): no interpolation
 
@@ -151,17 +161,11 @@ class HorizontalFlip(_Flip):
 
     axis = 0
 
-    def apply(self, state, params):
-        return {**state, "images": F.hflip(state["images"], params["flip"])}
-
 
 class VerticalFlip(_Flip):
     """Mirror top-bottom with probability p per sample."""
 
     axis = 1
-
-    def apply(self, state, params):
-        return {**state, "images": F.vflip(state["images"], params["flip"])}
 
 
 class RandomCrop(GeometricOp):
@@ -229,11 +233,6 @@ class RandomCrop(GeometricOp):
         m[:, 1, 2] = (params["top"] - self.padding[1]).float()
         return m
 
-    def apply(self, state, params):
-        x = F.crop(state["images"], params["top"], params["left"], self.size, self.padding, self.padding_mode,
-                   self.fill)
-        return {**state, "images": x}
-
 
 class RandomResizedCrop(GeometricOp):
     """Crop a random area fraction ~ U(scale) and log aspect ratio ~ U(log ratio), resize to ``size`` (bilinear).
@@ -287,9 +286,6 @@ class RandomResizedCrop(GeometricOp):
 
     def matrix(self, params, size):
         return F.resized_crop_matrix(params["box"], self.size)
-
-    def apply(self, state, params):
-        return {**state, "images": F.resized_crop(state["images"], params["box"], self.size)}
 
 
 def _symmetric_range(value, name: str, op: str) -> tuple[float, float]:
@@ -357,10 +353,6 @@ class RandomAffine(GeometricOp):
 
     def matrix(self, params, size):
         return F.affine_matrix(params["angle"], params["translate"], params["scale"], params["shear"], size)
-
-    def apply(self, state, params):
-        x = state["images"]
-        return {**state, "images": F.warp_affine(x, self.matrix(params, x.shape[-2:]), x.shape[-2:], self.fill)}
 
 
 class RandomRotation(RandomAffine):
@@ -448,15 +440,17 @@ class Cutout(Op):
     DeVries & Taylor 2017: put it after Normalize with fill 0 (the dataset mean) as in the paper.
     """
 
-    def __init__(self, size: int, count: int = 1, fill: float = 0.0, p: float = 1.0):
+    def __init__(self, size: int, count: int = 1, fill: float = 0.0, p: float = 1.0, mask_fill: int | None = None):
         super().__init__()
         if not (isinstance(size, int) and size > 0 and isinstance(count, int) and count > 0):
             raise ValueError(f"Cutout: size and count must be positive ints, got size={size!r}, count={count!r}")
         self.size, self.count, self.fill = size, count, float(fill)
         self.p = _check_probability(p, "Cutout")
+        self.mask_fill = mask_fill  # e.g. the loss's ignore_index; None leaves masks alone
 
     def extra_repr(self) -> str:
-        return f"size={self.size}, count={self.count}, fill={self.fill}, p={self.p}"
+        extra = "" if self.mask_fill is None else f", mask_fill={self.mask_fill}"
+        return f"size={self.size}, count={self.count}, fill={self.fill}, p={self.p}{extra}"
 
     def sample(self, shape, generator, device):
         n, (H, W) = shape.batch, shape.size
@@ -470,7 +464,10 @@ class Cutout(Op):
         return {"boxes": params["boxes"] * keep.view(-1, 1, 1)}  # all-zero box = empty
 
     def apply(self, state, params):
-        return {**state, "images": F.cutout(state["images"], params["boxes"], self.fill)}
+        out = {**state, "images": F.cutout(state["images"], params["boxes"], self.fill)}
+        if self.mask_fill is not None and state.get("masks") is not None:
+            out["masks"] = F.cutout(state["masks"], params["boxes"], self.mask_fill)
+        return out
 
 
 def _mix_targets(targets: Tensor | None, lam: Tensor, perm: Tensor) -> Tensor | None:
@@ -481,7 +478,10 @@ class Mixup(Op):
     """x = lam x_i + (1 - lam) x_j, same for targets; lam ~ Beta(alpha, alpha) per sample, j a batch permutation.
 
     ``per_batch=True`` draws one lam for the batch (as the paper's code). Not applied: lam = 1.
+    A blend of two label maps, boxes or keypoint sets is not one of them, so Mixup carries none.
     """
+
+    carries = frozenset()
 
     def __init__(self, alpha: float = 1.0, p: float = 1.0, per_batch: bool = False):
         super().__init__()
@@ -511,7 +511,10 @@ class Mixup(Op):
 class CutMix(Op):
     """Paste a partner's box; lam ~ Beta(alpha, alpha), box sides W sqrt(1 - lam), H sqrt(1 - lam), centre uniform,
     clipped, then lam := 1 - box area / image area (Yun et al. 2019, official code). Not applied: empty box.
+    Masks get the partner's mask in the same box; boxes and keypoints have no defined CutMix.
     """
+
+    carries = frozenset({"masks"})
 
     def __init__(self, alpha: float = 1.0, p: float = 1.0):
         super().__init__()
@@ -539,7 +542,10 @@ class CutMix(Op):
     def apply(self, state, params):
         x, box, perm = state["images"], params["box"], params["perm"]
         lam = F.cutmix_lambda(box, x.shape[-2:])
-        return {**state, "images": F.cutmix(x, box, perm), "targets": _mix_targets(state["targets"], lam, perm)}
+        out = {**state, "images": F.cutmix(x, box, perm), "targets": _mix_targets(state["targets"], lam, perm)}
+        if state.get("masks") is not None:
+            out["masks"] = F.cutmix(state["masks"], box, perm)
+        return out
 
 
 class LabelSmoothing(Op):
@@ -567,7 +573,10 @@ class FractionalPool(Op):
     """Graham's fractional max pooling by ``alpha`` per axis, then a nearest resize back to the input size.
 
     One pooled size for the batch; each sample has its own u (pseudorandom) or its own random sequence.
+    A max over neighbours moves no label map, box or point consistently, so it carries none.
     """
+
+    carries = frozenset()
 
     def __init__(self, alpha: float = 2 ** 0.5, overlapping: bool = True, pseudo_random: bool = True):
         super().__init__()

@@ -1,0 +1,178 @@
+"""DataLoader integration: collate uint8 batches on the CPU, augment them on the device.
+
+The worker processes only decode and stack bytes; every random choice and every float is made on the device by
+the Pipeline, where the batch is a quarter of the size it would be as float32.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+_PER_SAMPLE_KEYS = {"image": "images", "label": "labels", "mask": "masks", "boxes": "boxes", "keypoints": "keypoints"}
+
+
+def to_chw_uint8(image) -> Tensor:
+    """A PIL image, an HWC (or HW) uint8 numpy array or a CHW uint8 tensor -> CHW uint8 tensor (no float)."""
+    if isinstance(image, Tensor):
+        if image.dtype != torch.uint8 or image.dim() != 3:
+            raise TypeError(f"collate: a tensor image must be CHW uint8, got {image.dtype} {tuple(image.shape)}")
+        return image
+    if not isinstance(image, np.ndarray):
+        try:
+            from PIL import Image
+        except ImportError:  # pillow is a core dependency; this only guards odd installs
+            Image = None
+        if Image is None or not isinstance(image, Image.Image):
+            raise TypeError(f"collate: expected a PIL image, an HWC uint8 numpy array or a CHW uint8 tensor, "
+                            f"got {type(image).__name__}")
+        image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim not in (2, 3):
+        raise TypeError(f"collate: a numpy image must be HW or HWC uint8, got {image.dtype} {image.shape}")
+    array = image[:, :, None] if image.ndim == 2 else image
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+
+
+def _to_label_map(mask) -> Tensor:
+    if isinstance(mask, Tensor):
+        return mask
+    array = np.asarray(mask)
+    if array.dtype.kind not in "iub":
+        raise TypeError(f"collate: a mask must hold integer labels, got {array.dtype}")
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _stack_same_size(tensors: list[Tensor], what: str) -> Tensor:
+    sizes = {tuple(t.shape) for t in tensors}
+    if len(sizes) > 1:
+        raise ValueError(f"collate: {what} in one batch have different sizes {sorted(sizes)[:4]}; add a per-sample "
+                         f"resize or crop to the Dataset first (e.g. PIL resize, albumentations Resize/RandomCrop)")
+    return torch.stack(tensors)
+
+
+def _pad_rows(rows: list, width: int, what: str) -> Tensor:
+    """Stack (N_i, width) arrays into (B, max N, width) float32, padding with NaN rows."""
+    arrays = [torch.as_tensor(np.asarray(r, dtype=np.float32)).reshape(-1, width) for r in rows]
+    n = max((a.shape[0] for a in arrays), default=0)
+    out = torch.full((len(arrays), n, width), math.nan)
+    for i, a in enumerate(arrays):  # collate runs per sample on the CPU worker, before any device work
+        out[i, :a.shape[0]] = a
+    return out
+
+
+def _labels(labels: list) -> Tensor:
+    return torch.stack([torch.as_tensor(l) for l in labels])
+
+
+def collate(samples: list):
+    """DataLoader ``collate_fn``: (image, label) pairs -> (uint8 (B, C, H, W), labels); dicts -> a dict.
+
+    Images may be PIL images, HWC uint8 arrays or CHW uint8 tensors; nothing is converted to float. A dict sample
+    may hold "image", "label", "mask" (H, W) integer, "boxes" (N, 4) xyxy and "keypoints" (K, 2) xy; the batch
+    dict uses the Pipeline's argument names ("images", "labels", "masks", "boxes", "keypoints") so that
+    ``pipe(**batch)`` works. Boxes and keypoints of different counts are padded with NaN rows.
+    """
+    if not samples:
+        raise ValueError("collate: got an empty list of samples")
+    first = samples[0]
+    if isinstance(first, dict):
+        unknown = set(first) - set(_PER_SAMPLE_KEYS)
+        if unknown or "image" not in first:
+            raise ValueError(f"collate: dict samples need 'image' and may have {sorted(_PER_SAMPLE_KEYS)}, got "
+                             f"keys {sorted(first)}")
+        batch = {"images": _stack_same_size([to_chw_uint8(s["image"]) for s in samples], "images")}
+        if "label" in first:
+            batch["labels"] = _labels([s["label"] for s in samples])
+        if "mask" in first:
+            batch["masks"] = _stack_same_size([_to_label_map(s["mask"]) for s in samples], "masks")
+        if "boxes" in first:
+            batch["boxes"] = _pad_rows([s["boxes"] for s in samples], 4, "boxes")
+        if "keypoints" in first:
+            batch["keypoints"] = _pad_rows([s["keypoints"] for s in samples], 2, "keypoints")
+        return batch
+    if isinstance(first, (tuple, list)) and len(first) == 2:
+        images = _stack_same_size([to_chw_uint8(s[0]) for s in samples], "images")
+        return images, _labels([s[1] for s in samples])
+    return _stack_same_size([to_chw_uint8(s) for s in samples], "images")
+
+
+def _move(batch, device: torch.device, non_blocking: bool):
+    """Move every tensor of a batch (tensor, tuple, list or dict) to the device."""
+    if isinstance(batch, Tensor):
+        if device.type == "cuda" and not batch.is_pinned():
+            batch = batch.pin_memory()
+        return batch.to(device, non_blocking=non_blocking)
+    if isinstance(batch, dict):
+        return {k: _move(v, device, non_blocking) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_move(v, device, non_blocking) for v in batch)
+    return batch
+
+
+def _record(batch, stream) -> None:
+    """Tell the caching allocator the tensors made on the side stream are used on the current one."""
+    if isinstance(batch, Tensor):
+        batch.record_stream(stream)
+    elif isinstance(batch, dict):
+        for v in batch.values():
+            _record(v, stream)
+    elif isinstance(batch, (tuple, list)):
+        for v in batch:
+            _record(v, stream)
+
+
+class DeviceLoader:
+    """Wrap a DataLoader: move each batch to ``device`` and run ``pipeline`` there.
+
+    Yields what the pipeline returns: images; (images, targets) for (images, labels) batches; a dict for dict
+    batches. On CUDA the next batch is copied from pinned memory on a side stream while the current one trains.
+    """
+
+    def __init__(self, loader: Iterable, pipeline, device=None, non_blocking: bool = True):
+        self.loader = loader
+        self.pipeline = pipeline
+        self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.non_blocking = non_blocking
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Forward to a DistributedSampler (or any sampler with set_epoch), so each epoch reshuffles."""
+        sampler = getattr(self.loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+
+    def _augment(self, batch):
+        if isinstance(batch, dict):
+            return self.pipeline(**batch)
+        if isinstance(batch, (tuple, list)):
+            return self.pipeline(*batch)
+        return self.pipeline(batch)
+
+    def __iter__(self):
+        if self.device.type != "cuda":
+            for batch in self.loader:
+                yield self._augment(_move(batch, self.device, self.non_blocking))
+            return
+        side = torch.cuda.Stream(self.device)
+        batches = iter(self.loader)
+
+        def preload():
+            batch = next(batches, None)
+            if batch is None:
+                return None
+            with torch.cuda.stream(side):
+                return _move(batch, self.device, self.non_blocking)
+
+        upcoming = preload()
+        while upcoming is not None:
+            current_stream = torch.cuda.current_stream(self.device)
+            current_stream.wait_stream(side)
+            batch = upcoming
+            _record(batch, current_stream)
+            upcoming = preload()
+            yield self._augment(batch)

@@ -1,0 +1,98 @@
+"""collate and DeviceLoader: uint8 batches from PIL / numpy / tensors, augmented after the DataLoader."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+import augpipe as A
+
+
+def hwc(seed, h=6, w=5):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("convert", [lambda a: Image.fromarray(a), lambda a: a,
+                                     lambda a: torch.from_numpy(a).permute(2, 0, 1).contiguous()])
+def test_collate_stacks_uint8_chw_without_float(convert):
+    arrays = [hwc(i) for i in range(3)]
+    images, labels = A.collate([(convert(a), i) for i, a in enumerate(arrays)])
+    assert images.dtype == torch.uint8 and images.shape == (3, 3, 6, 5)
+    for i, a in enumerate(arrays):
+        assert torch.equal(images[i], torch.from_numpy(a).permute(2, 0, 1))
+    assert labels.tolist() == [0, 1, 2]
+
+
+def test_collate_grayscale_pil_gets_one_channel():
+    images, _ = A.collate([(Image.fromarray(hwc(0)[..., 0]), 0)])
+    assert images.shape == (1, 1, 6, 5)
+
+
+def test_collate_dicts_pad_boxes_and_keypoints_with_nan():
+    samples = [{"image": hwc(0), "label": 1, "mask": np.ones((6, 5), np.int64), "boxes": [[0, 0, 2, 2]],
+                "keypoints": [[1, 1], [2, 2]]},
+               {"image": hwc(1), "label": 0, "mask": np.zeros((6, 5), np.int64),
+                "boxes": np.zeros((0, 4)), "keypoints": [[3, 3], [4, 4]]}]
+    batch = A.collate(samples)
+    assert set(batch) == {"images", "labels", "masks", "boxes", "keypoints"}
+    assert batch["boxes"].shape == (2, 1, 4) and torch.isnan(batch["boxes"][1]).all()
+    assert batch["boxes"][0].tolist() == [[0, 0, 2, 2]]
+    assert batch["masks"].shape == (2, 6, 5) and batch["masks"].dtype == torch.int64
+    out = A.Pipeline(A.HorizontalFlip(p=1.0), num_classes=2)(**batch)
+    assert out["keypoints"][0].tolist() == [[4.0, 1.0], [3.0, 2.0]]
+
+
+def test_collate_mixed_sizes_says_to_resize_first():
+    with pytest.raises(ValueError, match="different sizes.*per-sample resize or crop"):
+        A.collate([(hwc(0), 0), (hwc(1, h=7), 1)])
+
+
+def test_collate_rejects_float_images():
+    with pytest.raises(TypeError, match="HW or HWC uint8"):
+        A.collate([(hwc(0).astype(np.float32), 0)])
+
+
+class Squares(Dataset):
+    """Each image is filled with its own index, so order and identity survive the trip."""
+
+    def __len__(self):
+        return 10
+
+    def __getitem__(self, i):
+        return np.full((4, 4, 3), i, dtype=np.uint8), i % 3
+
+
+def test_device_loader_with_two_workers_runs_the_pipeline_after_collate():
+    loader = DataLoader(Squares(), batch_size=4, num_workers=2, collate_fn=A.collate)
+    pipe = A.Pipeline(A.Brightness((2.0, 2.0)), seed=0, num_classes=3)
+    device_loader = A.DeviceLoader(loader, pipe, device="cpu")
+    assert len(device_loader) == 3
+    seen = []
+    for images, targets in device_loader:
+        assert images.dtype == torch.float32 and targets.shape[1] == 3
+        seen += (images[:, 0, 0, 0] * 255 / 2).round().long().tolist()  # brightness x2 of value i / 255
+        torch.testing.assert_close(targets.sum(1), torch.ones(len(images)))
+    assert seen == list(range(10))
+
+
+def test_device_loader_with_a_distributed_sampler_reshuffles_per_epoch():
+    sampler = DistributedSampler(Squares(), num_replicas=2, rank=1, shuffle=True, seed=0)
+    loader = DataLoader(Squares(), batch_size=5, sampler=sampler, collate_fn=A.collate)
+    device_loader = A.DeviceLoader(loader, A.Pipeline(num_classes=3), device="cpu")
+    orders = []
+    for epoch in (0, 1):
+        device_loader.set_epoch(epoch)
+        seen = [round(v * 255) for images, _ in device_loader for v in images[:, 0, 0, 0].tolist()]
+        assert seen == list(sampler)  # this rank's share, in the sampler's order for the epoch
+        orders.append(seen)
+    assert len(orders[0]) == 5 and orders[0] != orders[1]
+
+
+def test_per_sample_use_inside_a_dataset():
+    pipe = A.Pipeline(A.HorizontalFlip(p=1.0), seed=0)
+    image = torch.from_numpy(hwc(0)).permute(2, 0, 1)
+    out = pipe(image)
+    assert out.shape == (3, 6, 5)
+    torch.testing.assert_close(out, image.flip(-1).float() / 255)
