@@ -11,6 +11,7 @@ conversion to float happens in the augpipe Pipeline on the training device.
 """
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 from dataclasses import dataclass
@@ -100,20 +101,27 @@ def to_uint8(x: Tensor) -> Tensor:
     return (x.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
+@functools.lru_cache(maxsize=4)
+def _digits(image_size: int) -> tuple[Tensor, Tensor]:
+    """All 1,797 digits as uint8 (N, 1, S, S) and labels (N,); cached because scikit-learn parses a CSV each call
+    (datasets never modify their tensors, so sharing them is safe)."""
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    digits = sklearn_digits()
+    x = torch.from_numpy(digits.images).float().unsqueeze(1) / 16.0  # (1797, 1, 8, 8) in [0, 1]
+    x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    return to_uint8(x), torch.from_numpy(digits.target).long()
+
+
 def load_digits(image_size: int = 32, test_fraction: float = 0.2, split_seed: int = 0) -> Splits:
     """scikit-learn's digits as 1 x image_size x image_size uint8 images; 1,437 train / 360 test by default.
 
     The 8x8 originals are too small for a pad-and-crop or a 3-stage CNN; bilinear upsampling gives smooth strokes
     at a size the CIFAR-style augmentations and models suit.
     """
-    from sklearn.datasets import load_digits as sklearn_digits
-
     if image_size < 8:
         raise ValueError(f"load_digits: image_size must be >= 8 (the originals are 8x8), got {image_size}")
-    digits = sklearn_digits()
-    x = torch.from_numpy(digits.images).float().unsqueeze(1) / 16.0  # (1797, 1, 8, 8) in [0, 1]
-    x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
-    images, labels = to_uint8(x), torch.from_numpy(digits.target).long()
+    images, labels = _digits(image_size)
     train, test = stratified_split(labels, test_fraction, split_seed)
     full = ImageDataset(images, labels, tuple(str(c) for c in range(10)))
     return Splits(full.subset(train), full.subset(test))

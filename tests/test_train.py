@@ -1,0 +1,165 @@
+"""The training script end to end on a tiny digits subset: outputs, exact resume (also after kill -9), errors."""
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from training import checkpoint
+from training.train import lr_factor, main, run, seed_for
+
+ROOT = Path(__file__).resolve().parents[1]
+# Tiny but real: 192 training and 64 test digits at 16x16, a 2-stage CNN, 6 steps per epoch.
+TINY = ["--limit-train", "192", "--limit-test", "64", "--image-size", "16", "--widths", "8", "16",
+        "--batch-size", "32", "--no-progress", "--seed", "3"]
+
+
+def metrics(out):
+    """metrics.jsonl without the wall-clock field, which legitimately differs between runs."""
+    rows = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+def same_weights(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted 3-epoch run that the resume tests must reproduce exactly."""
+    out = tmp_path_factory.mktemp("reference")
+    result = run(TINY + ["--epochs", "3", "--out", str(out)])
+    return out, result
+
+
+def test_end_to_end_outputs(reference):
+    out, result = reference
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    for r in rows:
+        assert {"epoch", "train_loss", "test_loss", "test_acc", "seconds"} <= r.keys()
+        assert 0.0 <= r["test_acc"] <= 1.0 and r["seconds"] > 0
+        assert r["test_acc"] * 64 == pytest.approx(round(r["test_acc"] * 64))  # a fraction of 64 images
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"] and rows[-1]["test_loss"] < rows[0]["test_loss"]
+    assert (out / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 3 and len(state["ranks"]) == 1 and "_extra_state" in state["ranks"][0]["pipeline"]
+    assert same_weights(state["model"], result.model.state_dict())
+    assert not list(out.glob("*.tmp"))  # atomic writes leave no temporaries behind
+
+
+def test_same_seed_reproduces_and_other_seed_differs(reference, tmp_path):
+    out, _ = reference
+    again = run(TINY + ["--epochs", "1", "--out", str(tmp_path / "a")])
+    assert again.history[0]["train_loss"] == metrics(out)[0]["train_loss"]
+    other = run([*TINY[:-1], "4", "--epochs", "1", "--out", str(tmp_path / "b")])
+    assert other.history[0]["train_loss"] != again.history[0]["train_loss"]
+
+
+def test_it_learns(tmp_path):
+    # Without augmentation a 5k-parameter CNN gets well above chance (10%) on 64 held-out digits in 60 steps.
+    r = run(TINY + ["--epochs", "5", "--out", str(tmp_path), "--widths", "16", "32", "--batch-size", "16",
+                    "--lr", "0.1", "--augment", "none"])
+    assert r.history[-1]["test_acc"] > 0.5
+
+
+def test_resume_of_a_finished_run_changes_nothing(reference, tmp_path):
+    out, result = reference
+    assert main(TINY + ["--epochs", "3", "--out", str(tmp_path)]) == 0
+    resumed = run(TINY + ["--epochs", "3", "--out", str(tmp_path), "--resume"])
+    assert metrics(tmp_path) == metrics(out)
+    assert same_weights(resumed.model.state_dict(), result.model.state_dict())
+
+
+def test_resume_after_kill_9_mid_epoch_is_exact(reference, tmp_path):
+    out, result = reference
+    # 6 steps per epoch: die at step 9, in the middle of epoch 2, after epoch 1's checkpoint was written.
+    cmd = [sys.executable, "-m", "training.train", *TINY, "--epochs", "3", "--out", str(tmp_path),
+           "--kill-after-steps", "9"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert checkpoint.load(tmp_path / "checkpoint.pt")["epoch"] == 1
+    assert len(metrics(tmp_path)) == 1
+    resumed = run(TINY + ["--out", str(tmp_path), "--resume"])  # settings come from the checkpoint
+    assert metrics(tmp_path) == metrics(out)
+    assert same_weights(resumed.model.state_dict(), result.model.state_dict())
+
+
+def test_resume_without_checkpoint_starts_fresh(reference, tmp_path):
+    out, _ = reference
+    run(TINY + ["--epochs", "1", "--out", str(tmp_path), "--resume"])
+    first, ref = metrics(tmp_path)[0], metrics(out)[0]
+    assert [first[k] for k in ("train_loss", "test_loss", "test_acc")] == [
+        ref[k] for k in ("train_loss", "test_loss", "test_acc")]  # "lr" differs: the schedule spans --epochs
+
+
+def test_resume_rejects_conflicting_flags(reference, tmp_path):
+    run(TINY + ["--epochs", "1", "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match=r"other settings: --lr 0.5 \(checkpoint: 0.2\).*Drop these flags"):
+        run(TINY + ["--out", str(tmp_path), "--resume", "--lr", "0.5"])
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    (tmp_path / "checkpoint.pt").write_bytes(b"\x00garbage, not a zip archive")
+    with pytest.raises(ValueError, match=r"checkpoint.load: .*checkpoint.pt is corrupt or not a torch checkpoint"):
+        run(TINY + ["--out", str(tmp_path), "--resume"])
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match=r"is not a training checkpoint written by training.train"):
+        checkpoint.load(tmp_path / "checkpoint.pt")
+
+
+def test_truncated_checkpoint_is_a_clear_error(reference, tmp_path):
+    out, _ = reference
+    data = (out / "checkpoint.pt").read_bytes()
+    (tmp_path / "checkpoint.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"is corrupt or not a torch checkpoint"):
+        checkpoint.load(tmp_path / "checkpoint.pt")
+
+
+def test_atomic_write_keeps_old_file_when_writer_fails(tmp_path):
+    path = tmp_path / "f.bin"
+    checkpoint.atomic_write(path, lambda f: f.write(b"old"))
+
+    def failing(f):
+        f.write(b"half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        checkpoint.atomic_write(path, failing)
+    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["f.bin"]
+
+
+def test_mlp_selu_fractional_flags_run(tmp_path):
+    r = run(TINY + ["--epochs", "1", "--out", str(tmp_path / "m"), "--arch", "mlp", "--activation", "selu",
+                    "--init", "lecun_normal", "--dropout", "0.1", "--augment", "none"])
+    assert r.history[0]["test_acc"] > 0.1
+    r = run(TINY + ["--epochs", "1", "--out", str(tmp_path / "f"), "--pooling", "fractional", "--mix", "0"])
+    assert r.history[0]["train_loss"] > 0
+
+
+def test_bad_arguments_are_explained(tmp_path):
+    with pytest.raises(ValueError, match=r"--batch-size 1000 .* 192 training images"):
+        run(TINY + ["--out", str(tmp_path), "--batch-size", "1000"])
+    with pytest.raises(SystemExit):
+        run(["--activation", "swish"])
+
+
+def test_lr_schedule_and_seeds():
+    f = [lr_factor(s, 4, 20) for s in range(20)]
+    assert f[:4] == [0.25, 0.5, 0.75, 1.0] and f[4] == 1.0 and f[-1] == pytest.approx(1 / 16)
+    assert all(b <= a for a, b in zip(f[3:], f[4:]))
+    assert seed_for(0, "augment", 0) != seed_for(0, "augment", 1) != seed_for(1, "augment", 0)
+    assert seed_for(5, "order") == seed_for(5, "order") < 2 ** 63
+
+
+def test_console_entry_point_help():
+    proc = subprocess.run([sys.executable, "-m", "training.train", "--help"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0
+    for flag in ("--out", "--epochs", "--seed", "--resume", "--device", "--activation", "--init", "--dropout",
+                 "--dataset", "--data-dir", "--compile"):
+        assert flag in proc.stdout

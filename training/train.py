@@ -1,0 +1,418 @@
+"""Train a small model with an augpipe Pipeline applied on the training device after the DataLoader.
+
+    python -m training.train --out runs/digits                 # digits, CNN, the default recipe
+    python -m training.train --out runs/digits --resume        # continue after an interruption, bit-exactly
+    torchrun --nproc_per_node=2 -m training.train --out runs/ddp
+
+Data flows one way: uint8 (B, C, H, W) batches from the DataLoader -> device -> Pipeline (float images, soft
+targets) -> model. Exact resume rests on three facts: the data order of an epoch is a pure function of
+(seed, epoch) (DistributedSampler reseeds per epoch); every other random stream (torch's global RNG for dropout and
+fractional pooling, each rank's Pipeline generator) is saved in the end-of-epoch checkpoint; and an interrupted
+epoch is rerun from that checkpoint, so nothing from a partial epoch survives.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from . import activations, checkpoint
+from .data import DATASETS, Splits, channel_stats, load_dataset
+from .init import SCHEMES
+from .losses import soft_cross_entropy
+from .models import ARCHS, POOLINGS, ModelConfig, build_model, count_parameters
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+PLOT = "metrics.png"
+# Flags that only say how to run, not what to compute; everything else defines the run and must match on resume.
+RUNTIME_FLAGS = ("out", "resume", "device", "compile", "workers", "progress", "kill_after_steps")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", default="runs/train", help="output directory: metrics.jsonl, metrics.png, checkpoint.pt")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/checkpoint.pt if it exists (an interrupted epoch is rerun)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps ... (default: cuda if available)")
+    p.add_argument("--dataset", choices=DATASETS, default="digits")
+    p.add_argument("--data-dir", default=None, help="dataset folder for cifar10 and folder")
+    p.add_argument("--image-size", type=int, default=32, help="side the digits / folder images are resized to")
+    p.add_argument("--arch", choices=ARCHS, default="cnn")
+    p.add_argument("--widths", type=int, nargs="+", default=[32, 64, 128],
+                   help="CNN channels per stage, or MLP hidden units per layer")
+    p.add_argument("--activation", choices=activations.NAMES, default="relu")
+    p.add_argument("--init", choices=SCHEMES, default="kaiming_normal")
+    p.add_argument("--dropout", type=float, default=0.0, help="drop probability (alpha dropout with selu)")
+    p.add_argument("--pooling", choices=POOLINGS, default="max")
+    p.add_argument("--no-batch-norm", dest="batch_norm", action="store_false")
+    p.add_argument("--batch-size", type=int, default=64, help="global batch, split evenly across processes")
+    p.add_argument("--lr", type=float, default=0.2, help="peak learning rate of SGD with Nesterov momentum 0.9")
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--warmup", type=float, default=1.0, help="epochs of linear warm-up before the linear decay")
+    p.add_argument("--augment", choices=("default", "none"), default="default",
+                   help="default: pad+crop, brightness, contrast, Mixup/CutMix; none: only normalize")
+    p.add_argument("--crop-padding", type=int, default=2)
+    p.add_argument("--mix", type=float, default=0.5, help="probability that a sample gets Mixup or CutMix")
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--compile", action="store_true", help="torch.compile the model and the augmentation graph")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--limit-train", type=int, default=None, help="use only the first N training images")
+    p.add_argument("--limit-test", type=int, default=None, help="use only the first N test images")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    p.add_argument("--kill-after-steps", type=int, default=None, help=argparse.SUPPRESS)  # tests: SIGKILL self
+    return p
+
+
+def explicit_flags(argv: list[str]) -> set[str]:
+    """The flags the user actually typed (argparse can't tell an explicit default from an omitted flag)."""
+    p = build_parser()
+    for action in p._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(p.parse_args(argv)))
+
+
+def seed_for(seed: int, *tags) -> int:
+    """A 63-bit seed that is a pure function of (seed, tags): independent streams for data order, augmentation per
+    rank and training noise per rank, without the collisions of seed + rank arithmetic."""
+    digest = hashlib.sha256(repr((seed,) + tags).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2 ** 63 - 1)
+
+
+# ------------------------------------------------------------------------------------------------ processes
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+
+def setup_distributed(device_flag: str | None) -> Dist:
+    """Read torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK); one process when it is absent."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    name = device_flag or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank if world > 1 else torch.cuda.current_device())
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world > 1:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cpu":
+            # N processes on one machine would each start one thread per core; share the cores instead.
+            local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
+    return Dist(rank, world, local_rank, device)
+
+
+def all_sum(values: list[float], d: Dist) -> list[float]:
+    t = torch.tensor(values, dtype=torch.float64, device=d.device if d.device.type != "cpu" else "cpu")
+    if d.enabled:
+        dist.all_reduce(t)
+    return t.tolist()
+
+
+# ------------------------------------------------------------------------------------------------ pieces
+def build_pipelines(args, splits: Splits, d: Dist):
+    """(train, eval) augpipe Pipelines. Eval only converts and normalizes. Digits are not flip-invariant (a
+    mirrored 2 is no 2), so the default graph shifts and re-lights the image and mixes samples instead."""
+    import augpipe as A
+
+    mean, std = channel_stats(splits.train.images)
+    normalize = A.Normalize(mean=mean, std=std)
+    K = splits.num_classes
+    nodes = []
+    if args.augment == "default":
+        H, W = splits.image_size
+        nodes += [A.RandomCrop((H, W), padding=args.crop_padding), A.Brightness(0.2), A.Contrast(0.2)]
+    nodes.append(normalize)
+    if args.augment == "default" and args.mix > 0:
+        nodes.append(A.RandomApply(A.OneOf(A.Mixup(alpha=1.0), A.CutMix(alpha=1.0)), p=args.mix))
+    if args.label_smoothing > 0:
+        nodes.append(A.LabelSmoothing(args.label_smoothing))
+    train = A.Pipeline(*nodes, seed=seed_for(args.seed, "augment", d.rank), num_classes=K, compile=args.compile)
+    evaluate = A.Pipeline(A.Normalize(mean=mean, std=std), seed=0, num_classes=K)
+    return train, evaluate
+
+
+def model_config(args, splits: Splits) -> ModelConfig:
+    H, W = splits.image_size
+    if args.arch == "mlp" and H != W:
+        raise ValueError(f"train: the MLP needs square images, the dataset has {H}x{W}")
+    return ModelConfig(arch=args.arch, in_channels=splits.channels, image_size=H, num_classes=splits.num_classes,
+                       activation=args.activation, init=args.init, dropout=args.dropout, pooling=args.pooling,
+                       widths=tuple(args.widths), batch_norm=args.batch_norm)
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
+    """Linear warm-up to 1, then linear decay to 0 at the last step (short runs converge fastest this way)."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+
+def train_loader(dataset, args, d: Dist) -> DataLoader:
+    if args.batch_size % d.world:
+        raise ValueError(f"train: --batch-size {args.batch_size} must be divisible by the {d.world} processes")
+    per_rank = args.batch_size // d.world
+    # The same sampler class with or without torchrun: its epoch order is a pure function of (seed, epoch).
+    sampler = DistributedSampler(dataset, num_replicas=d.world, rank=d.rank, shuffle=True,
+                                 seed=seed_for(args.seed, "order") % 2 ** 62)
+    if len(sampler) < per_rank:
+        raise ValueError(f"train: --batch-size {args.batch_size} is too large: {len(dataset)} training images give "
+                         f"{len(sampler)} per process, fewer than one batch of {per_rank}")
+    # drop_last: a last batch of 1 breaks batch norm, and every epoch sees a new order anyway.
+    return DataLoader(dataset, batch_size=per_rank, sampler=sampler, drop_last=True, num_workers=args.workers,
+                      pin_memory=d.device.type == "cuda", persistent_workers=args.workers > 0)
+
+
+def subset(dataset, limit: int | None):
+    return dataset if limit is None else dataset.subset(torch.arange(min(limit, len(dataset))))
+
+
+# ------------------------------------------------------------------------------------------------ epochs
+def train_one_epoch(model, pipe, loader, optimizer, scheduler, d: Dist, epoch: int, args, step0: int) -> float:
+    """One pass over this rank's shard; returns the mean training loss over all ranks."""
+    from tqdm import tqdm
+
+    model.train()
+    loader.sampler.set_epoch(epoch)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=d.device)
+    count = 0
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=not (args.progress and d.main),
+               leave=False, dynamic_ncols=True)
+    for i, (images, labels) in enumerate(bar):
+        images = images.to(d.device, non_blocking=True)  # uint8 (B, C, H, W): 4x less to move than float
+        labels = labels.to(d.device, non_blocking=True)  # (B,)
+        x, targets = pipe(images, labels)  # float (B, C, H, W), soft (B, K)
+        loss = soft_cross_entropy(model(x), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        loss_sum += loss.detach().double() * images.shape[0]
+        count += images.shape[0]
+        if i % 10 == 0 and bar.disable is False:
+            bar.set_postfix(loss=f"{loss.item():.4f}")  # a host sync, so only every 10 steps
+        if args.kill_after_steps is not None and step0 + i + 1 >= args.kill_after_steps:
+            os.kill(os.getpid(), signal.SIGKILL)  # simulate a crash mid-epoch (tests of --resume)
+    total, n = all_sum([loss_sum.item(), count], d)
+    return total / n
+
+
+@torch.no_grad()
+def evaluate(model, pipe, dataset, d: Dist, batch_size: int) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) on the test set; each rank takes every world-th image, summed over ranks."""
+    model.eval()
+    idx = torch.arange(d.rank, len(dataset), d.world)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=d.device)
+    correct = torch.zeros((), dtype=torch.int64, device=d.device)
+    for start in range(0, len(idx), batch_size):
+        sel = idx[start:start + batch_size]
+        images = dataset.images[sel].to(d.device)  # uint8 (b, C, H, W)
+        labels = dataset.labels[sel].to(d.device)  # (b,)
+        logits = model(pipe(images))
+        loss_sum += soft_cross_entropy(logits, labels, reduction="sum").double()
+        correct += (logits.argmax(1) == labels).sum()
+    total, right, n = all_sum([loss_sum.item(), correct.item(), len(idx)], d)
+    return total / n, right / n
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+def write_metrics(out: Path, history: list[dict]) -> None:
+    """Rewrite metrics.jsonl from the history (atomically), so a resumed run never keeps lines of a lost epoch."""
+    text = "".join(json.dumps(row) + "\n" for row in history)
+    checkpoint.atomic_write(out / METRICS, lambda f: f.write(text.encode()))
+
+
+def plot(out: Path, history: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers and in tests
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.5))
+    ax_loss.plot(epochs, [r["train_loss"] for r in history], "o-", label="train (augmented, soft targets)")
+    ax_loss.plot(epochs, [r["test_loss"] for r in history], "o-", label="test")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    ax_loss.legend()
+    ax_acc.plot(epochs, [100 * r["test_acc"] for r in history], "o-", color="C1")
+    ax_acc.set(xlabel="epoch", ylabel="%", title=f"test accuracy (last {100 * history[-1]['test_acc']:.2f}%)")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.15, top=0.9, wspace=0.25)  # tight_layout is slow
+    checkpoint.atomic_write(out / PLOT, lambda f: fig.savefig(f, format="png", dpi=100))
+    plt.close(fig)
+
+
+def rank_state(pipe, d: Dist) -> dict:
+    state = {"torch_rng": torch.get_rng_state(), "pipeline": pipe.state_dict()}
+    if d.device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(d.device)
+    return state
+
+
+def gather_rank_states(pipe, d: Dist) -> list[dict]:
+    """Every rank's random streams, so that rank 0's checkpoint can restore all of them."""
+    mine = rank_state(pipe, d)
+    if not d.enabled:
+        return [mine]
+    states = [None] * d.world
+    dist.all_gather_object(states, mine)
+    return states
+
+
+def restore_rank_state(state: dict, pipe, d: Dist) -> None:
+    torch.set_rng_state(state["torch_rng"])
+    pipe.load_state_dict(state["pipeline"])
+    if "cuda_rng" in state and d.device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda_rng"], d.device)
+
+
+def check_resume_config(saved: dict, args, explicit: set[str], path: Path) -> None:
+    """A resumed run takes its settings from the checkpoint; a flag typed now that disagrees is an error."""
+    conflicts = [f"--{k.replace('_', '-')} {getattr(args, k)!r} (checkpoint: {saved[k]!r})"
+                 for k in sorted(explicit) if k in saved and k not in RUNTIME_FLAGS and getattr(args, k) != saved[k]]
+    if conflicts:
+        raise ValueError(f"train: {path} was written by a run with other settings: {'; '.join(conflicts)}. "
+                         f"Drop these flags to resume it, or use another --out")
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module  # the bare model (not the DDP / compiled wrapper)
+    history: list[dict]
+    rank: int
+    world: int
+    augment_seed: int
+
+
+def run(argv: list[str] | None = None) -> TrainResult:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    out = Path(args.out)
+    ckpt_path = out / CHECKPOINT
+    saved = None
+    if args.resume and ckpt_path.exists():
+        saved = checkpoint.load(ckpt_path)
+        check_resume_config(saved["config"], args, explicit_flags(argv), ckpt_path)
+        for k, v in saved["config"].items():
+            if k not in RUNTIME_FLAGS:
+                setattr(args, k, v)
+
+    d = setup_distributed(args.device)
+    try:
+        return _train(args, out, saved, d)
+    finally:
+        if d.enabled:
+            dist.destroy_process_group()
+
+
+def _train(args, out: Path, saved: dict | None, d: Dist) -> TrainResult:
+    if d.main:
+        out.mkdir(parents=True, exist_ok=True)
+    splits = load_dataset(args.dataset, args.data_dir, args.image_size)
+    splits = Splits(subset(splits.train, args.limit_train), subset(splits.test, args.limit_test))
+    cfg = model_config(args, splits)
+
+    torch.manual_seed(seed_for(args.seed, "model"))  # the same initial weights on every rank
+    model = build_model(cfg).to(d.device)
+    pipe, eval_pipe = build_pipelines(args, splits, d)
+    pipe.to(d.device)
+    eval_pipe.to(d.device)
+    decay = [p for p in model.parameters() if p.dim() > 1]  # no weight decay on biases and norm scales
+    rest = [p for p in model.parameters() if p.dim() <= 1]
+    optimizer = torch.optim.SGD([{"params": decay, "weight_decay": args.weight_decay},
+                                 {"params": rest, "weight_decay": 0.0}], lr=args.lr, momentum=0.9, nesterov=True)
+    loader = train_loader(splits.train, args, d)
+    total = args.epochs * len(loader)
+    warmup = min(total, max(1, round(args.warmup * len(loader))))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, total))
+
+    start_epoch, history = 0, []
+    if saved is not None:
+        if len(saved["ranks"]) != d.world:
+            raise ValueError(f"train: the checkpoint was written by {len(saved['ranks'])} processes, this run has "
+                             f"{d.world}; an exact resume needs the same number (torchrun --nproc_per_node)")
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        start_epoch, history = saved["epoch"], list(saved["history"])
+        restore_rank_state(saved["ranks"][d.rank], pipe, d)
+    else:
+        torch.manual_seed(seed_for(args.seed, "train", d.rank))  # dropout / fractional pooling noise per rank
+
+    bare = model
+    if args.compile:
+        model = torch.compile(model)
+    if d.enabled:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda"
+                                                    else None)
+    if d.main:
+        print(f"training {cfg.arch} ({count_parameters(bare):,} parameters) on {args.dataset}: "
+              f"{len(splits.train)} train / {len(splits.test)} test images {splits.image_size}, {d.world} "
+              f"process(es) on {d.device}, epochs {start_epoch + 1}..{args.epochs}", file=sys.stderr)
+
+    last_plot = time.perf_counter()
+    for epoch in range(start_epoch, args.epochs):
+        t0 = time.perf_counter()
+        train_loss = train_one_epoch(model, pipe, loader, optimizer, scheduler, d, epoch, args,
+                                     step0=epoch * len(loader))
+        if d.enabled:  # batch-norm statistics drift apart per rank; evaluate and save rank 0's
+            for b in bare.buffers():
+                dist.broadcast(b, 0)
+        test_loss, test_acc = evaluate(bare, eval_pipe, splits.test, d, batch_size=256)
+        history.append({"epoch": epoch + 1, "train_loss": train_loss, "test_loss": test_loss,
+                        "test_acc": test_acc, "lr": scheduler.get_last_lr()[0],
+                        "seconds": time.perf_counter() - t0})
+        ranks = gather_rank_states(pipe, d)
+        if d.main:
+            checkpoint.save(out / CHECKPOINT, {
+                "epoch": epoch + 1, "model": bare.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "ranks": ranks, "history": history,
+                "config": dict(vars(args))})
+            write_metrics(out, history)
+            # Drawing costs ~0.5 s, a lot next to a 2 s epoch: refresh the plot at most every 30 s and at the end.
+            if epoch + 1 == args.epochs or time.perf_counter() - last_plot > 30:
+                plot(out, history)
+                last_plot = time.perf_counter()
+            row = history[-1]
+            print(f"epoch {epoch + 1}/{args.epochs}  train_loss {train_loss:.4f}  test_loss {test_loss:.4f}  "
+                  f"test_acc {100 * test_acc:.2f}%  {row['seconds']:.1f}s", file=sys.stderr)
+        if d.enabled:
+            dist.barrier()  # no rank runs ahead of a checkpoint that describes it
+    return TrainResult(bare, history, d.rank, d.world, pipe.seed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    run(argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
