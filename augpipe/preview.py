@@ -1,6 +1,6 @@
 """Picture grids of every op and recipe: the originals, then several draws, each tile labelled with its parameters.
 
-    python -m augpipe.preview --out samples/preview [--images a.jpg b.png ...] [--seed 0] [--draws 4] [--size 128]
+    python -m augpipe.preview --out samples/preview [--images a.jpg b.png ...] [--seed 0] [--draws 4] [--size 96]
 
 Writes ``DIR/<name>.png`` per op and per recipe. Every parameter is drawn by a seeded Pipeline and the text under a
 tile is read back from ``pipe.last_params``, so it is exactly what produced the tile. The default images are
@@ -117,8 +117,13 @@ def _steps(bounds: Tensor, n: int = 14) -> str:
     return s if len(s) <= n else s[:n] + "…"
 
 
-def describe_op(op, q: dict, size: tuple[int, int]) -> list[str]:
-    """One sample's params ``q`` (each tensor without its batch dimension) of ``op`` as short lines of text."""
+def _partner(perm: Tensor, b: int) -> str:
+    j = int(perm)
+    return f"#{j} (itself)" if j == b else f"#{j}"
+
+
+def describe_op(op, q: dict, b: int, size: tuple[int, int]) -> list[str]:
+    """Sample ``b``'s params ``q`` (each tensor without its batch dimension) of ``op`` as short lines of text."""
     if isinstance(op, (HorizontalFlip, VerticalFlip)):
         return [f"{'h' if isinstance(op, HorizontalFlip) else 'v'}flip {'on' if q['flip'] else 'off'}"]
     if isinstance(op, RandomCrop):
@@ -130,26 +135,27 @@ def describe_op(op, q: dict, size: tuple[int, int]) -> list[str]:
         return [f"angle {float(q['angle']):+.1f}°"]
     if isinstance(op, RandomAffine):
         (tx, ty), (sx, sy) = q["translate"].tolist(), q["shear"].tolist()
-        return [f"angle {float(q['angle']):+.1f}°", f"shift {tx + 0:+.0f}, {ty + 0:+.0f} scale {float(q['scale']):.2f}",
+        tx, ty = tx + 0, ty + 0  # -0.0 -> 0.0, so that a zero shift prints as +0
+        return [f"angle {float(q['angle']):+.1f}°", f"shift {tx:+.0f}, {ty:+.0f} scale {float(q['scale']):.2f}",
                 f"shear {sx:+.1f}°, {sy:+.1f}°"]
     if isinstance(op, (Brightness, Contrast)):
         return [f"{type(op).__name__.lower()} {float(q['factor']):.3f}"]
     if isinstance(op, Cutout):
-        boxes = [b for b in q["boxes"].tolist() if b[0] < b[2] and b[1] < b[3]]
-        return [f"cutout {_box(*b)}" for b in boxes] or ["cutout off"]
+        boxes = [box for box in q["boxes"].tolist() if box[0] < box[2] and box[1] < box[3]]
+        return [f"cutout {_box(*box)}" for box in boxes] or ["cutout off"]
     if isinstance(op, Mixup):
-        lam = float(q["lam"])
-        return [f"mixup λ {lam:.2f} with #{int(q['perm'])}"] if lam < 1 else ["mixup off"]
+        return [f"mixup λ {float(q['lam']):.2f} with {_partner(q['perm'], b)}"]  # not applied: λ = 1
     if isinstance(op, CutMix):
         box = q["box"]
         if not (box[0] < box[2] and box[1] < box[3]):
             return ["cutmix off"]
         lam = float(F.cutmix_lambda(box[None], size)[0])
-        return [f"cutmix {_box(*box.tolist())}", f"λ {lam:.2f}, patch from #{int(q['perm'])}"]
+        return [f"cutmix {_box(*box.tolist())}", f"λ {lam:.2f}, patch from {_partner(q['perm'], b)}"]
     if isinstance(op, FractionalPool):
-        kind = f"pseudorandom u {float(q['u'][0]):.2f}" if "u" in q else (
-            "pseudorandom" if op.pseudo_random else "random")
-        return [kind, f"rows {_steps(q['row_bounds'])}", f"cols {_steps(q['col_bounds'])}"]
+        # The params hold the boundaries, not u: their increments show the regular pseudorandom pattern
+        # against the shuffled random one.
+        return ["pseudorandom" if op.pseudo_random else "random", f"rows {_steps(q['row_bounds'])}",
+                f"cols {_steps(q['col_bounds'])}"]
     return []  # Normalize, LabelSmoothing: nothing per sample
 
 
@@ -166,7 +172,7 @@ def describe(nodes, params: list, b: int, size: tuple[int, int]) -> list[str]:
             keep = bool(p["keep"][b])
             lines += describe([node.node], [p["node"]], b, size) if keep else [f"{type(node.node).__name__} off"]
         else:
-            lines += describe_op(node, {k: v[b] for k, v in p.items()}, size)
+            lines += describe_op(node, {k: v[b] for k, v in p.items()}, b, size)
         size = tuple(node.output_size(size))
     return lines
 
@@ -222,7 +228,7 @@ def draw_grid(path: Path, title: str, rows: list, dpi: int = 100) -> None:
     cols = max(len(tiles) for _, tiles in rows)
     title_lines = textwrap.wrap(title, width=int(cols * column * 15))
     heights = [tile_h + GAP + LINE * max(t.count("\n") + 1 for _, t in tiles) + GAP for _, tiles in rows]
-    width, top = LEFT + cols * column, GAP + LINE * 1.3 * len(title_lines) + GAP
+    width, top = LEFT + cols * column, GAP + LINE * 1.1 * len(title_lines) + GAP
     height = top + sum(heights)
     fig = Figure(figsize=(width, height), dpi=dpi)
     canvas = FigureCanvasAgg(fig)
@@ -233,10 +239,12 @@ def draw_grid(path: Path, title: str, rows: list, dpi: int = 100) -> None:
                  fontsize=FONT + 1)
         for c, (picture, text) in enumerate(tiles):
             centre = LEFT + c * column + column / 2
-            ax = fig.add_axes(((centre - tile_w / 2) / width, (y - tile_h) / height, tile_w / width, tile_h / height))
-            if isinstance(picture, tuple):
+            left, bottom = (centre - tile_w / 2) / width, (y - tile_h) / height
+            if isinstance(picture, tuple):  # leave the bottom fifth of the tile to the tick labels
+                ax = fig.add_axes((left, bottom + 0.2 * tile_h / height, tile_w / width, 0.8 * tile_h / height))
                 _bars(ax, *picture, legend=c == 0)
             else:
+                ax = fig.add_axes((left, bottom, tile_w / width, tile_h / height))
                 ax.imshow(picture, vmin=0, vmax=1, interpolation="nearest")
                 ax.set_axis_off()
             fig.text(centre / width, (y - tile_h - GAP / 2) / height, text, ha="center", va="top", fontsize=FONT,
@@ -262,7 +270,7 @@ def _picture(x: Tensor) -> np.ndarray:
     return x.permute(1, 2, 0).float().numpy()  # (C, H, W) -> (H, W, C) for imshow
 
 
-def preview(entry: Preview, images: Tensor, names: list[str], seed: int, draws: int) -> tuple[str, list]:
+def grid_rows(entry: Preview, images: Tensor, names: list[str], seed: int, draws: int) -> tuple[str, list]:
     """The title and rows of one grid: the originals, then the draws (or the targets for LabelSmoothing)."""
     title = f"{entry.name}: " + " → ".join(repr(n) for n in entry.nodes) + f". {entry.note}"
     size = tuple(images.shape[-2:])
@@ -288,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
                         help="image files (default: scikit-image's cat, coffee, astronaut and rocket photographs)")
     parser.add_argument("--seed", type=int, default=0, help="the Pipelines' seed")
     parser.add_argument("--draws", type=int, default=4, help="augmented rows per grid")
-    parser.add_argument("--size", type=int, default=112, help="images are centre-cropped and resized to this side")
+    parser.add_argument("--size", type=int, default=96, help="images are centre-cropped and resized to this side")
     args = parser.parse_args(argv)
     if args.draws < 1 or args.size < 8:
         parser.error(f"--draws must be >= 1 and --size >= 8, got {args.draws} and {args.size}")
@@ -299,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
     args.out.mkdir(parents=True, exist_ok=True)
     written = []
     for entry in catalogue(args.size):
-        title, rows = preview(entry, images, names, args.seed, args.draws)
+        title, rows = grid_rows(entry, images, names, args.seed, args.draws)
         path = args.out / f"{entry.name}.png"
         draw_grid(path, title, rows)
         written.append(path)
