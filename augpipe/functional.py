@@ -135,20 +135,24 @@ def inside_mask(matrix: Tensor, in_size: tuple[int, int], out_size: tuple[int, i
     return ((sx >= 0) & (sx <= in_size[1]) & (sy >= 0) & (sy <= in_size[0]))[:, None]
 
 
-def warp_affine(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: float = 0.0) -> Tensor:
+def warp_affine(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: float = 0.0, extend: str = "edge") -> Tensor:
     """Bilinear resample of x at ``matrix`` (out -> in pixel coordinates) into ``size``.
 
-    Points inside the image [0, W] x [0, H] interpolate with the edge pixels extended (as ``F.interpolate``
-    does); points outside it take ``fill``. The hard edge keeps whole-pixel maps exact: a shift by an integer
-    gives the same pixels as ``crop``.
+    extend="edge": points inside the image [0, W] x [0, H] interpolate with the edge pixels extended (as
+    ``F.interpolate`` does) and points outside take ``fill``; the hard edge keeps whole-pixel maps exact.
+    extend="fill": the image is taken as surrounded by ``fill`` pixels, so the border blends into the fill, as
+    padding and then resampling would (a padded crop or a rotation).
     x (B, C, H, W) float; matrix (B, 3, 3); returns (B, C, Ho, Wo).
     """
     H, W = x.shape[-2:]
     matrix = matrix.to(x.dtype)
     sx, sy = sample_points(matrix, size)
     grid = torch.stack((2 * sx / W - 1, 2 * sy / H - 1), dim=-1)  # (B, Ho, Wo, 2), align_corners=False frame
+    fill_value = torch.as_tensor(fill, dtype=x.dtype, device=x.device)
+    if extend == "fill":  # zeros outside the image for x - fill is fill outside it for x
+        return F.grid_sample(x - fill_value, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill_value
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return torch.where(inside_mask(matrix, (H, W), size), out, torch.as_tensor(fill, dtype=x.dtype, device=x.device))
+    return torch.where(inside_mask(matrix, (H, W), size), out, fill_value)
 
 
 def affine_matrix(angle: Tensor, translate: Tensor, scale: Tensor, shear: Tensor, size: tuple[int, int]) -> Tensor:
@@ -325,12 +329,17 @@ def graham_pseudorandom_sequence(n_in: int, n_out: int, u: Tensor) -> Tensor:
     """Boundaries a_i = ceil(alpha (i + u)) - ceil(alpha u), i = 0..n_out, alpha = n_in / n_out (Graham 2014).
 
     u (B,) in (0, 1); returns (B, n_out + 1) integers with a_0 = 0, a_n_out = n_in and increments of 1 or 2.
-    Computed in float64 so that alpha (i + u) rounds the same way for every image size used in practice.
+    Only s = n_in u is computed in floating point; the rest is integer arithmetic on
+    ceil((n_in i + s) / n_out), so no rounding can move the last boundary off n_in.
     """
-    alpha = n_in / n_out
-    i = torch.arange(n_out + 1, device=u.device, dtype=torch.float64)
-    u = u.to(torch.float64)[:, None]
-    return (torch.ceil(alpha * (i + u)) - torch.ceil(alpha * u)).long()
+    s = n_in * u.to(torch.float64)[:, None]  # (B, 1)
+    f = torch.floor(s).long()
+    i = torch.arange(n_out + 1, device=u.device)
+    num = n_in * i + f  # (B, n_out + 1)
+    # s not whole: ceil((n_in i + s) / n_out) = (n_in i + f) // n_out + 1, and the +1 cancels in the difference
+    fractional = num // n_out - f // n_out
+    whole = -((-num) // n_out) + (-f) // n_out  # ceil(num / n_out) - ceil(f / n_out)
+    return torch.where(s == f, whole, fractional)
 
 
 def graham_random_sequence(n_in: int, n_out: int, batch: int, generator: torch.Generator | None = None,

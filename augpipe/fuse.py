@@ -9,8 +9,10 @@ steps, the contrast reduction, the Cutout mask and the Mixup/CutMix partner read
 Unfused (``fuse=False``) every op runs on its own on float images, one resample per geometric op: the reference
 the tests compare the composition with.
 
-A later op of a segment that reads outside its own input (a padded crop, a rotation) gets its fill through a mask
-computed from the partial product of the maps, so fusing does not change which pixels are fill. Edge-extending
+In a bilinear segment, the first op that reads outside its input (a padded crop, a rotation), when only flips
+come before it, blends the image border into its fill, as padding and then resampling would. A later op that
+reads outside its own input gets its fill through a mask computed from the partial product of the maps (a hard
+edge), so fusing does not change which pixels are fill. Edge-extending
 padding ("reflect", "replicate") can only be the first op of a segment, and only of an all-integer one: a later
 one, or one followed by a bilinear op, starts a new segment. Inside a bilinear segment the one resample reads the
 true neighbours of a pixel where op-by-op resampling would have extended an intermediate image's edge: the two
@@ -83,13 +85,23 @@ def warp(state: dict, segment: list, dtype) -> dict:
         x = F.gather_separable(x, rows, cols, mode, fill, dtype)
         if masks is not None:
             masks = F.gather_separable(masks, rows, cols, mode, 0)
+        blended = None
     else:
-        x = F.warp_affine(F.to_float(x, dtype), suffix[0].to(dtype), out_size, fill)
+        # The first op that reads outside its input, behind nothing but flips, sees the original's rectangle:
+        # let the border blend into its fill as padding and then resampling would. Any other later reader
+        # gets a hard edge from the mask below.
+        blended = next((k for k, (op, _) in enumerate(segment) if op.border() is not None), None)
+        if blended is not None and not all(op.keeps_bounds for op, _ in segment[:blended]):
+            blended = None
+        if blended is not None:
+            fill = segment[blended][0].border()[1]
+        x = F.warp_affine(F.to_float(x, dtype), suffix[0].to(dtype), out_size, fill,
+                          extend="edge" if blended is None else "fill")
         if masks is not None:
             masks = F.sample_nearest(masks, suffix[0], out_size, 0)
     for k in range(1, len(segment)):
         border = segment[k][0].border()
-        if border is not None:
+        if border is not None and k != blended:
             inside = F.inside_mask(suffix[k].to(dtype), sizes[k], out_size)
             x = torch.where(inside, x, torch.as_tensor(border[1], dtype=x.dtype, device=x.device))
             if masks is not None:

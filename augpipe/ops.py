@@ -121,6 +121,7 @@ class GeometricOp(Op):
     """
 
     exact = True  # the map sends pixel centres onto pixel centres (flips, whole-pixel shifts): no interpolation
+    keeps_bounds = False  # the map sends the image rectangle onto itself (flips)
 
     def border(self) -> tuple[str, float] | None:
         """(padding_mode, fill) if the op reads outside its input image, else None."""
@@ -133,6 +134,7 @@ class GeometricOp(Op):
 # ----------------------------------------------------------------------------------------------- geometry
 class _Flip(GeometricOp):
     axis = 0  # 0: x (left-right), 1: y (top-bottom)
+    keeps_bounds = True
 
     def __init__(self, p: float = 0.5):
         super().__init__()
