@@ -277,15 +277,19 @@ def normalize(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
 
 # ----------------------------------------------------------------------------------------------- erase and mix
 def box_mask(boxes: Tensor, size: tuple[int, int]) -> Tensor:
-    """(B, 1, H, W) bool, true inside any of the boxes (B, N, 4) or (B, 4) of (y1, x1, y2, x2)."""
+    """(B, 1, H, W) bool, true inside any of the boxes (B, N, 4) or (B, 4) of (y1, x1, y2, x2).
+
+    Built from a row test (B, N, H, 1) and a column test (B, N, 1, W): one pass over the image per box.
+    """
     if boxes.dim() == 2:
         boxes = boxes[:, None]
     h, w = size
-    ys = torch.arange(h, device=boxes.device).view(1, 1, h, 1)
-    xs = torch.arange(w, device=boxes.device).view(1, 1, 1, w)
-    y1, x1, y2, x2 = (boxes[..., k, None, None] for k in range(4))  # each (B, N, 1, 1)
-    inside = (ys >= y1) & (ys < y2) & (xs >= x1) & (xs < x2)  # (B, N, H, W)
-    return inside.any(1, keepdim=True)
+    ys = torch.arange(h, device=boxes.device)
+    xs = torch.arange(w, device=boxes.device)
+    rows = (ys >= boxes[..., 0, None]) & (ys < boxes[..., 2, None])  # (B, N, H)
+    cols = (xs >= boxes[..., 1, None]) & (xs < boxes[..., 3, None])  # (B, N, W)
+    inside = rows[..., :, None] & cols[..., None, :]  # (B, N, H, W)
+    return (inside[:, 0] if inside.shape[1] == 1 else inside.any(1))[:, None]
 
 
 def cutout_boxes(centres: Tensor, side: int, size: tuple[int, int]) -> Tensor:
