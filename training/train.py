@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="dataset folder for cifar10 and folder")
     p.add_argument("--image-size", type=int, default=32, help="side the digits / folder images are resized to")
     p.add_argument("--arch", choices=ARCHS, default="cnn")
-    p.add_argument("--widths", type=int, nargs="+", default=[32, 64, 128],
+    p.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64],
                    help="CNN channels per stage, or MLP hidden units per layer")
     p.add_argument("--activation", choices=activations.NAMES, default="relu")
     p.add_argument("--init", choices=SCHEMES, default="kaiming_normal")
@@ -81,9 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
 def explicit_flags(argv: list[str]) -> set[str]:
     """The flags the user actually typed (argparse can't tell an explicit default from an omitted flag)."""
     p = build_parser()
-    for action in p._actions:
-        action.default = argparse.SUPPRESS
-    return set(vars(p.parse_args(argv)))
+    unset = object()  # argparse fills in a default only for attributes the namespace does not have yet
+    namespace = argparse.Namespace(**{k: unset for k in vars(p.parse_args([]))})
+    return {k for k, v in vars(p.parse_args(argv, namespace=namespace)).items() if v is not unset}
 
 
 def seed_for(seed: int, *tags) -> int:
