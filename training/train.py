@@ -199,23 +199,23 @@ def train_one_epoch(model, pipe, loader, optimizer, scheduler, d: Dist, epoch: i
     """One pass over this rank's shard; returns the mean training loss over all ranks."""
     from tqdm import tqdm
 
+    import augpipe as A
+
     model.train()
-    loader.sampler.set_epoch(epoch)
+    batches = A.DeviceLoader(loader, pipe, d.device)  # uint8 (B, C, H, W) moved, then augmented on the device
+    batches.set_epoch(epoch)
     loss_sum = torch.zeros((), dtype=torch.float64, device=d.device)
     count = 0
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=not (args.progress and d.main),
+    bar = tqdm(batches, desc=f"epoch {epoch + 1}/{args.epochs}", disable=not (args.progress and d.main),
                leave=False, dynamic_ncols=True)
-    for i, (images, labels) in enumerate(bar):
-        images = images.to(d.device, non_blocking=True)  # uint8 (B, C, H, W): 4x less to move than float
-        labels = labels.to(d.device, non_blocking=True)  # (B,)
-        x, targets = pipe(images, labels)  # float (B, C, H, W), soft (B, K)
+    for i, (x, targets) in enumerate(bar):  # float (B, C, H, W), soft (B, K)
         loss = soft_cross_entropy(model(x), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
-        loss_sum += loss.detach().double() * images.shape[0]
-        count += images.shape[0]
+        loss_sum += loss.detach().double() * x.shape[0]
+        count += x.shape[0]
         if i % 10 == 0 and bar.disable is False:
             bar.set_postfix(loss=f"{loss.item():.4f}")  # a host sync, so only every 10 steps
         if args.kill_after_steps is not None and step0 + i + 1 >= args.kill_after_steps:
