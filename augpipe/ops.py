@@ -122,6 +122,7 @@ class GeometricOp(Op):
 
     exact = True  # the map sends pixel centres onto pixel centres (flips, whole-pixel shifts): no interpolation
     keeps_bounds = False  # the map sends the image rectangle onto itself (flips)
+    axis_aligned = True  # rows map to rows and columns to columns: bilinear reads split into two 1-D passes
 
     def border(self) -> tuple[str, float] | None:
         """(padding_mode, fill) if the op reads outside its input image, else None."""
@@ -310,6 +311,7 @@ class RandomAffine(GeometricOp):
     """
 
     exact = False
+    axis_aligned = False
 
     def __init__(self, degrees=0.0, translate=None, scale=None, shear=None, fill: float = 0.0):
         super().__init__()
