@@ -31,9 +31,9 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def to_float(x: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
-    """uint8 [0, 255] -> float [0, 1]; floating input is only cast."""
+    """uint8 [0, 255] -> float [0, 1]; floating input is only cast (and returned as is when already ``dtype``)."""
     if x.dtype == torch.uint8:
-        return x.to(dtype) / 255
+        return x.to(dtype).div_(255)  # divides the new tensor in place: one allocation, not two
     return x.to(dtype)
 
 
@@ -90,9 +90,9 @@ def gather_separable(x: Tensor, rows: Tensor, cols: Tensor, padding_mode: str = 
     out = take_cols(take_rows(x, _remap_index(rows, H, padding_mode)), _remap_index(cols, W, padding_mode))
     if dtype is not None:
         out = to_float(out, dtype)  # (B, C, Ho, Wo)
-    if padding_mode == "constant":
+    if padding_mode == "constant":  # out is a new tensor: fill it in place
         inside = ((rows >= 0) & (rows < H))[:, None, :, None] & ((cols >= 0) & (cols < W))[:, None, None, :]
-        out = torch.where(inside, out, torch.as_tensor(fill, dtype=out.dtype, device=x.device))
+        out = out.masked_fill_(~inside, fill)
     return out
 
 
@@ -160,13 +160,19 @@ def resample_separable(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: f
     c0, c1, wc0, wc1, in_c = _bilinear_taps(sx, W, extend)
     scale = 1 / 255 if x.dtype == torch.uint8 else 1
     wr0, wr1 = (wr0 * scale)[:, None, :, None], (wr1 * scale)[:, None, :, None]  # (B, 1, Ho, 1)
-    rows = take_rows(x, r0).to(dtype) * wr0 + take_rows(x, r1).to(dtype) * wr1  # (B, C, Ho, W)
     wc0, wc1 = wc0[:, None, None, :], wc1[:, None, None, :]  # (B, 1, 1, Wo)
-    out = take_cols(rows, c0) * wc0 + take_cols(rows, c1) * wc1  # (B, C, Ho, Wo)
-    fill_value = torch.as_tensor(fill, dtype=dtype, device=x.device)
+    if torch.compiler.is_compiling():
+        # Compiled, the four taps are read straight from the input in the one fused loop that writes the output:
+        # no row-pass image is stored.
+        out = sum(take_cols(take_rows(x, r), c).to(dtype) * wr * wc
+                  for r, wr in ((r0, wr0), (r1, wr1)) for c, wc in ((c0, wc0), (c1, wc1)))
+    else:
+        # Eager, two 1-D passes; each blend accumulates into its first tap's new tensor: two allocations in all.
+        rows = take_rows(x, r0).to(dtype).mul_(wr0).addcmul_(take_rows(x, r1), wr1)  # (B, C, Ho, W)
+        out = take_cols(rows, c0).mul_(wc0).addcmul_(take_cols(rows, c1), wc1)  # (B, C, Ho, Wo)
     if extend == "fill":
-        return out + fill_value * (1 - (wr0 + wr1) / scale * (wc0 + wc1))
-    return torch.where(in_r[:, None, :, None] & in_c[:, None, None, :], out, fill_value)
+        return out.add_(fill * (1 - (wr0 + wr1) / scale * (wc0 + wc1)))
+    return out.masked_fill_(~(in_r[:, None, :, None] & in_c[:, None, None, :]), fill)
 
 
 # ----------------------------------------------------------------------------------------------- resampling
@@ -304,28 +310,40 @@ def resized_crop_matrix(boxes: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 # ----------------------------------------------------------------------------------------------- photometric
-def brightness(x: Tensor, factor: Tensor) -> Tensor:
+# The pointwise kernels take ``inplace``: the executor passes True once the batch is a tensor it made itself, so a
+# chain of them writes one buffer instead of allocating a new image per step (fresh memory is the main cost of
+# eager execution on a CPU). They never write to a tensor they were not told they own.
+def _scaled(x: Tensor, factor: Tensor, inplace: bool) -> Tensor:
+    return x.mul_(factor) if inplace else x * factor
+
+
+def brightness(x: Tensor, factor: Tensor, inplace: bool = False) -> Tensor:
     """clamp(f * x, 0, 1) with f (B,) per sample (torchvision adjust_brightness)."""
-    return (x * factor.view(-1, 1, 1, 1)).clamp(0, 1)
+    return _scaled(x, factor.to(x.dtype).view(-1, 1, 1, 1), inplace).clamp_(0, 1)
 
 
 def grayscale_mean(x: Tensor) -> Tensor:
-    """Per-image mean of the grayscale image (B, 1, 1, 1); single-channel images use the plain mean."""
+    """Per-image mean of the grayscale image (B, 1, 1, 1); single-channel images use the plain mean.
+
+    The mean of 0.299 R + 0.587 G + 0.114 B is the same blend of the channel means: no grayscale image is made.
+    """
+    means = x.mean((2, 3))  # (B, C)
     if x.shape[1] == 3:
-        weights = torch.tensor(GRAY_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        return (x * weights).sum(1, keepdim=True).mean((2, 3), keepdim=True)
-    return x.mean((1, 2, 3), keepdim=True)
+        means = means @ torch.tensor(GRAY_WEIGHTS, dtype=x.dtype, device=x.device)[:, None]
+    return means.mean(1).view(-1, 1, 1, 1)
 
 
-def contrast(x: Tensor, factor: Tensor) -> Tensor:
+def contrast(x: Tensor, factor: Tensor, inplace: bool = False) -> Tensor:
     """clamp(f * x + (1 - f) * m, 0, 1), m the image's grayscale mean (torchvision adjust_contrast)."""
-    f = factor.view(-1, 1, 1, 1)
-    return (f * x + (1 - f) * grayscale_mean(x)).clamp(0, 1)
+    f = factor.to(x.dtype).view(-1, 1, 1, 1)
+    m = grayscale_mean(x)  # read before x may be overwritten
+    return _scaled(x, f, inplace).add_((1 - f) * m).clamp_(0, 1)
 
 
-def normalize(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+def normalize(x: Tensor, mean: Tensor, std: Tensor, inplace: bool = False) -> Tensor:
     """(x - mean) / std per channel; mean and std are (C,)."""
-    return (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+    mean, std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
+    return (x.sub_(mean) if inplace else x - mean).div_(std)
 
 
 # ----------------------------------------------------------------------------------------------- erase and mix
@@ -353,16 +371,19 @@ def cutout_boxes(centres: Tensor, side: int, size: tuple[int, int]) -> Tensor:
     return torch.cat((lo.clamp(min=0), torch.minimum(hi, limit)), dim=-1)
 
 
-def cutout(x: Tensor, boxes: Tensor, fill: float = 0.0) -> Tensor:
-    """Set the pixels inside the boxes (B, N, 4) to ``fill``."""
+def cutout(x: Tensor, boxes: Tensor, fill: float = 0.0, inplace: bool = False) -> Tensor:
+    """Set the pixels inside the boxes (B, N, 4) to ``fill`` (images or label maps)."""
     mask = box_mask(boxes, x.shape[-2:])
-    return torch.where(mask, torch.as_tensor(fill, dtype=x.dtype, device=x.device), x)
+    return (x if inplace else x.clone()).masked_fill_(mask, fill)
 
 
 def mixup(x: Tensor, lam: Tensor, perm: Tensor) -> Tensor:
-    """lam * x + (1 - lam) * x[perm] with lam (B,) per sample and perm a permutation of the batch."""
+    """lam * x + (1 - lam) * x[perm] with lam (B,) per sample and perm a permutation of the batch.
+
+    Written into the partner copy x[perm], the one new tensor: x[perm] + lam (x - x[perm]).
+    """
     lam = lam.to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
-    return lam * x + (1 - lam) * x[perm]
+    return x[perm].lerp_(x, lam)
 
 
 def cutmix(x: Tensor, boxes: Tensor, perm: Tensor) -> Tensor:

@@ -125,17 +125,20 @@ def warp(state: dict, segment: list, dtype) -> dict:
 def run(steps, state: dict, dtype, fuse: bool = True) -> dict:
     """Run (node, params) steps over ``state``; images come out in ``dtype`` (float)."""
     flat = [leaf for node, params in steps for leaf in node.steps(params)]
-    if not fuse:
-        state = as_float(state, dtype)
     stages = _segments(flat) if fuse else [[s] if isinstance(s[0], GeometricOp) else s for s in flat]
+    images = state["images"]
+    owned = False  # may ops overwrite the images? Not while they are the caller's tensor
     for stage in stages:
         if isinstance(stage, list):
             state = warp(state, stage, dtype)
-            continue
-        node, params = stage
-        state = as_float(state, dtype)
-        if hasattr(node, "select"):  # OneOf / RandomApply over a sub-graph: run the branches, pick per sample
-            state = node.select(state, params, lambda s, sub: run(sub, s, dtype, fuse))
         else:
-            state = node.apply(state, params)
+            node, params = stage
+            state = as_float(state, dtype)
+            owned = owned or state["images"] is not images
+            if hasattr(node, "select"):  # OneOf / RandomApply over a sub-graph: run the branches, pick per sample
+                state = node.select(state, params, lambda s, sub: run(sub, s, dtype, fuse))
+            else:
+                state = node.apply(state, params, inplace=owned)
+        owned = owned or state["images"] is not images
+        images = state["images"]
     return as_float(state, dtype)

@@ -333,3 +333,17 @@ def test_random_affine_sampling_ranges():
     assert torch.equal(p["translate"], p["translate"].round())
     assert p["scale"].min() >= 0.8 and p["scale"].max() <= 1.2
     assert p["shear"][:, 0].abs().max() <= 5 and p["shear"][:, 1].min() >= 1 and p["shear"][:, 1].max() <= 2
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_pointwise_chains_never_write_to_the_callers_tensor(dtype):
+    """Ops may work in place only on tensors the executor made; a float input is the caller's own."""
+    x = images(dtype=dtype)
+    original = x.clone()
+    pipe = A.Pipeline(A.LabelSmoothing(0.1), A.Brightness(0.5), A.Contrast(0.5), A.Normalize((0.5,) * 3, (0.2,) * 3),
+                      A.Cutout(4), A.OneOf(A.Mixup(), A.Brightness(0.3)), A.RandomApply(A.Pipeline(A.Contrast(0.2)),
+                                                                                       p=0.5), seed=0, num_classes=3)
+    out, _ = pipe(x, torch.arange(6) % 3)
+    assert torch.equal(x, original)
+    ref = unfused(pipe, original.clone(), TF.one_hot(torch.arange(6) % 3, 3).to(dtype))
+    torch.testing.assert_close(out, ref["images"])
