@@ -92,7 +92,7 @@ def gather_separable(x: Tensor, rows: Tensor, cols: Tensor, padding_mode: str = 
         out = to_float(out, dtype)  # (B, C, Ho, Wo)
     if padding_mode == "constant":  # out is a new tensor: fill it in place
         inside = ((rows >= 0) & (rows < H))[:, None, :, None] & ((cols >= 0) & (cols < W))[:, None, None, :]
-        out = out.masked_fill_(~inside, fill)
+        out = select(out, fill, ~inside, inplace=True)
     return out
 
 
@@ -172,7 +172,7 @@ def resample_separable(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: f
         out = take_cols(rows, c0).mul_(wc0).addcmul_(take_cols(rows, c1), wc1)  # (B, C, Ho, Wo)
     if extend == "fill":
         return out.add_(fill * (1 - (wr0 + wr1) / scale * (wc0 + wc1)))
-    return out.masked_fill_(~(in_r[:, None, :, None] & in_c[:, None, None, :]), fill)
+    return select(out, fill, ~(in_r[:, None, :, None] & in_c[:, None, None, :]), inplace=True)
 
 
 # ----------------------------------------------------------------------------------------------- resampling
@@ -371,24 +371,41 @@ def cutout_boxes(centres: Tensor, side: int, size: tuple[int, int]) -> Tensor:
     return torch.cat((lo.clamp(min=0), torch.minimum(hi, limit)), dim=-1)
 
 
+def select(x: Tensor, other: Tensor, mask: Tensor, inplace: bool = False) -> Tensor:
+    """``other`` where the bool ``mask`` is true, else ``x``: where(mask, other, x).
+
+    Float images use lerp with a 0/1 weight, which is exact at 0 and 1 and several times faster than a
+    broadcast boolean where on a CPU; label maps (integers) use where.
+    """
+    if not x.is_floating_point():
+        return torch.where(mask, other, x)
+    weight = mask.to(x.dtype)
+    other = torch.as_tensor(other, dtype=x.dtype, device=x.device)
+    return x.lerp_(other, weight) if inplace else torch.lerp(x, other, weight)
+
+
 def cutout(x: Tensor, boxes: Tensor, fill: float = 0.0, inplace: bool = False) -> Tensor:
     """Set the pixels inside the boxes (B, N, 4) to ``fill`` (images or label maps)."""
-    mask = box_mask(boxes, x.shape[-2:])
-    return (x if inplace else x.clone()).masked_fill_(mask, fill)
+    return select(x, fill, box_mask(boxes, x.shape[-2:]), inplace)
+
+
+def partner(x: Tensor, perm: Tensor) -> Tensor:
+    """x[perm] as a new tensor: index_select copies whole samples (several times faster than x[perm] here)."""
+    return x.index_select(0, perm)
 
 
 def mixup(x: Tensor, lam: Tensor, perm: Tensor) -> Tensor:
     """lam * x + (1 - lam) * x[perm] with lam (B,) per sample and perm a permutation of the batch.
 
-    Written into the partner copy x[perm], the one new tensor: x[perm] + lam (x - x[perm]).
+    Written into the partner copy, the one new tensor: x[perm] + lam (x - x[perm]).
     """
     lam = lam.to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
-    return x[perm].lerp_(x, lam)
+    return partner(x, perm).lerp_(x, lam)
 
 
-def cutmix(x: Tensor, boxes: Tensor, perm: Tensor) -> Tensor:
+def cutmix(x: Tensor, boxes: Tensor, perm: Tensor, inplace: bool = False) -> Tensor:
     """Paste the partner's pixels x[perm] inside each sample's box (B, 4)."""
-    return torch.where(box_mask(boxes, x.shape[-2:]), x[perm], x)
+    return select(x, partner(x, perm), box_mask(boxes, x.shape[-2:]), inplace)
 
 
 def cutmix_lambda(boxes: Tensor, size: tuple[int, int]) -> Tensor:

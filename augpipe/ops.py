@@ -547,7 +547,8 @@ class CutMix(Op):
     def apply(self, state, params, inplace=False):
         x, box, perm = state["images"], params["box"], params["perm"]
         lam = F.cutmix_lambda(box, x.shape[-2:])
-        out = {**state, "images": F.cutmix(x, box, perm), "targets": _mix_targets(state["targets"], lam, perm)}
+        out = {**state, "images": F.cutmix(x, box, perm, inplace),
+               "targets": _mix_targets(state["targets"], lam, perm)}
         if state.get("masks") is not None:
             out["masks"] = F.cutmix(state["masks"], box, perm)
         return out
