@@ -374,10 +374,10 @@ def cutout_boxes(centres: Tensor, side: int, size: tuple[int, int]) -> Tensor:
 def select(x: Tensor, other: Tensor, mask: Tensor, inplace: bool = False) -> Tensor:
     """``other`` where the bool ``mask`` is true, else ``x``: where(mask, other, x).
 
-    Float images use lerp with a 0/1 weight, which is exact at 0 and 1 and several times faster than a
-    broadcast boolean where on a CPU; label maps (integers) use where.
+    Eager, float images use lerp with a 0/1 weight, which is exact at 0 and 1 and several times faster than a
+    broadcast boolean where on a CPU; label maps (integers) and compiled graphs use where.
     """
-    if not x.is_floating_point():
+    if not x.is_floating_point() or torch.compiler.is_compiling():  # compiled, where fuses into its neighbours
         return torch.where(mask, other, x)
     weight = mask.to(x.dtype)
     other = torch.as_tensor(other, dtype=x.dtype, device=x.device)
