@@ -1,0 +1,621 @@
+"""augpipe against its peers: the same inputs, the same recipe, one process, side by side.
+
+    python benchmarks/bench_peers.py                      # both recipes, CPU, 7 timed runs each
+    python benchmarks/bench_peers.py --quick              # smoke test: fewer, shorter runs
+    python benchmarks/bench_peers.py --recipe cifar --json out/bench.json
+    python benchmarks/bench_peers.py --device cuda --json out/bench_cuda.json
+    python benchmarks/bench_peers.py --device cuda --recipe cifar --batch 1024   # the issue's GPU roofline target
+
+Recipes (uint8 images and int labels in, float32 images and soft targets (B, K) out):
+  cifar     256 x 3 x 32 x 32, 10 classes: flip, pad-4 crop, brightness 0.2, contrast 0.2, Normalize, Cutout 16,
+            CutMix (alpha 1). Cutout comes after Normalize with fill 0 (the dataset mean), as DeVries & Taylor do
+            and as augpipe.Cutout recommends.
+  imagenet  64 x 3 x 256 x 256, 1000 classes: RandomResizedCrop 224 (scale 0.08-1, ratio 3/4-4/3, bilinear, no
+            antialiasing), flip, brightness 0.4, contrast 0.4, Normalize, Mixup (alpha 0.2).
+Brightness and contrast are torchvision ColorJitter factors: f ~ U[1 - s, 1 + s], brightness multiplies,
+contrast blends with the image's grayscale mean, brightness first.
+
+Implementations: augpipe eager, augpipe compiled (compile=True; the first calls, which compile, are warm-up at
+the timed batch size), kornia AugmentationSequential, an albumentations per-image loop plus a batched mix,
+torchvision.transforms.v2 (only where importable: it is no dependency of augpipe), and the roofline: one
+``out.copy_(x)`` of the uint8 input (for imagenet its 224 x 224 corner) into a preallocated float32 tensor of
+the output shape: the least any implementation must read and write. Each peer's builder says what differs.
+
+Timing: every implementation is called a few times first (warm-up), then ``--runs`` timed runs; a run loops
+enough calls to last >= 50 ms and its time is divided by the calls. Runs are interleaved (run 1 of every
+implementation, then run 2 ...), so that load from other processes on a shared machine falls on every row
+alike; the load average before and after is printed. The table gives the median over runs. On CUDA each run
+ends with torch.cuda.synchronize(). Speed ratios are augpipe's images/s over the row's.
+
+Peak memory of one call:
+  cpu   torch's CPU allocations are invisible to tracemalloc, and albumentations/OpenCV allocate outside torch,
+        so each implementation is measured in a fresh child process: build it, warm it up (two calls, which
+        also compiles), then read VmRSS, reset the kernel's high-water mark (``echo 5 > /proc/self/clear_refs``),
+        make one call and read VmHWM. Peak = VmHWM - VmRSS before the call: every byte the call touched that
+        the process did not already hold, output batch included, the input batch excluded. The child runs with
+        MALLOC_MMAP_THRESHOLD_=65536 and MALLOC_TRIM_THRESHOLD_=65536 so that glibc maps large blocks fresh
+        and returns them on free (with its default dynamic thresholds, memory freed by the warm-up calls would
+        be reused silently and the peak read low). Resolution: 4 KiB pages. Linux only; elsewhere "n/a".
+        The roofline writes into a preallocated tensor, so its peak is ~0.
+  cuda  torch.cuda.max_memory_allocated() over one call minus the memory allocated before it, in-process.
+        For albumentations this counts only the device copy of its result (its work is on the host).
+"peak/out" is the peak over the bytes of the float32 output batch.
+
+Threads: torch uses exactly the machine's usable cores (``torch.set_num_threads``; ``--threads`` overrides), OpenCV
+the same; printed at the top.
+The albumentations loop runs in this one process, as one DataLoader worker would; N workers on N free cores can
+scale it up to N times.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as `python benchmarks/bench_peers.py` from a checkout
+    sys.path.insert(0, str(ROOT))
+
+SEED = 0
+
+
+# ----------------------------------------------------------------------------------------------- recipes
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    batch: int
+    size: int  # input height = width
+    out: int  # output height = width
+    classes: int
+    strength: float  # brightness = contrast strength
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    title: str
+
+
+RECIPES = {
+    "cifar": Recipe("cifar", 256, 32, 32, 10, 0.2, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+                    "flip, pad-4 crop, brightness 0.2, contrast 0.2, Normalize, Cutout 16, CutMix"),
+    "imagenet": Recipe("imagenet", 64, 256, 224, 1000, 0.4, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
+                       "RandomResizedCrop 224, flip, brightness 0.4, contrast 0.4, Normalize, Mixup 0.2"),
+}
+
+
+def make_inputs(r: Recipe, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The one input batch every implementation gets: uint8 (B, 3, H, W) and int64 labels (B,)."""
+    g = torch.Generator().manual_seed(SEED)
+    images = torch.randint(0, 256, (r.batch, 3, r.size, r.size), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, r.classes, (r.batch,), generator=g)
+    return images.to(device), labels.to(device)
+
+
+def soft_targets(own: torch.Tensor, other: torch.Tensor, weight_own: torch.Tensor, classes: int) -> torch.Tensor:
+    """(B, K) targets weight_own * onehot(own) + (1 - weight_own) * onehot(other), for peers that return pairs."""
+    w = weight_own.float().view(-1, 1)
+    t = torch.zeros(own.shape[0], classes, device=own.device)
+    t.scatter_(1, own.long().view(-1, 1), w)
+    return t.scatter_add_(1, other.long().view(-1, 1), 1 - w)
+
+
+# ----------------------------------------------------------------------------------------------- implementations
+# Each builder takes (recipe, device, images, labels) and returns (call, note): call(images, labels) ->
+# (float32 images (B, 3, out, out) on device, targets (B, K) or None). A builder that cannot import its library
+# raises ImportError and the row is skipped.
+
+def build_roofline(r, device, images, labels):
+    out = torch.empty(r.batch, 3, r.out, r.out, dtype=torch.float32, device=device)
+
+    def call(x, y):
+        out.copy_(x[..., :r.out, :r.out])  # uint8 -> float32: one read of the output's pixels, one write
+        return out, None
+    return call, "uint8 -> float32 copy of the output-sized region into a preallocated tensor; no targets"
+
+
+def _augpipe_ops(r):
+    import augpipe as ap
+    if r.name == "cifar":
+        return (ap.HorizontalFlip(), ap.RandomCrop(32, padding=4), ap.Brightness(r.strength),
+                ap.Contrast(r.strength), ap.Normalize(r.mean, r.std), ap.Cutout(16), ap.CutMix(1.0))
+    return (ap.RandomResizedCrop(r.out), ap.HorizontalFlip(), ap.Brightness(r.strength), ap.Contrast(r.strength),
+            ap.Normalize(r.mean, r.std), ap.Mixup(0.2))
+
+
+def build_augpipe_eager(r, device, images, labels):
+    import augpipe as ap
+    return ap.Pipeline(*_augpipe_ops(r), seed=SEED, num_classes=r.classes), "the reference recipe"
+
+
+def build_augpipe_compiled(r, device, images, labels):
+    import augpipe as ap
+    return (ap.Pipeline(*_augpipe_ops(r), seed=SEED, num_classes=r.classes, compile=True),
+            "compile=True (torch.compile); compilation happens in the warm-up calls")
+
+
+def build_kornia(r, device, images, labels):
+    # What differs from augpipe:
+    # - kornia needs float input, so the call starts with x.float() / 255 of the whole input batch (for imagenet
+    #   the full 256 x 256 images, before the crop);
+    # - RandomErasing(scale=0.25, ratio=1) erases a 16 x 16 square kept wholly inside the image; Cutout centres the
+    #   square anywhere and clips it at the border (smaller erased areas near edges). Same per-sample work;
+    # - AugmentationSequential refuses mix ops with class labels ("not yet supported" in 0.9), so CutMix/MixUp
+    #   run right after it as standalone modules with data_keys=["input", "class"], and their (label, partner,
+    #   lambda) rows become (B, K) soft targets here;
+    # - RandomMixUpV2 draws lambda ~ U(0, 1) per sample (no Beta(0.2, 0.2) option); the work is the same;
+    # - ColorJitter is used (not ColorJiggle): its brightness multiplies and its contrast blends with the
+    #   grayscale mean, torchvision's formulas; order=(0, 1) fixes brightness then contrast as augpipe does.
+    import kornia.augmentation as K
+    mean = torch.tensor(r.mean, device=device)
+    std = torch.tensor(r.std, device=device)
+    try:
+        jitter = K.ColorJitter(brightness=r.strength, contrast=r.strength, p=1.0, order=(0, 1))
+        jitter_note = ""
+    except TypeError:  # kornia < 0.9 has no fixed order: torchvision's random order per call
+        jitter = K.ColorJitter(brightness=r.strength, contrast=r.strength, p=1.0)
+        jitter_note = "; ColorJitter order random"
+    if r.name == "cifar":
+        seq = K.AugmentationSequential(
+            K.RandomHorizontalFlip(p=0.5),
+            K.RandomCrop((32, 32), padding=4),  # zero padding, per-sample offsets
+            jitter,
+            K.Normalize(mean, std),
+            K.RandomErasing(scale=(0.25, 0.25), ratio=(1.0, 1.0), value=0.0, p=1.0),
+        )
+        mix = K.RandomCutMixV2(beta=1.0, use_correct_lambda=True, data_keys=["input", "class"])
+        note = "RandomErasing square stays inside the image (Cutout clips at borders); float input; CutMix after " \
+               "the AugmentationSequential"
+    else:
+        seq = K.AugmentationSequential(
+            # align_corners=False: pixel-centre sampling like augpipe, torchvision and OpenCV (kornia's default is
+            # True); the default cropping_mode="slice" is kept.
+            K.RandomResizedCrop((r.out, r.out), scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), align_corners=False),
+            K.RandomHorizontalFlip(p=0.5),
+            jitter,
+            K.Normalize(mean, std),
+        )
+        mix = K.RandomMixUpV2(data_keys=["input", "class"])
+        note = "float input (the full 256 x 256 batch converted); MixUp lambda ~ U(0, 1) not Beta(0.2, 0.2); " \
+               "MixUp after the AugmentationSequential"
+    seq, mix = seq.to(device), mix.to(device)
+
+    def call(x, y):
+        out = seq(x.float().div_(255))
+        out, lab = mix(out, y)
+        if r.name == "cifar":  # (num_mix=1, B, 3): label, partner label, lambda = the own label's share
+            lab = lab[0]
+            return out, soft_targets(lab[:, 0], lab[:, 1], lab[:, 2], r.classes)
+        # MixUp (B, 3): out = (1 - lambda) x + lambda partner
+        return out, soft_targets(lab[:, 0], lab[:, 1], 1 - lab[:, 2], r.classes)
+    return call, note + jitter_note
+
+
+def build_albumentations(r, device, images, labels):
+    # What differs from augpipe:
+    # - per image on the host, in one Python loop (one DataLoader worker's view); the HWC uint8 arrays that
+    #   albumentations wants are made once here, outside the timed call, as a decoder would hand them over;
+    # - ColorJitter(saturation=0, hue=0) runs on uint8 (rounded to uint8 between steps) in a random order per image
+    #   (torchvision's default). RandomBrightnessContrast was not used: its brightness is additive
+    #   (x + b * 255), not a factor, so its ranges cannot match ColorJitter's;
+    # - CoarseDropout keeps the 16 x 16 hole inside the image (Cutout clips at borders);
+    # - albumentations has no batch op, so CutMix/Mixup are done here on the stacked torch batch, batched with per-
+    #   sample lambda and box (numpy draws them); on CUDA the host result is copied to the device first;
+    # - the image is written straight into a preallocated (B, C, H, W) float32 array, so no extra batch permute.
+    import albumentations as A
+    import cv2
+    import numpy as np
+    if r.name == "cifar":
+        steps = [A.PadIfNeeded(40, 40, border_mode=cv2.BORDER_CONSTANT, fill=0),
+                 A.RandomCrop(32, 32),
+                 A.HorizontalFlip(p=0.5),
+                 A.ColorJitter(brightness=r.strength, contrast=r.strength, saturation=0.0, hue=0.0, p=1.0),
+                 A.Normalize(r.mean, r.std, max_pixel_value=255.0),
+                 A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=(16, 16), hole_width_range=(16, 16),
+                                 fill=0.0, p=1.0)]
+    else:
+        steps = [A.RandomResizedCrop((r.out, r.out), scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
+                                     interpolation=cv2.INTER_LINEAR),
+                 A.HorizontalFlip(p=0.5),
+                 A.ColorJitter(brightness=r.strength, contrast=r.strength, saturation=0.0, hue=0.0, p=1.0),
+                 A.Normalize(r.mean, r.std, max_pixel_value=255.0)]
+    tf = A.Compose(steps, seed=SEED)
+    rng = np.random.default_rng(SEED)
+    hwc = np.ascontiguousarray(images.permute(0, 2, 3, 1).cpu().numpy())  # (B, H, W, C) uint8
+    labels_host = labels.cpu()
+    B, H, W = r.batch, r.out, r.out
+
+    def call(x, y):
+        out = np.empty((B, 3, H, W), dtype=np.float32)
+        for i in range(B):
+            out[i] = tf(image=hwc[i])["image"].transpose(2, 0, 1)
+        xt = torch.from_numpy(out).to(device)
+        yt = labels_host.to(device)
+        perm = torch.from_numpy(rng.permutation(B)).to(device)
+        if r.name == "cifar":  # CutMix, alpha 1: box sides H sqrt(1 - lam), centre uniform, clipped
+            cut = np.sqrt(1 - rng.beta(1.0, 1.0, B))
+            ch, cw = (H * cut).astype(np.int64), (W * cut).astype(np.int64)
+            cy, cx = rng.integers(0, H, B), rng.integers(0, W, B)
+            y1, y2 = np.clip(cy - ch // 2, 0, H), np.clip(cy + ch // 2, 0, H)
+            x1, x2 = np.clip(cx - cw // 2, 0, W), np.clip(cx + cw // 2, 0, W)
+            box = torch.from_numpy(np.stack((y1, x1, y2, x2), 1)).to(device)
+            ys = torch.arange(H, device=device).view(1, H, 1)
+            xs = torch.arange(W, device=device).view(1, 1, W)
+            inside = ((ys >= box[:, 0, None, None]) & (ys < box[:, 2, None, None])
+                      & (xs >= box[:, 1, None, None]) & (xs < box[:, 3, None, None]))  # (B, H, W)
+            xt = torch.where(inside[:, None], xt[perm], xt)
+            lam = 1 - ((box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])).float() / (H * W)
+        else:  # Mixup, alpha 0.2, per-sample lambda
+            lam = torch.from_numpy(rng.beta(0.2, 0.2, B)).float().to(device)
+            partner = xt[perm]
+            xt = partner.lerp_(xt, lam.view(-1, 1, 1, 1))  # lam x + (1 - lam) partner
+        return xt, soft_targets(yt, yt[perm], lam, r.classes)
+    hole = "; CoarseDropout hole inside the image" if r.name == "cifar" else ""
+    return call, f"per-image loop on the host; ColorJitter on uint8 in random order{hole}; batch " \
+                 f"{'CutMix' if r.name == 'cifar' else 'Mixup'} in torch"
+
+
+def build_torchvision(r, device, images, labels):
+    # What differs from augpipe (written from the torchvision docs; torchvision is not installed where this
+    # benchmark was developed, so this row has only run where someone had it):
+    # - v2 transforms draw one set of parameters per call, so per-sample randomness needs one call per image: a
+    #   Python loop, then torch.stack;
+    # - ColorJitter applies its steps in a random order per image (torchvision's behaviour);
+    # - RandomErasing(scale=0.25, ratio=1) keeps the 16 x 16 square inside the image (Cutout clips at borders);
+    # - CutMix and MixUp draw one lambda (and one box) for the whole batch, not per sample;
+    # - RandomResizedCrop with antialias=False, to match the others' plain bilinear resampling.
+    from torchvision.transforms import v2
+    if r.name == "cifar":
+        per_image = v2.Compose([
+            v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip(p=0.5), v2.ToDtype(torch.float32, scale=True),
+            v2.ColorJitter(brightness=r.strength, contrast=r.strength), v2.Normalize(r.mean, r.std),
+            v2.RandomErasing(p=1.0, scale=(0.25, 0.25), ratio=(1.0, 1.0), value=0)])
+        mix = v2.CutMix(alpha=1.0, num_classes=r.classes)
+    else:
+        per_image = v2.Compose([
+            v2.RandomResizedCrop(r.out, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), antialias=False),
+            v2.RandomHorizontalFlip(p=0.5), v2.ToDtype(torch.float32, scale=True),
+            v2.ColorJitter(brightness=r.strength, contrast=r.strength), v2.Normalize(r.mean, r.std)])
+        mix = v2.MixUp(alpha=0.2, num_classes=r.classes)
+
+    def call(x, y):
+        out = torch.stack([per_image(img) for img in x])
+        return mix(out, y)
+    return call, "per-image loop (v2 draws one set of params per call); one mix lambda per batch"
+
+
+IMPLS = {  # key -> (label, builder)
+    "roofline": ("roofline copy", build_roofline),
+    "augpipe-eager": ("augpipe eager", build_augpipe_eager),
+    "augpipe-compiled": ("augpipe compiled", build_augpipe_compiled),
+    "kornia": ("kornia", build_kornia),
+    "albumentations": ("albumentations", build_albumentations),
+    "torchvision": ("torchvision v2", build_torchvision),
+}
+
+
+# ----------------------------------------------------------------------------------------------- measuring
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def dynamo_graphs() -> int:
+    try:
+        from torch._dynamo.utils import counters
+        return int(counters["stats"]["unique_graphs"])
+    except Exception:
+        return 0
+
+
+def warm_up(call, x, y, device, warmup: int, min_run_s: float) -> dict:
+    """Call ``warmup`` times (the first call compiles, if anything does), then size a run to >= min_run_s."""
+    t0 = time.perf_counter()
+    call(x, y)
+    sync(device)
+    first_s = time.perf_counter() - t0
+    for _ in range(warmup - 1):
+        call(x, y)
+    sync(device)
+    t0 = time.perf_counter()
+    call(x, y)
+    sync(device)
+    per_call = time.perf_counter() - t0
+    return {"first_call_s": first_s, "calls_per_run": max(1, math.ceil(min_run_s / max(per_call, 1e-9))),
+            "runs_s": [], "graphs_compiled_while_timing": 0}
+
+
+def time_interleaved(calls: dict, timings: dict, x, y, device, runs: int) -> None:
+    """Run r of every implementation, then run r + 1 of every one: load from other processes on a shared machine
+    then falls on all rows alike instead of on whichever happened to run at that moment."""
+    for _ in range(runs):
+        for key, call in calls.items():
+            t = timings[key]
+            graphs = dynamo_graphs()
+            t0 = time.perf_counter()
+            for _ in range(t["calls_per_run"]):
+                call(x, y)
+            sync(device)
+            t["runs_s"].append((time.perf_counter() - t0) / t["calls_per_run"])
+            t["graphs_compiled_while_timing"] += dynamo_graphs() - graphs
+    for t in timings.values():
+        t["s_per_call"] = statistics.median(t["runs_s"])
+
+
+def _proc_status_bytes(key: str) -> int:
+    with open("/proc/self/status") as f:
+        return int(re.search(rf"^{key}:\s+(\d+) kB", f.read(), re.M).group(1)) * 1024
+
+
+def peak_one_call_cpu(call, x, y) -> int:
+    """VmHWM - VmRSS around one call, after resetting the high-water mark (see the module docstring)."""
+    gc.collect()
+    before = _proc_status_bytes("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    result = call(x, y)
+    peak = _proc_status_bytes("VmHWM") - before
+    del result
+    return max(peak, 0)
+
+
+def peak_one_call_cuda(call, x, y, device) -> int:
+    sync(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    result = call(x, y)
+    sync(device)
+    peak = torch.cuda.max_memory_allocated(device) - before
+    del result
+    return peak
+
+
+def memory_child(spec: str) -> None:
+    """--_memory-child RECIPE:IMPL:BATCH: build, warm up, print {"peak_bytes": n} as the last line."""
+    recipe, impl, batch = spec.split(":")
+    r, device = replace(RECIPES[recipe], batch=int(batch)), torch.device("cpu")
+    x, y = make_inputs(r, device)
+    call, _ = IMPLS[impl][1](r, device, x, y)
+    for _ in range(2):
+        call(x, y)
+    print(json.dumps({"peak_bytes": peak_one_call_cpu(call, x, y)}))
+
+
+def peak_in_child(r: Recipe, impl: str, threads: int) -> tuple[int | None, str]:
+    if not (os.path.exists("/proc/self/clear_refs") and sys.platform.startswith("linux")):
+        return None, "n/a: needs Linux /proc"
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="65536",
+               BENCH_THREADS=str(threads), PYTHONWARNINGS="ignore")
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--_memory-child", f"{r.name}:{impl}:{r.batch}"]
+    try:
+        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        return None, "memory child timed out"
+    try:
+        return int(json.loads(p.stdout.strip().splitlines()[-1])["peak_bytes"]), ""
+    except (ValueError, IndexError, KeyError):  # a failed child costs the memory column, not the run
+        tail = (p.stderr.strip().splitlines() or ["no output"])[-1]
+        return None, f"memory child failed: {tail[:120]}"
+
+
+# ----------------------------------------------------------------------------------------------- reporting
+def machine_info(device, threads: int) -> dict:
+    def version(mod):
+        try:
+            return __import__(mod).__version__
+        except Exception:
+            return None
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = re.search(r"^model name\s*:\s*(.*)$", f.read(), re.M).group(1)
+    except Exception:
+        pass
+    try:
+        rev = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
+                             text=True, timeout=10).stdout.strip() or None
+    except Exception:
+        rev = None
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
+            "cpu_count": os.cpu_count(), "usable_cores": _cores(), "torch_threads": threads,
+            "device": str(device), "augpipe_git": rev,
+            "versions": {m: version(m) for m in ("torch", "augpipe", "kornia", "albumentations", "numpy", "cv2",
+                                                 "torchvision")}}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def print_table(r: Recipe, rows: list[dict], device, load) -> None:
+    print(f"\n{r.name}: {r.batch} x 3 x {r.size} x {r.size} uint8 -> {r.batch} x 3 x {r.out} x {r.out} float32, "
+          f"{r.classes} classes, {device}: {r.title}"
+          + (f" (load average {load[0]:.2f} when it started)" if load else ""))
+    head = (f"{'implementation':<18} {'ms/call':>9} {'images/s':>10} {'eager x':>8} {'compiled x':>10} "
+            f"{'roofline':>8} {'peak MiB':>9} {'peak/out':>8}")
+    print(head)
+    print("-" * len(head))
+
+    def num(v, fmt):
+        return format(v, fmt) if v is not None else "-"
+    for row in rows:
+        if "skipped" in row:
+            print(f"{row['label']:<18} skipped: {row['skipped']}")
+            continue
+        peak = row.get("peak_bytes")
+        print(f"{row['label']:<18} {row['s_per_call'] * 1e3:>9.2f} {row['images_per_s']:>10.0f} "
+              f"{num(row.get('eager_x'), '8.2f'):>8} {num(row.get('compiled_x'), '10.2f'):>10} "
+              f"{num(row.get('roofline_fraction'), '8.3f'):>8} "
+              f"{num(None if peak is None else peak / 2 ** 20, '9.1f'):>9} {num(row.get('peak_over_output'), '8.2f'):>8}")
+    print("eager x / compiled x: augpipe eager / compiled images/s over the row's; roofline: roofline time / "
+          "row time; peak: one call (see docstring)")
+    for row in rows:
+        if "skipped" in row:
+            continue
+        extra = []
+        if row["key"] == "augpipe-compiled":
+            extra.append(f"first call (compiles) {row['first_call_s']:.1f} s")
+        if row.get("graphs_compiled_while_timing"):
+            extra.append(f"WARNING: {row['graphs_compiled_while_timing']} graphs compiled during timed runs")
+        if row.get("memory_note"):
+            extra.append(row["memory_note"])
+        print(f"  {row['label']}: {row['note']}" + "".join(f"; {e}" for e in extra)
+              + f" [{row['calls_per_run']} calls/run, runs ms: "
+              + ", ".join(f"{t * 1e3:.2f}" for t in row["runs_s"]) + "]")
+
+
+def profile_augpipe(r: Recipe, device, x, y) -> None:
+    from torch.profiler import ProfilerActivity, profile
+    for key in ("augpipe-eager", "augpipe-compiled"):
+        call, _ = IMPLS[key][1](r, device, x, y)
+        for _ in range(3):
+            call(x, y)
+        sync(device)
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        with profile(activities=acts) as prof:
+            for _ in range(5):
+                call(x, y)
+            sync(device)
+        sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        print(f"\nprofile: {r.name} {key}, 5 calls, by self time")
+        print(prof.key_averages().table(sort_by=sort, row_limit=15, max_name_column_width=48))
+
+
+# ----------------------------------------------------------------------------------------------- main
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--recipe", choices=("cifar", "imagenet", "all"), default="all")
+    ap.add_argument("--runs", type=int, default=None, help="timed runs per implementation (default 7, quick 3)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--json", type=Path, default=None, help="write the numbers and the machine info here")
+    ap.add_argument("--quick", action="store_true", help="fewer, shorter runs: a smoke test, not a measurement")
+    ap.add_argument("--batch", type=int, default=None, help="override the recipes' batch size (e.g. 1024 on a GPU)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch/OpenCV threads (default: every usable core; fewer can steady a shared machine)")
+    ap.add_argument("--impls", default=",".join(IMPLS), help=f"comma-separated subset of {','.join(IMPLS)}")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory column (faster on CPU)")
+    ap.add_argument("--profile", action="store_true", help="also print torch.profiler top ops of augpipe")
+    ap.add_argument("--_memory-child", dest="memory_child", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    threads = args.threads or int(os.environ.get("BENCH_THREADS", _cores()))
+    torch.set_num_threads(threads)
+    try:
+        import cv2
+        cv2.setNumThreads(threads)
+    except ImportError:
+        pass
+    torch.manual_seed(SEED)  # kornia and torchvision draw from the global generator
+    if args.memory_child:
+        memory_child(args.memory_child)
+        return
+
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("bench_peers: --device cuda but torch.cuda.is_available() is False")
+    runs = args.runs or (3 if args.quick else 7)
+    if runs < 1 or (args.batch is not None and args.batch < 2):
+        sys.exit("bench_peers: --runs must be >= 1 and --batch >= 2")
+    warmup, min_run_s = (2, 0.02) if args.quick else (3, 0.05)
+    keys = [k.strip() for k in args.impls.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in IMPLS]
+    if unknown:
+        sys.exit(f"bench_peers: unknown --impls {unknown}; choose from {list(IMPLS)}")
+    # The ratio and roofline columns refer to these three, so they always run.
+    keys = [k for k in IMPLS if k in keys or k in ("roofline", "augpipe-eager", "augpipe-compiled")]
+    recipes = list(RECIPES) if args.recipe == "all" else [args.recipe]
+    info = machine_info(device, threads)
+
+    how = "--threads" if args.threads else f"all {_cores()} usable cores"
+    print(f"bench_peers: torch {torch.__version__}, torch.set_num_threads({threads}) ({how}), "
+          f"opencv threads {threads}; {info['cpu']}; {info['platform']}")
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items() if v is not None)
+          + (f"; augpipe tree {info['augpipe_git']}" if info["augpipe_git"] else ""))
+    print(f"{runs} timed runs per implementation after {warmup} warm-up calls, each run >= {min_run_s * 1e3:.0f} ms;"
+          f" median reported" + (" (--quick: a smoke test, not a measurement)" if args.quick else ""))
+
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+    if load_before:
+        busy = " (other processes share these cores: expect noisy numbers)" if load_before[0] > 0.5 else ""
+        print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}{busy}")
+    started = time.perf_counter()
+    report = {"machine": info, "load_average_before": load_before, "settings": {"runs": runs, "warmup_calls": warmup, "min_run_s": min_run_s,
+                                            "quick": args.quick, "seed": SEED}, "recipes": {}}
+    for name in recipes:
+        r = RECIPES[name] if args.batch is None else replace(RECIPES[name], batch=args.batch)
+        load = os.getloadavg() if hasattr(os, "getloadavg") else None
+        x, y = make_inputs(r, device)
+        out_bytes = r.batch * 3 * r.out * r.out * 4
+        rows, calls, timings, notes = {}, {}, {}, {}
+        for key in keys:
+            label, builder = IMPLS[key]
+            rows[key] = {"key": key, "label": label}
+            try:
+                calls[key], notes[key] = builder(r, device, x, y)
+                timings[key] = warm_up(calls[key], x, y, device, warmup, min_run_s)
+            except ImportError as e:
+                rows[key]["skipped"] = f"not importable ({e})"
+            except Exception as e:  # a peer that breaks on this machine is reported, not fatal
+                rows[key]["skipped"] = f"failed: {type(e).__name__}: {e}"[:200]
+        calls = {k: c for k, c in calls.items() if k in timings}
+        print(f"  {name}: warmed up {', '.join(calls)}; timing {runs} interleaved runs", flush=True)
+        time_interleaved(calls, timings, x, y, device, runs)
+        for key, t in timings.items():
+            rows[key].update(note=notes[key], **t, images_per_s=r.batch / t["s_per_call"])
+        for key in list(calls):
+            row = rows[key]
+            if args.no_memory:
+                continue
+            if device.type == "cuda":
+                row["peak_bytes"], row["memory_note"] = peak_one_call_cuda(calls[key], x, y, device), ""
+            else:
+                del calls[key]  # the child rebuilds it; free this process's copy first
+                gc.collect()
+                row["peak_bytes"], row["memory_note"] = peak_in_child(r, key, threads)
+            if row["peak_bytes"] is not None:
+                row["peak_over_output"] = row["peak_bytes"] / out_bytes
+        calls.clear()
+        rows = list(rows.values())
+        by_key = {row["key"]: row for row in rows if "skipped" not in row}
+        for row in by_key.values():
+            t = row["s_per_call"]
+            for ref, col in (("augpipe-eager", "eager_x"), ("augpipe-compiled", "compiled_x")):
+                if ref in by_key:
+                    row[col] = t / by_key[ref]["s_per_call"]
+            if "roofline" in by_key:
+                row["roofline_fraction"] = by_key["roofline"]["s_per_call"] / t
+        print_table(r, rows, device, load)
+        report["recipes"][name] = {"batch": r.batch, "input": [r.batch, 3, r.size, r.size],
+                                   "output": [r.batch, 3, r.out, r.out], "classes": r.classes, "ops": r.title,
+                                   "output_bytes": out_bytes, "load_average_before": load, "rows": rows}
+        if args.profile:
+            profile_augpipe(r, device, x, y)
+    elapsed = time.perf_counter() - started
+    report["elapsed_s"] = elapsed
+    report["load_average_after"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    print(f"\nbench_peers: done in {elapsed:.0f} s"
+          + (f"; load average after: {report['load_average_after'][0]:.2f}" if report["load_average_after"] else ""))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+        print(f"bench_peers: wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
