@@ -33,7 +33,8 @@ def to_chw_uint8(image) -> Tensor:
     if image.dtype != np.uint8 or image.ndim not in (2, 3):
         raise TypeError(f"collate: a numpy image must be HW or HWC uint8, got {image.dtype} {image.shape}")
     array = image[:, :, None] if image.ndim == 2 else image
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+    # Always a copy: CHW needs one for RGB anyway, and PIL's arrays are read-only.
+    return torch.from_numpy(np.array(array.transpose(2, 0, 1), order="C"))
 
 
 def _to_label_map(mask) -> Tensor:
