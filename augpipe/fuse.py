@@ -3,21 +3,22 @@
 Fused (the default), consecutive geometric ops become one sampling map, composed as a product of their matrices,
 and the pixels are read once: by one gather when every op maps pixels onto pixels (flips, crops, padded crops),
 otherwise by one bilinear resample, done as a row pass and a column pass when the map is axis-aligned (resized
-crops and flips). uint8 images stay uint8 until that read. Every other op is a pure function
-that the executor calls in order; under ``torch.compile`` (``Pipeline(..., compile=True)``) those elementwise
-steps, the contrast reduction, the Cutout mask and the Mixup/CutMix partner reads are fused into a few kernels.
+crops and flips). uint8 images stay uint8 until that read. Every other op is a pure function that the executor
+calls in order, letting it overwrite the batch once the batch is a tensor the executor made. Under
+``torch.compile`` (``Pipeline(..., compile=True)``) those elementwise steps, the contrast reduction, the Cutout
+mask and the Mixup/CutMix partner reads are fused into a few kernels.
 
-Unfused (``fuse=False``) every op runs on its own on float images, one resample per geometric op: the reference
-the tests compare the composition with.
+Unfused (``run(..., fuse=False)``) every op runs on its own on float images, one resample per geometric op: the
+reference the tests compare the composition with.
 
 In a bilinear segment, the first op that reads outside its input (a padded crop, a rotation), when only flips
 come before it, blends the image border into its fill, as padding and then resampling would. A later op that
 reads outside its own input gets its fill through a mask computed from the partial product of the maps (a hard
-edge), so fusing does not change which pixels are fill. Edge-extending
-padding ("reflect", "replicate") can only be the first op of a segment, and only of an all-integer one: a later
-one, or one followed by a bilinear op, starts a new segment. Inside a bilinear segment the one resample reads the
-true neighbours of a pixel where op-by-op resampling would have extended an intermediate image's edge: the two
-differ only within a pixel of such an edge.
+edge), so fusing does not change which pixels are fill. Edge-extending padding ("reflect", "replicate") can only
+be the first op of a segment, and only of an all-integer one: a later one, or one followed by a bilinear op,
+starts a new segment. Inside a bilinear segment the one resample reads the true neighbours of a pixel where
+op-by-op resampling would have extended an intermediate image's edge: the two differ only within a pixel of such
+an edge.
 """
 from __future__ import annotations
 
