@@ -160,3 +160,18 @@ def test_bad_target_shapes_name_what_was_expected(kwargs, error, match):
 def test_ops_that_cannot_carry_a_target_say_so(op, kwargs):
     with pytest.raises(ValueError, match="cannot carry"):
         A.Pipeline(op)(torch.zeros(B, 3, H, W), **kwargs)
+
+
+def test_compiled_moves_boxes_and_keypoints_like_eager():
+    g = torch.Generator().manual_seed(7)
+    images, masks = label_image(seed=7)
+    boxes = torch.cat((torch.rand(B, 3, 2, generator=g) * 10, 10 + torch.rand(B, 3, 2, generator=g) * 10), -1)
+    keypoints = torch.rand(B, 4, 2, generator=g) * torch.tensor([W, H])
+    make = lambda compile: A.Pipeline(A.RandomResizedCrop(16, scale=(0.5, 1.0)), A.HorizontalFlip(),  # noqa: E731
+                                      A.RandomRotation(15), seed=2, compile=compile)
+    compiled = make(True)
+    out = compiled(images, masks=masks, boxes=boxes, keypoints=keypoints)
+    ref = make(False)(images, masks=masks, boxes=boxes, keypoints=keypoints, params=compiled.last_params)
+    for key in ("images", "masks", "boxes", "keypoints"):
+        torch.testing.assert_close(out[key], ref[key], atol=1e-5, rtol=0, equal_nan=True)
+    assert (~torch.isnan(out["keypoints"])).any() and (~torch.isnan(out["boxes"])).any()
