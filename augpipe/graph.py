@@ -152,7 +152,6 @@ class Pipeline(_Composite):
         self._generators: dict[str, torch.Generator] = {}
         self._saved_states: dict[str, Tensor] = {}
         self.last_params = None
-        self.compiled = bool(compile)
         self._run = torch.compile(fuse.run, dynamic=None) if compile else fuse.run
 
     # ------------------------------------------------------------------------------------------- graph protocol
