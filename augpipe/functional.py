@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
+CPU_BLOCK_BYTES = 8 << 20  # eager CPU resampling works in groups of samples whose intermediate fits this
 
 
 # ----------------------------------------------------------------------------------------------- dtype helpers
@@ -167,9 +168,17 @@ def resample_separable(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: f
         out = sum(take_cols(take_rows(x, r), c).to(dtype) * wr * wc
                   for r, wr in ((r0, wr0), (r1, wr1)) for c, wc in ((c0, wc0), (c1, wc1)))
     else:
-        # Eager, two 1-D passes; each blend accumulates into its first tap's new tensor: two allocations in all.
-        rows = take_rows(x, r0).to(dtype).mul_(wr0).addcmul_(take_rows(x, r1), wr1)  # (B, C, Ho, W)
-        out = take_cols(rows, c0).mul_(wc0).addcmul_(take_cols(rows, c1), wc1)  # (B, C, Ho, Wo)
+        # Eager, two 1-D passes written into one output. On a CPU the passes run over groups of samples whose
+        # row-pass image stays small (CPU_BLOCK_BYTES): the allocator then hands the same memory back to every
+        # group, where one batch-sized intermediate would be fresh, page-faulting memory on every call (measured:
+        # 130 -> 66 ms for 64 x 3 x 256 x 256 -> 224). Each group is still a batched call, not a per-sample loop.
+        out = torch.empty((x.shape[0], x.shape[1], *size), dtype=dtype, device=x.device)
+        row_bytes = x.shape[1] * size[0] * W * out.element_size()  # one sample's row-pass image
+        step = max(1, CPU_BLOCK_BYTES // row_bytes) if x.device.type == "cpu" else x.shape[0]
+        for s in range(0, x.shape[0], step):
+            g = slice(s, s + step)
+            rows = take_rows(x[g], r0[g]).to(dtype).mul_(wr0[g]).addcmul_(take_rows(x[g], r1[g]), wr1[g])
+            torch.mul(take_cols(rows, c0[g]), wc0[g], out=out[g]).addcmul_(take_cols(rows, c1[g]), wc1[g])
     if extend == "fill":
         return out.add_(fill * (1 - (wr0 + wr1) / scale * (wc0 + wc1)))
     return select(out, fill, ~(in_r[:, None, :, None] & in_c[:, None, None, :]), inplace=True)
