@@ -197,10 +197,14 @@ def sample_points(matrix: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor
     return sx, sy
 
 
+def _inside(sx: Tensor, sy: Tensor, in_size: tuple[int, int]) -> Tensor:
+    """(B, 1, Ho, Wo) bool: the points (sx, sy) lie inside the input image [0, W] x [0, H]."""
+    return ((sx >= 0) & (sx <= in_size[1]) & (sy >= 0) & (sy <= in_size[0]))[:, None]
+
+
 def inside_mask(matrix: Tensor, in_size: tuple[int, int], out_size: tuple[int, int]) -> Tensor:
     """(B, 1, Ho, Wo) bool: the output pixel centre maps inside the input image [0, W] x [0, H]."""
-    sx, sy = sample_points(matrix, out_size)
-    return ((sx >= 0) & (sx <= in_size[1]) & (sy >= 0) & (sy <= in_size[0]))[:, None]
+    return _inside(*sample_points(matrix, out_size), in_size)
 
 
 def warp_affine(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: float = 0.0, extend: str = "edge") -> Tensor:
@@ -220,7 +224,7 @@ def warp_affine(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: float = 
     if extend == "fill":  # zeros outside the image for x - fill is fill outside it for x
         return F.grid_sample(x - fill_value, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill_value
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return torch.where(inside_mask(matrix, (H, W), size), out, fill_value)
+    return torch.where(_inside(sx, sy, (H, W)), out, fill_value)
 
 
 def affine_matrix(angle: Tensor, translate: Tensor, scale: Tensor, shear: Tensor, size: tuple[int, int]) -> Tensor:
@@ -259,8 +263,7 @@ def sample_nearest(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: float
     row = torch.floor(sy).long().clamp(0, H - 1)
     index = (row * W + col).view(B, 1, -1).expand(B, C, -1)
     out = x.flatten(2).gather(2, index).view(B, C, *size)
-    return torch.where(inside_mask(matrix.float(), (H, W), size), out, torch.as_tensor(fill, dtype=x.dtype,
-                                                                                       device=x.device))
+    return torch.where(_inside(sx, sy, (H, W)), out, torch.as_tensor(fill, dtype=x.dtype, device=x.device))
 
 
 def invert_affine(matrix: Tensor) -> Tensor:
@@ -504,20 +507,29 @@ def fractional_max_pool2d(x: Tensor, output_size: int | tuple[int, int], samples
         if not n_in / 2 <= n_out < n_in:
             raise ValueError(f"fractional_max_pool2d: {name} {n_in} -> {n_out} needs 1 < {n_in}/{n_out} <= 2")
     B = x.shape[0]
-    if pseudo_random:
-        if samples is None:
-            samples = torch.rand(B, 2, generator=generator, device=x.device, dtype=torch.float64)
-        if samples.shape != (B, 2):
-            raise ValueError(f"fractional_max_pool2d: samples must be (B, 2) = ({B}, 2), got {tuple(samples.shape)}")
-        rows = graham_pseudorandom_sequence(H, ho, samples[:, 0])
-        cols = graham_pseudorandom_sequence(W, wo, samples[:, 1])
-    else:
-        if samples is not None:
-            raise ValueError("fractional_max_pool2d: samples are the u of pseudorandom sequences; "
-                             "pass pseudo_random=True or samples=None")
-        rows = graham_random_sequence(H, ho, B, generator, x.device)
-        cols = graham_random_sequence(W, wo, B, generator, x.device)
+    if pseudo_random and samples is not None and samples.shape != (B, 2):
+        raise ValueError(f"fractional_max_pool2d: samples must be (B, 2) = ({B}, 2), got {tuple(samples.shape)}")
+    if not pseudo_random and samples is not None:
+        raise ValueError("fractional_max_pool2d: samples are the u of pseudorandom sequences; "
+                         "pass pseudo_random=True or samples=None")
+    rows, cols = graham_bounds((H, W), (ho, wo), B, pseudo_random, samples, generator, x.device)
     return fractional_max_pool2d_from_bounds(x, rows, cols, overlapping)
+
+
+def graham_bounds(size: tuple[int, int], pooled: tuple[int, int], batch: int, pseudo_random: bool = True,
+                  samples: Tensor | None = None, generator: torch.Generator | None = None, device=None):
+    """Row and column boundaries (B, Ho + 1), (B, Wo + 1) of one pooling draw per sample.
+
+    Pseudorandom: from u = samples (B, 2), drawn from ``generator`` when None. Random: permutations drawn from
+    ``generator``.
+    """
+    (H, W), (ho, wo) = size, pooled
+    if not pseudo_random:
+        return graham_random_sequence(H, ho, batch, generator, device), graham_random_sequence(W, wo, batch, generator,
+                                                                                               device)
+    if samples is None:
+        samples = torch.rand(batch, 2, generator=generator, device=device, dtype=torch.float64)
+    return graham_pseudorandom_sequence(H, ho, samples[:, 0]), graham_pseudorandom_sequence(W, wo, samples[:, 1])
 
 
 def upsample_nearest(x: Tensor, size: tuple[int, int]) -> Tensor:

@@ -601,14 +601,8 @@ class FractionalPool(Op):
             raise ValueError(f"{self!r}: needs images of at least 2x2, got {shape.height}x{shape.width}")
 
     def sample(self, shape, generator, device):
-        n = shape.batch
-        (ho, wo), (H, W) = self.pooled_size(shape.size), shape.size
-        if self.pseudo_random:
-            u = torch.rand(n, 2, generator=generator, device=device, dtype=torch.float64)
-            rows, cols = F.graham_pseudorandom_sequence(H, ho, u[:, 0]), F.graham_pseudorandom_sequence(W, wo, u[:, 1])
-        else:
-            rows = F.graham_random_sequence(H, ho, n, generator, device)
-            cols = F.graham_random_sequence(W, wo, n, generator, device)
+        rows, cols = F.graham_bounds(shape.size, self.pooled_size(shape.size), shape.batch, self.pseudo_random,
+                                     generator=generator, device=device)
         return {"row_bounds": rows, "col_bounds": cols}
 
     def apply(self, state, params, inplace=False):
