@@ -198,8 +198,9 @@ def _scan(root: Path, classes: tuple[str, ...] | None = None) -> tuple[list[Path
 def _read_images(files: list[Path], image_size: int) -> Tensor:
     """Decode with PIL, resize to image_size (bilinear) and stack as uint8 (N, C, H, W); grayscale stays 1
     channel only if every image is grayscale."""
-    import numpy as np
     from PIL import Image
+
+    from augpipe.loader import to_chw_uint8
 
     opened = []
     for path in files:
@@ -210,14 +211,10 @@ def _read_images(files: list[Path], image_size: int) -> Tensor:
         except Exception as e:
             raise ValueError(f"load_image_folder: cannot read image {path}: {type(e).__name__}: {e}") from e
     mode = "L" if all(im.mode in _GRAY_MODES for im in opened) else "RGB"
-    arrays = []
-    for im in opened:
-        im = im.convert(mode)
-        if im.size != (image_size, image_size):
-            im = im.resize((image_size, image_size), Image.BILINEAR)
-        a = np.asarray(im, dtype=np.uint8)
-        arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))  # (C, H, W)
-    return torch.from_numpy(np.stack(arrays))
+    resized = [im.convert(mode) for im in opened]
+    resized = [im if im.size == (image_size, image_size) else im.resize((image_size, image_size), Image.BILINEAR)
+               for im in resized]
+    return torch.stack([to_chw_uint8(im) for im in resized])  # (N, C, H, W) uint8
 
 
 def load_image_folder(data_dir: str | os.PathLike, image_size: int = 32, test_fraction: float = 0.2,
