@@ -38,6 +38,19 @@ def to_float(x: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
     return x.to(dtype)
 
 
+# Constants are made on the images' device by a fill, never copied from host memory: on a GPU such a copy
+# makes the host wait for the device (torch.cuda.set_sync_debug_mode reports it), on every call.
+def _scalar(value: float, like: Tensor) -> Tensor:
+    """A 0-dim tensor of ``value`` in ``like``'s dtype and on its device."""
+    return torch.full((), value, dtype=like.dtype, device=like.device)
+
+
+def _clamp_xy(xyxy: Tensor, size: tuple[int, int]) -> Tensor:
+    """Clamp (..., 4) x1, y1, x2, y2 to at most the width (x) and the height (y) of ``size`` = (H, W)."""
+    x, y = xyxy[..., 0::2].clamp(max=size[1]), xyxy[..., 1::2].clamp(max=size[0])
+    return torch.stack((x[..., 0], y[..., 0], x[..., 1], y[..., 1]), -1)
+
+
 # ----------------------------------------------------------------------------------------------- flips and crops
 def hflip(x: Tensor, flip: Tensor) -> Tensor:
     """Mirror left-right the samples where ``flip`` (B,) is true."""
@@ -220,11 +233,16 @@ def warp_affine(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: float = 
     matrix = matrix.to(x.dtype)
     sx, sy = sample_points(matrix, size)
     grid = torch.stack((2 * sx / W - 1, 2 * sy / H - 1), dim=-1)  # (B, Ho, Wo, 2), align_corners=False frame
-    fill_value = torch.as_tensor(fill, dtype=x.dtype, device=x.device)
     if extend == "fill":  # zeros outside the image for x - fill is fill outside it for x
-        return F.grid_sample(x - fill_value, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill_value
+        return F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return torch.where(_inside(sx, sy, (H, W)), out, fill_value)
+    return torch.where(_inside(sx, sy, (H, W)), out, fill)
+
+
+def affine_rows(m00: Tensor, m01: Tensor, m02: Tensor, m10: Tensor, m11: Tensor, m12: Tensor) -> Tensor:
+    """(B, 3, 3) affine matrices [[m00, m01, m02], [m10, m11, m12], [0, 0, 1]] from six (B,) tensors."""
+    zero, one = torch.zeros_like(m00), torch.ones_like(m00)
+    return torch.stack((m00, m01, m02, m10, m11, m12, zero, zero, one), -1).view(-1, 3, 3)
 
 
 def affine_matrix(angle: Tensor, translate: Tensor, scale: Tensor, shear: Tensor, size: tuple[int, int]) -> Tensor:
@@ -245,11 +263,7 @@ def affine_matrix(angle: Tensor, translate: Tensor, scale: Tensor, shear: Tensor
     i00, i01, i10, i11 = m11 / det, -m01 / det, -m10 / det, m00 / det  # inverse of the 2 x 2 part
     cx, cy = size[1] / 2, size[0] / 2
     dx, dy = -cx - translate[:, 0].to(dt), -cy - translate[:, 1].to(dt)  # undo the shift, then the centring
-    m = torch.zeros(angle.shape[0], 3, 3, dtype=dt, device=angle.device)
-    m[:, 0, 0], m[:, 0, 1], m[:, 0, 2] = i00, i01, cx + i00 * dx + i01 * dy
-    m[:, 1, 0], m[:, 1, 1], m[:, 1, 2] = i10, i11, cy + i10 * dx + i11 * dy
-    m[:, 2, 2] = 1
-    return m.float()
+    return affine_rows(i00, i01, cx + i00 * dx + i01 * dy, i10, i11, cy + i10 * dx + i11 * dy).float()
 
 
 def sample_nearest(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: float = 0) -> Tensor:
@@ -263,19 +277,16 @@ def sample_nearest(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: float
     row = torch.floor(sy).long().clamp(0, H - 1)
     index = (row * W + col).view(B, 1, -1).expand(B, C, -1)
     out = x.flatten(2).gather(2, index).view(B, C, *size)
-    return torch.where(_inside(sx, sy, (H, W)), out, torch.as_tensor(fill, dtype=x.dtype, device=x.device))
+    return torch.where(_inside(sx, sy, (H, W)), out, _scalar(fill, x))
 
 
 def invert_affine(matrix: Tensor) -> Tensor:
     """Inverse of affine maps (B, 3, 3): a sampling matrix (out -> in) becomes the forward map (in -> out)."""
     m = matrix.double()
-    a, b, c, d = m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1]
+    a, b, tx, c, d, ty = m[:, :2].flatten(1).unbind(1)
     det = a * d - b * c
-    inv = torch.zeros_like(m)
-    inv[:, 0, 0], inv[:, 0, 1], inv[:, 1, 0], inv[:, 1, 1] = d / det, -b / det, -c / det, a / det
-    inv[:, :2, 2] = -(inv[:, :2, :2] @ m[:, :2, 2:3])[..., 0]
-    inv[:, 2, 2] = 1
-    return inv.to(matrix.dtype)
+    i00, i01, i10, i11 = d / det, -b / det, -c / det, a / det
+    return affine_rows(i00, i01, -(i00 * tx + i01 * ty), i10, i11, -(i10 * tx + i11 * ty)).to(matrix.dtype)
 
 
 def transform_points(points: Tensor, forward: Tensor, size: tuple[int, int]) -> Tensor:
@@ -297,10 +308,8 @@ def transform_boxes(boxes: Tensor, forward: Tensor, size: tuple[int, int]) -> Te
     moved = (corners.flatten(1, 2) @ forward[:, :2, :2].transpose(1, 2).to(boxes.dtype)
              + forward[:, None, :2, 2].to(boxes.dtype)).view(corners.shape)
     lo, hi = moved.amin(2), moved.amax(2)  # (B, N, 2); NaN rows stay NaN
-    limit = torch.tensor([size[1], size[0]], dtype=boxes.dtype, device=boxes.device)
-    lo, hi = torch.minimum(lo.clamp(min=0), limit), torch.minimum(hi.clamp(min=0), limit)
-    out = torch.cat((lo, hi), -1)
-    empty = (hi <= lo).any(-1, keepdim=True)
+    out = _clamp_xy(torch.cat((lo, hi), -1).clamp(min=0), size)
+    empty = (out[..., 2:] <= out[..., :2]).any(-1, keepdim=True)
     return torch.where(empty, torch.full_like(out, float("nan")), out)
 
 
@@ -312,13 +321,8 @@ def resized_crop(x: Tensor, boxes: Tensor, size: tuple[int, int]) -> Tensor:
 def resized_crop_matrix(boxes: Tensor, size: tuple[int, int]) -> Tensor:
     """Sampling matrix (B, 3, 3) that maps an output of ``size`` onto the box (top, left, height, width)."""
     top, left, h, w = boxes.unbind(-1)
-    m = torch.zeros(boxes.shape[0], 3, 3, dtype=boxes.dtype, device=boxes.device)
-    m[:, 0, 0] = w / size[1]
-    m[:, 0, 2] = left
-    m[:, 1, 1] = h / size[0]
-    m[:, 1, 2] = top
-    m[:, 2, 2] = 1
-    return m
+    zero = torch.zeros_like(top)
+    return affine_rows(w / size[1], zero, left, zero, h / size[0], top)
 
 
 # ----------------------------------------------------------------------------------------------- photometric
@@ -341,7 +345,8 @@ def grayscale_mean(x: Tensor) -> Tensor:
     """
     means = x.mean((2, 3))  # (B, C)
     if x.shape[1] == 3:
-        means = means @ torch.tensor(GRAY_WEIGHTS, dtype=x.dtype, device=x.device)[:, None]
+        r, g, b = means.unbind(1)
+        return (r * GRAY_WEIGHTS[0] + g * GRAY_WEIGHTS[1] + b * GRAY_WEIGHTS[2]).view(-1, 1, 1, 1)
     return means.mean(1).view(-1, 1, 1, 1)
 
 
@@ -379,8 +384,7 @@ def cutout_boxes(centres: Tensor, side: int, size: tuple[int, int]) -> Tensor:
     """Squares of ``side`` centred at (cy, cx) (B, N, 2), clipped to the image (DeVries & Taylor)."""
     lo = centres - side // 2
     hi = lo + side
-    limit = torch.tensor(size, device=centres.device)
-    return torch.cat((lo.clamp(min=0), torch.minimum(hi, limit)), dim=-1)
+    return torch.cat((lo.clamp(min=0), hi[..., :1].clamp(max=size[0]), hi[..., 1:].clamp(max=size[1])), dim=-1)
 
 
 def select(x: Tensor, other: Tensor, mask: Tensor, inplace: bool = False) -> Tensor:
@@ -392,7 +396,7 @@ def select(x: Tensor, other: Tensor, mask: Tensor, inplace: bool = False) -> Ten
     if not x.is_floating_point() or torch.compiler.is_compiling():  # compiled, where fuses into its neighbours
         return torch.where(mask, other, x)
     weight = mask.to(x.dtype)
-    other = torch.as_tensor(other, dtype=x.dtype, device=x.device)
+    other = _scalar(other, x) if not isinstance(other, Tensor) else other
     return x.lerp_(other, weight) if inplace else torch.lerp(x, other, weight)
 
 

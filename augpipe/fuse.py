@@ -108,7 +108,7 @@ def warp(state: dict, segment: list, dtype) -> dict:
         border = segment[k][0].border()
         if border is not None and k != blended:
             inside = F.inside_mask(suffix[k].to(dtype), sizes[k], out_size)
-            x = torch.where(inside, x, torch.as_tensor(border[1], dtype=x.dtype, device=x.device))
+            x = torch.where(inside, x, border[1])
             if masks is not None:
                 masks = torch.where(inside, masks, torch.zeros((), dtype=masks.dtype, device=masks.device))
     out = {**state, "images": x}

@@ -54,6 +54,10 @@ class OneOf(_Composite):
             raise ValueError(f"OneOf: weights must be {len(nodes)} non-negative numbers with a positive sum, "
                              f"got {weights!r}")
         self.weights = (w / w.sum()).tolist()
+        # Branch k takes the draws u in [cut[k-1], cut[k]); a zero weight's interval is empty. Cut points are
+        # partial sums over the last partial sum, so trailing zero weights sit at exactly 1 and are never drawn.
+        cumulative = w.cumsum(0)
+        self._cuts = (cumulative / cumulative[-1])[:-1].tolist()
 
     def check(self, shape: Shape) -> None:
         sizes = set()
@@ -68,8 +72,11 @@ class OneOf(_Composite):
         return self.branches[0].output_size(size)
 
     def sample(self, shape, generator, device):
-        weights = torch.tensor(self.weights, device=device)
-        choice = torch.multinomial(weights, shape.batch, replacement=True, generator=generator)
+        # Inverse CDF with Python-number cut points: nothing is copied to the device and nothing waits for it.
+        u = torch.rand(shape.batch, generator=generator, device=device, dtype=torch.float64)
+        choice = torch.zeros(shape.batch, dtype=torch.long, device=device)
+        for cut in self._cuts:
+            choice += u >= cut
         return {"choice": choice, "branches": [b.sample(shape, generator, device) for b in self.branches]}
 
     def steps(self, params):
@@ -219,6 +226,7 @@ class Pipeline(_Composite):
         state.update(_dense_and_points(shape, single, masks=masks, boxes=boxes, keypoints=keypoints))
         self.check(shape)
         self._check_carried(state)
+        self._follow(x.device)
         out_dtype = x.dtype if x.is_floating_point() else torch.float32
         if shape.batch == 0:
             self.last_params = None
@@ -234,6 +242,12 @@ class Pipeline(_Composite):
         state = self._run(list(zip(self.nodes, params)), state, compute_dtype(x.dtype))
         state["images"] = state["images"].to(out_dtype)
         return self._result(state, labels, masks, boxes, keypoints, single)
+
+    def _follow(self, device: torch.device) -> None:
+        """Keep the graph's constants (Normalize's mean and std) on the images' device, as nn.Module.to would:
+        moved once, not copied from the host on every call, which on a GPU would make the host wait."""
+        if any(b.device != device for b in self.buffers()):
+            self.to(device)
 
     @staticmethod
     def _result(state, labels, masks, boxes, keypoints, single):

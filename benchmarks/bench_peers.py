@@ -505,7 +505,8 @@ def main(argv=None) -> None:
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--json", type=Path, default=None, help="write the numbers and the machine info here")
     ap.add_argument("--quick", action="store_true", help="fewer, shorter runs: a smoke test, not a measurement")
-    ap.add_argument("--batch", type=int, default=None, help="override the recipes' batch size (e.g. 1024 on a GPU)")
+    ap.add_argument("--batch", default=None,
+                    help="override the recipes' batch size; a comma list runs each (e.g. 1024,32768 on a GPU)")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch/OpenCV threads (default: every usable core; fewer can steady a shared machine)")
     ap.add_argument("--impls", default=",".join(IMPLS), help=f"comma-separated subset of {','.join(IMPLS)}")
@@ -530,7 +531,11 @@ def main(argv=None) -> None:
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("bench_peers: --device cuda but torch.cuda.is_available() is False")
     runs = args.runs or (3 if args.quick else 7)
-    if runs < 1 or (args.batch is not None and args.batch < 2):
+    try:
+        batches = [None] if args.batch is None else [int(b) for b in args.batch.split(",")]
+    except ValueError:
+        sys.exit(f"bench_peers: --batch takes integers separated by commas, got {args.batch!r}")
+    if runs < 1 or any(b is not None and b < 2 for b in batches):
         sys.exit("bench_peers: --runs must be >= 1 and --batch >= 2")
     warmup, min_run_s = (2, 0.02) if args.quick else (3, 0.05)
     keys = [k.strip() for k in args.impls.split(",") if k.strip()]
@@ -557,8 +562,8 @@ def main(argv=None) -> None:
     started = time.perf_counter()
     report = {"machine": info, "load_average_before": load_before, "settings": {"runs": runs, "warmup_calls": warmup, "min_run_s": min_run_s,
                                             "quick": args.quick, "seed": SEED}, "recipes": {}}
-    for name in recipes:
-        r = RECIPES[name] if args.batch is None else replace(RECIPES[name], batch=args.batch)
+    for name, batch in [(n, b) for n in recipes for b in batches]:
+        r = RECIPES[name] if batch is None else replace(RECIPES[name], batch=batch)
         load = os.getloadavg() if hasattr(os, "getloadavg") else None
         x, y = make_inputs(r, device)
         out_bytes = r.batch * 3 * r.out * r.out * 4
@@ -601,7 +606,7 @@ def main(argv=None) -> None:
             if "roofline" in by_key:
                 row["roofline_fraction"] = by_key["roofline"]["s_per_call"] / t
         print_table(r, rows, device, load)
-        report["recipes"][name] = {"batch": r.batch, "input": [r.batch, 3, r.size, r.size],
+        report["recipes"][name if len(batches) == 1 else f"{name}_b{r.batch}"] = {"batch": r.batch, "input": [r.batch, 3, r.size, r.size],
                                    "output": [r.batch, 3, r.out, r.out], "classes": r.classes, "ops": r.title,
                                    "output_bytes": out_bytes, "load_average_before": load, "rows": rows}
         if args.profile:

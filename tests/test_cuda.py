@@ -1,0 +1,100 @@
+"""On a CUDA device: the same images and targets as on the CPU, compiled (Triton) equal to eager, no host sync in a
+call, the DeviceLoader's prefetch and a short training run. Skipped without CUDA; benchmarks/gpu_check.sh runs them.
+
+The CPU is the reference: a CUDA pipeline's parameters (``last_params``) are replayed by the same pipeline on the
+CPU, so the two must agree up to float32 rounding.
+"""
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+import augpipe as A
+from test_execution import batch, every_op_cifar, every_op_imagenet
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+RECIPES = [(every_op_cifar, 32), (every_op_imagenet, 40)]
+
+
+def moved(obj, device):
+    """Every tensor of a nested params structure (lists, tuples, dicts) on ``device``."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: moved(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(moved(v, device) for v in obj)
+    return obj
+
+
+@pytest.mark.parametrize("make, size", RECIPES)
+def test_cuda_eager_gives_the_cpu_images_and_targets(make, size):
+    x, y = batch(32, size)
+    cuda = make(False)
+    out, targets = cuda(x.cuda(), y.cuda())
+    assert out.is_cuda and targets.is_cuda
+    ref, ref_targets = make(False)(x, y, params=moved(cuda.last_params, "cpu"))
+    torch.testing.assert_close(out.cpu(), ref, atol=1e-4, rtol=0)
+    torch.testing.assert_close(targets.cpu(), ref_targets, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("make, size", RECIPES)
+def test_cuda_compiled_equals_eager(make, size):
+    compiled, eager = make(True), make(False)
+    for b in (16, 11, 13):  # a partial last batch too
+        x, y = (t.cuda() for t in batch(b, size, seed=b))
+        out, targets = compiled(x, y)
+        ref, ref_targets = eager(x, y, params=compiled.last_params)
+        torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+        torch.testing.assert_close(targets, ref_targets, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize("make, size", RECIPES)
+def test_cuda_call_has_no_host_sync(make, size, compile):
+    pipe = make(compile)
+    x, y = (t.cuda() for t in batch(64, size))
+    for _ in range(2):  # the first calls create the generator, move the constants and compile
+        pipe(x, y)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out, targets = pipe(x, y)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert out.is_cuda and targets.is_cuda and out.shape[0] == 64
+
+
+def test_device_loader_prefetches_to_cuda_and_augments_there():
+    x, y = batch(20, 32)
+    loader = DataLoader(TensorDataset(x, y), batch_size=8, pin_memory=True)
+    pipe = every_op_cifar(False)
+    seen = 0
+    for (images, targets), (cpu_x, cpu_y) in zip(A.DeviceLoader(loader, pipe, "cuda"), loader):
+        assert images.is_cuda and targets.is_cuda
+        ref, ref_targets = every_op_cifar(False)(cpu_x, cpu_y, params=moved(pipe.last_params, "cpu"))
+        torch.testing.assert_close(images.cpu(), ref, atol=1e-4, rtol=0)
+        torch.testing.assert_close(targets.cpu(), ref_targets, atol=1e-5, rtol=0)
+        seen += images.shape[0]
+    assert seen == 20
+
+
+def test_cuda_training_learns_and_resumes_after_kill_9(tmp_path):
+    from test_train import ROOT, TINY, metrics
+    from training.train import run
+    args = TINY + ["--device", "cuda", "--widths", "16", "32", "--batch-size", "16", "--lr", "0.1", "--epochs", "5"]
+    full = run(args + ["--out", str(tmp_path / "full")])
+    assert full.history[-1]["train_loss"] < full.history[0]["train_loss"]
+    assert full.history[-1]["test_acc"] > 0.3  # chance is 0.1
+    # 12 steps per epoch: die at step 30, in epoch 3, then resume from epoch 2's checkpoint.
+    cmd = [sys.executable, "-m", "training.train", *args, "--out", str(tmp_path / "resumed"), "--kill-after-steps", "30"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    run(["--out", str(tmp_path / "resumed"), "--resume", "--device", "cuda", "--no-progress"])  # settings: checkpoint
+    for a, b in zip(metrics(tmp_path / "full"), metrics(tmp_path / "resumed"), strict=True):
+        assert a.keys() == b.keys()
+        for k in a:  # cuDNN may pick non-deterministic kernels: equal up to float rounding
+            assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-6), k
