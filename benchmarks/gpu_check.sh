@@ -45,7 +45,7 @@ if [[ $tests_rc -eq 5 ]]; then tests_rc=0; fi
 
 # 3. Both recipes side by side with the peers.
 bench_rc=0
-timeout 150 "$PY" benchmarks/bench_peers.py --device cuda --json "$OUT/bench_cuda.json" 2>&1 \
+timeout 170 "$PY" benchmarks/bench_peers.py --device cuda --profile --json "$OUT/bench_cuda.json" 2>&1 \
     | tee "$OUT/bench_cuda.log" || bench_rc=$?
 
 # 4. The roofline target is stated at batch >= 1024: CIFAR at 1024 and at a batch that fills the GPU.
