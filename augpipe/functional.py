@@ -215,9 +215,19 @@ def _inside(sx: Tensor, sy: Tensor, in_size: tuple[int, int]) -> Tensor:
     return ((sx >= 0) & (sx <= in_size[1]) & (sy >= 0) & (sy <= in_size[0]))[:, None]
 
 
-def inside_mask(matrix: Tensor, in_size: tuple[int, int], out_size: tuple[int, int]) -> Tensor:
-    """(B, 1, Ho, Wo) bool: the output pixel centre maps inside the input image [0, W] x [0, H]."""
-    return _inside(*sample_points(matrix, out_size), in_size)
+def inside_mask(matrix: Tensor, in_size: tuple[int, int], out_size: tuple[int, int],
+                axis_aligned: bool = False) -> Tensor:
+    """(B, 1, Ho, Wo) bool: the output pixel centre maps inside the input image [0, W] x [0, H].
+
+    For an axis-aligned map the test is a row test (B, 1, Ho, 1) and a column test (B, 1, 1, Wo), broadcast:
+    no per-pixel coordinate map is made.
+    """
+    if not axis_aligned:
+        return _inside(*sample_points(matrix, out_size), in_size)
+    sy, sx = axis_points(matrix, out_size)
+    rows = (sy >= 0) & (sy <= in_size[0])
+    cols = (sx >= 0) & (sx <= in_size[1])
+    return rows[:, None, :, None] & cols[:, None, None, :]
 
 
 def warp_affine(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: float = 0.0, extend: str = "edge") -> Tensor:

@@ -107,7 +107,8 @@ def warp(state: dict, segment: list, dtype) -> dict:
     for k in range(1, len(segment)):
         border = segment[k][0].border()
         if border is not None and k != blended:
-            inside = F.inside_mask(suffix[k].to(dtype), sizes[k], out_size)
+            axis_aligned = all(op.axis_aligned for op, _ in segment[k:])
+            inside = F.inside_mask(suffix[k].to(dtype), sizes[k], out_size, axis_aligned)
             x = torch.where(inside, x, border[1])
             if masks is not None:
                 masks = torch.where(inside, masks, torch.zeros((), dtype=masks.dtype, device=masks.device))

@@ -510,6 +510,20 @@ def resized_crop_ref(x, boxes, size):
     return torch.cat(out)
 
 
+def test_axis_aligned_inside_mask_equals_the_per_pixel_test():
+    """The separable row x column test gives the per-pixel one's answer for flips, scales and shifts."""
+    g = gen(31)
+    B, out_size, in_size = 16, (9, 13), (7, 11)
+    sign = torch.where(torch.rand(B, 2, generator=g) < 0.5, -1.0, 1.0)
+    scale = sign * (0.5 + torch.rand(B, 2, generator=g))
+    shift = torch.randint(-6, 18, (B, 2), generator=g).float() / 2  # half pixels: points land on the edges too
+    zero = torch.zeros(B)
+    m = AF.affine_rows(scale[:, 0], zero, shift[:, 0], zero, scale[:, 1], shift[:, 1])
+    per_pixel = AF.inside_mask(m, in_size, out_size)
+    assert per_pixel.any() and not per_pixel.all()
+    assert torch.equal(AF.inside_mask(m, in_size, out_size, axis_aligned=True), per_pixel)
+
+
 DOWN_BOXES = [(0, 0, 20, 24), (2, 3, 16, 18), (5, 1, 9, 13), (11, 7, 9, 17), (3, 12, 17, 11)]  # all >= 9 x 11
 
 
