@@ -126,10 +126,11 @@ def crop(x: Tensor, top: Tensor, left: Tensor, size: tuple[int, int], padding: S
 def axis_points(matrix: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
     """Source coordinates sy (B, Ho) and sx (B, Wo) of the output pixel centres under an axis-aligned map."""
     h, w = size
-    dev, dt = matrix.device, matrix.dtype
-    ys = torch.arange(h, device=dev, dtype=dt) + 0.5
-    xs = torch.arange(w, device=dev, dtype=dt) + 0.5
-    return matrix[:, 1, 1, None] * ys + matrix[:, 1, 2, None], matrix[:, 0, 0, None] * xs + matrix[:, 0, 2, None]
+    dev, m = matrix.device, matrix.double()  # float64, rounded once: see sample_points
+    ys = torch.arange(h, device=dev, dtype=torch.float64) + 0.5
+    xs = torch.arange(w, device=dev, dtype=torch.float64) + 0.5
+    return ((m[:, 1, 1, None] * ys + m[:, 1, 2, None]).to(matrix.dtype),
+            (m[:, 0, 0, None] * xs + m[:, 0, 2, None]).to(matrix.dtype))
 
 
 def index_map(matrix: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
@@ -200,13 +201,15 @@ def resample_separable(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: f
 # ----------------------------------------------------------------------------------------------- resampling
 def sample_points(matrix: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
     """Source coordinates (sx, sy), each (B, Ho, Wo), read by every output pixel centre."""
+    # A point is a column term plus a row term, each worked out in float64 and rounded once to the matrix dtype,
+    # then added: no multiply-add is left for a compiler to fuse, so eager and compiled code get the same points.
     h, w = size
     dev, dt = matrix.device, matrix.dtype
-    ys = (torch.arange(h, device=dev, dtype=dt) + 0.5).view(1, h, 1)
-    xs = (torch.arange(w, device=dev, dtype=dt) + 0.5).view(1, 1, w)
-    m = matrix[:, :2, :, None, None]  # (B, 2, 3, 1, 1)
-    sx = m[:, 0, 0] * xs + m[:, 0, 1] * ys + m[:, 0, 2]
-    sy = m[:, 1, 0] * xs + m[:, 1, 1] * ys + m[:, 1, 2]
+    ys = (torch.arange(h, device=dev, dtype=torch.float64) + 0.5).view(1, h, 1)
+    xs = (torch.arange(w, device=dev, dtype=torch.float64) + 0.5).view(1, 1, w)
+    m = matrix.double()[:, :2, :, None, None]  # (B, 2, 3, 1, 1)
+    sx = (m[:, 0, 0] * xs).to(dt) + (m[:, 0, 1] * ys + m[:, 0, 2]).to(dt)
+    sy = (m[:, 1, 0] * xs).to(dt) + (m[:, 1, 1] * ys + m[:, 1, 2]).to(dt)
     return sx, sy
 
 
@@ -230,23 +233,37 @@ def inside_mask(matrix: Tensor, in_size: tuple[int, int], out_size: tuple[int, i
     return rows[:, None, :, None] & cols[:, None, None, :]
 
 
-def warp_affine(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: float = 0.0, extend: str = "edge") -> Tensor:
+def warp_affine(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: float = 0.0, extend: str = "edge",
+                dtype: torch.dtype | None = None) -> Tensor:
     """Bilinear resample of x at ``matrix`` (out -> in pixel coordinates) into ``size``.
 
     extend="edge": points inside the image [0, W] x [0, H] interpolate with the edge pixels extended (as
-    ``F.interpolate`` does) and points outside take ``fill``; the hard edge keeps whole-pixel maps exact.
+    ``F.interpolate`` and ``grid_sample(padding_mode="border")`` do) and points outside take ``fill``; the hard
+    edge keeps whole-pixel maps exact.
     extend="fill": the image is taken as surrounded by ``fill`` pixels, so the border blends into the fill, as
     padding and then resampling would (a padded crop or a rotation).
-    x (B, C, H, W) float; matrix (B, 3, 3); returns (B, C, Ho, Wo).
+    The four taps are gathered and weighted here rather than by ``grid_sample``: its grid is normalized to
+    [-1, 1] and back, roundings that torch.compile rearranges (multiply-adds fuse on a GPU), so compiled and eager
+    results drifted apart by more than 1e-5 after Normalize. These weights are computed the same way by both.
+    x (B, C, H, W) uint8 (read as uint8) or float; matrix (B, 3, 3); returns (B, C, Ho, Wo) in ``dtype``
+    (default: x's compute dtype).
     """
-    H, W = x.shape[-2:]
-    matrix = matrix.to(x.dtype)
-    sx, sy = sample_points(matrix, size)
-    grid = torch.stack((2 * sx / W - 1, 2 * sy / H - 1), dim=-1)  # (B, Ho, Wo, 2), align_corners=False frame
-    if extend == "fill":  # zeros outside the image for x - fill is fill outside it for x
-        return F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill
-    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return torch.where(_inside(sx, sy, (H, W)), out, fill)
+    B, C, H, W = x.shape
+    dtype = dtype or compute_dtype(x.dtype)
+    sx, sy = sample_points(matrix.to(dtype), size)  # (B, Ho, Wo)
+    r0, r1, wr0, wr1, in_r = _bilinear_taps(sy, H, extend)
+    c0, c1, wc0, wc1, in_c = _bilinear_taps(sx, W, extend)
+    scale = 1 / 255 if x.dtype == torch.uint8 else 1
+    flat = x.flatten(2)  # (B, C, H W)
+    out = None
+    for r, wr in ((r0, wr0), (r1, wr1)):
+        for c, wc in ((c0, wc0), (c1, wc1)):
+            index = (r * W + c).view(B, 1, -1).expand(B, C, -1)
+            tap = flat.gather(2, index).view(B, C, *size).to(dtype).mul_((wr * wc * scale)[:, None])
+            out = tap if out is None else out.add_(tap)
+    if extend == "fill":
+        return out.add_(fill * (1 - (wr0 + wr1) * (wc0 + wc1))[:, None])
+    return select(out, fill, ~(in_r & in_c)[:, None], inplace=True)
 
 
 def affine_rows(m00: Tensor, m01: Tensor, m02: Tensor, m10: Tensor, m11: Tensor, m12: Tensor) -> Tensor:

@@ -101,7 +101,7 @@ def warp(state: dict, segment: list, dtype) -> dict:
         if all(op.axis_aligned for op, _ in segment):
             x = F.resample_separable(x, suffix[0], out_size, fill, extend, dtype)
         else:
-            x = F.warp_affine(F.to_float(x, dtype), suffix[0].to(dtype), out_size, fill, extend)
+            x = F.warp_affine(x, suffix[0].to(dtype), out_size, fill, extend, dtype)
         if masks is not None:
             masks = F.sample_nearest(masks, suffix[0], out_size, 0)
     for k in range(1, len(segment)):
