@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import draws
+
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
 CPU_BLOCK_BYTES = 8 << 20  # eager CPU resampling works in groups of samples whose intermediate fits this
 
@@ -487,7 +489,7 @@ def graham_random_sequence(n_in: int, n_out: int, batch: int, generator: torch.G
     One independent permutation per sample, drawn by sorting uniform keys (no loop). Returns (B, n_out + 1).
     """
     twos = n_in - n_out
-    keys = torch.rand(batch, n_out, generator=generator, device=device)
+    keys = draws.uniform((batch, n_out), generator, device)
     ranks = keys.argsort(dim=1).argsort(dim=1)  # a uniformly random permutation of 0..n_out-1 per row
     steps = 1 + (ranks < twos).long()  # exactly `twos` positions get a 2
     zero = torch.zeros(batch, 1, dtype=torch.long, device=steps.device)
@@ -559,7 +561,7 @@ def graham_bounds(size: tuple[int, int], pooled: tuple[int, int], batch: int, ps
         return graham_random_sequence(H, ho, batch, generator, device), graham_random_sequence(W, wo, batch, generator,
                                                                                                device)
     if samples is None:
-        samples = torch.rand(batch, 2, generator=generator, device=device, dtype=torch.float64)
+        samples = draws.uniform((batch, 2), generator, device, torch.float64)
     return graham_pseudorandom_sequence(H, ho, samples[:, 0]), graham_pseudorandom_sequence(W, wo, samples[:, 1])
 
 

@@ -11,6 +11,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from . import draws as D
 from . import fuse
 from .functional import compute_dtype
 from .ops import Op, Shape, _bernoulli, _check_probability
@@ -73,7 +74,7 @@ class OneOf(_Composite):
 
     def sample(self, shape, generator, device):
         # Inverse CDF with Python-number cut points: nothing is copied to the device and nothing waits for it.
-        u = torch.rand(shape.batch, generator=generator, device=device, dtype=torch.float64)
+        u = D.uniform(shape.batch, generator, device, torch.float64)
         choice = torch.zeros(shape.batch, dtype=torch.long, device=device)
         for cut in self._cuts:
             choice += u >= cut
@@ -160,6 +161,9 @@ class Pipeline(_Composite):
         self._saved_states: dict[str, Tensor] = {}
         self.last_params = None
         self._run = torch.compile(fuse.run, dynamic=None) if compile else fuse.run
+        # compile=True also compiles sample(): its random draws are made ahead, as recorded per input shape.
+        self._sample = torch.compile(self.sample, dynamic=None) if compile else None
+        self._draws: dict = {}
 
     # ------------------------------------------------------------------------------------------- graph protocol
     def check(self, shape: Shape) -> None:
@@ -198,6 +202,22 @@ class Pipeline(_Composite):
             self._generators[key] = g
         return self._generators[key]
 
+    def _draw_params(self, shape: Shape, device) -> list:
+        """This call's params. Compiled, the draws ``sample`` makes at this shape are recorded on the first call;
+        later calls make the same draws from the generator (a handful of launches) and run a compiled ``sample``
+        on them, so the generator and the params are exactly the eager ones."""
+        generator = self.generator(device)
+        if self._sample is None:
+            return self.sample(shape, generator, device)
+        key = (shape, str(device))
+        requests = self._draws.get(key)
+        if requests is None:
+            recorder = D.Recorder(generator, device)
+            params = self.sample(shape, recorder, device)
+            self._draws[key] = recorder.requests
+            return params
+        return self._sample(shape, D.Replay(requests, D.draw(requests, generator, device)), device)
+
     def manual_seed(self, seed: int) -> "Pipeline":
         """Restart every stream from ``seed`` (for example seed + rank per process)."""
         self.seed = int(seed)
@@ -235,7 +255,7 @@ class Pipeline(_Composite):
                 state["masks"] = state["masks"].new_empty((0, 1, *self.output_size(shape.size)))
             return self._result(state, labels, masks, boxes, keypoints, single)
         if params is None:
-            params = self.sample(shape, self.generator(x.device), x.device)
+            params = self._draw_params(shape, x.device)
         else:
             _check_params(params, self, shape.batch)
         self.last_params = params

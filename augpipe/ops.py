@@ -1,7 +1,8 @@
 """One small class per augmentation.
 
 Each op separates drawing from applying:
-- ``sample(shape, generator, device) -> params``: a dict of per-sample tensors (B, ...) on the data's device;
+- ``sample(shape, generator, device) -> params``: a dict of per-sample tensors (B, ...) on the data's device, its
+  randomness drawn through ``augpipe.draws`` (a torch.Generator, or the draws a compiled pipeline made ahead);
 - ``apply(state, params) -> state``: a pure function of the batch and the params, calling ``augpipe.functional``;
 - ``skip(params, keep) -> params`` (where the op has one): the same params with "not applied" written in as the
   neutral value (flip off, factor 1, empty box, lambda 1) for samples whose ``keep`` is false. This is how a
@@ -19,6 +20,7 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import Tensor, nn
 
+from . import draws as D
 from . import functional as F
 
 
@@ -35,17 +37,16 @@ class Shape(NamedTuple):
 
 # ----------------------------------------------------------------------------------------------- sampling helpers
 def _uniform(n: int, lo: float, hi: float, generator, device) -> Tensor:
-    return lo + (hi - lo) * torch.rand(n, generator=generator, device=device)
+    return lo + (hi - lo) * D.uniform(n, generator, device)
 
 
 def _bernoulli(n: int, p: float, generator, device) -> Tensor:
-    return torch.rand(n, generator=generator, device=device) < p
+    return D.uniform(n, generator, device) < p
 
 
 def _beta(alpha: float, n: int, generator, device) -> Tensor:
     """Beta(alpha, alpha) draws (n,) in float64 from two Gamma draws; torch.distributions takes no generator."""
-    concentration = torch.full((2, n), float(alpha), dtype=torch.float64, device=device)
-    g = torch._standard_gamma(concentration, generator=generator)
+    g = D.standard_gamma(alpha, (2, n), generator, device)
     total = g.sum(0)
     # Both gammas underflow to 0 only for tiny alpha, where Beta puts its mass at 0 and 1 equally.
     return torch.where(total > 0, g[0] / total.clamp_min(1e-300), (g[0] >= g[1]).double())
@@ -53,7 +54,7 @@ def _beta(alpha: float, n: int, generator, device) -> Tensor:
 
 def _randint(n: int, high: Tensor | int, generator, device) -> Tensor:
     """Integers uniform on [0, high) with a per-sample ``high`` (B,) >= 1."""
-    return torch.floor(torch.rand(n, generator=generator, device=device, dtype=torch.float64) * high).long()
+    return torch.floor(D.uniform(n, generator, device, torch.float64) * high).long()
 
 
 def _pair(value, name: str, op: str) -> tuple[int, int]:
@@ -501,7 +502,7 @@ class Mixup(Op):
     def sample(self, shape, generator, device):
         n = shape.batch
         lam = _beta(self.alpha, 1 if self.per_batch else n, generator, device).expand(n).clone()
-        perm = torch.randperm(n, generator=generator, device=device)
+        perm = D.permutation(n, generator, device)
         return self.skip({"lam": lam, "perm": perm}, _bernoulli(n, self.p, generator, device))
 
     def skip(self, params, keep):
@@ -538,7 +539,7 @@ class CutMix(Op):
         cy, cx = _randint(n, H, generator, device), _randint(n, W, generator, device)
         boxes = torch.stack(((cy - cut_h // 2).clamp(0, H), (cx - cut_w // 2).clamp(0, W),
                              (cy + cut_h // 2).clamp(0, H), (cx + cut_w // 2).clamp(0, W)), dim=1)
-        perm = torch.randperm(n, generator=generator, device=device)
+        perm = D.permutation(n, generator, device)
         return self.skip({"box": boxes, "perm": perm}, _bernoulli(n, self.p, generator, device))
 
     def skip(self, params, keep):

@@ -61,6 +61,18 @@ def test_compiled_handles_a_last_partial_batch_without_recompiling_each_call(com
             torch.testing.assert_close(targets, ref_targets, atol=1e-6, rtol=0)
 
 
+def test_compiled_and_eager_pipelines_draw_the_same_params_from_the_same_generator_state(compiled_cifar):
+    """Compiled sampling makes the eager draws ahead, in the eager order: the two stay in lockstep."""
+    eager = every_op_cifar(compile=False)
+    eager.set_extra_state(compiled_cifar.get_extra_state())
+    for b in (16, 11, 16, 16):
+        x, y = batch(b, 32, seed=b + 1)
+        out, targets = compiled_cifar(x, y)
+        ref, ref_targets = eager(x, y)
+        torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+        torch.testing.assert_close(targets, ref_targets, atol=1e-6, rtol=0)
+
+
 class CountOps(TorchDispatchMode):
     def __init__(self):
         super().__init__()

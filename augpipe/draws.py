@@ -1,0 +1,83 @@
+"""Where sampling takes its randomness from: three kinds of draw, from a torch.Generator or from a list drawn ahead.
+
+Every op's ``sample`` draws through ``uniform``, ``standard_gamma`` and ``permutation``; everything else it does is
+arithmetic on what they return. Eagerly those call torch with the pipeline's generator. For ``compile=True`` the
+pipeline first records, once per input shape, which draws ``sample`` makes (``Recorder``); on later calls it makes
+exactly those draws from the generator, in the same order (``draw``), and hands them to a compiled ``sample``
+(``Replay``). The generator advances exactly as eagerly and the params are the same; the dozens of small
+arithmetic ops become one compiled kernel instead of one launch each, which is most of a call's host time on a GPU.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def uniform(size, generator, device, dtype: torch.dtype = torch.float32) -> Tensor:
+    """U[0, 1) of ``size`` (an int or a tuple)."""
+    if isinstance(generator, _Source):
+        return generator.take(("uniform", _tuple(size), dtype))
+    return torch.rand(_tuple(size), generator=generator, device=device, dtype=dtype)
+
+
+def standard_gamma(alpha: float, size, generator, device) -> Tensor:
+    """Gamma(alpha, 1) in float64 of ``size``."""
+    if isinstance(generator, _Source):
+        return generator.take(("gamma", _tuple(size), float(alpha)))
+    concentration = torch.full(_tuple(size), float(alpha), dtype=torch.float64, device=device)
+    return torch._standard_gamma(concentration, generator=generator)
+
+
+def permutation(n: int, generator, device) -> Tensor:
+    """A uniformly random permutation of 0..n-1."""
+    if isinstance(generator, _Source):
+        return generator.take(("permutation", (int(n),), None))
+    return torch.randperm(n, generator=generator, device=device)
+
+
+def _tuple(size) -> tuple[int, ...]:
+    return (int(size),) if isinstance(size, int) else tuple(int(s) for s in size)
+
+
+class _Source:
+    def take(self, request):
+        raise NotImplementedError
+
+
+class Recorder(_Source):
+    """Draws from a generator like the eager path and notes each request: (kind, size, dtype or alpha)."""
+
+    def __init__(self, generator: torch.Generator, device):
+        self.generator, self.device, self.requests = generator, device, []
+
+    def take(self, request):
+        self.requests.append(request)
+        return _draw(request, self.generator, self.device)
+
+
+class Replay(_Source):
+    """Hands out draws made ahead, in order; a request that differs from the recorded one is an error."""
+
+    def __init__(self, requests: list, drawn: list[Tensor]):
+        self.requests, self.drawn, self.next = requests, drawn, 0
+
+    def take(self, request):
+        if self.next >= len(self.requests) or self.requests[self.next] != request:
+            raise RuntimeError(f"augpipe: sample() asked for {request}, the recording says "
+                               f"{self.requests[self.next] if self.next < len(self.requests) else 'nothing more'}")
+        self.next += 1
+        return self.drawn[self.next - 1]
+
+
+def draw(requests: list, generator: torch.Generator, device) -> list[Tensor]:
+    """Make the recorded draws from the generator, in order."""
+    return [_draw(r, generator, device) for r in requests]
+
+
+def _draw(request, generator, device) -> Tensor:
+    kind, size, extra = request
+    if kind == "uniform":
+        return uniform(size, generator, device, extra)
+    if kind == "gamma":
+        return standard_gamma(extra, size, generator, device)
+    return permutation(size[0], generator, device)
