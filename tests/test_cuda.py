@@ -94,12 +94,12 @@ def test_cuda_training_learns_and_resumes_after_kill_9(tmp_path):
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     run(["--out", str(tmp_path / "resumed"), "--resume", "--device", "cuda", "--no-progress"])  # settings: checkpoint
-    # CUDA's convolution backward is not deterministic (atomic adds), so even two uninterrupted runs differ in the
-    # last digits and the difference grows with steps: an H200 saw 3e-4 relative in the test loss three epochs
-    # after the resume. Losing state on resume (a wrong epoch, the schedule, the generators) moves far more.
+    # CUDA's convolution backward is not deterministic (atomic adds), so even two uninterrupted runs differ, and
+    # the difference grows with steps: on an H200 two uninterrupted runs differed by 2.1e-3 relative in the test
+    # loss of epoch 2, and the resumed run's epoch 3 by 6e-4. The epochs and the schedule must match exactly.
     # On the CPU, tests/test_train.py asks for bit-equal weights and metrics.
     for a, b in zip(metrics(tmp_path / "full"), metrics(tmp_path / "resumed"), strict=True):
         assert a.keys() == b.keys() and a["epoch"] == b["epoch"] and a["lr"] == b["lr"]
         for k in ("train_loss", "test_loss"):
-            assert a[k] == pytest.approx(b[k], rel=2e-3), k
+            assert a[k] == pytest.approx(b[k], rel=1e-2), k
         assert abs(a["test_acc"] - b["test_acc"]) <= 2 / 64  # a prediction or two may flip
