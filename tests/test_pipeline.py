@@ -167,6 +167,21 @@ def test_one_of_weights_are_followed():
     assert abs(frac - 0.75) < 0.03
 
 
+@pytest.mark.parametrize("weights, expected", [((0.1, 0.0, 0.3, 0.6), (0.1, 0.0, 0.3, 0.6)),
+                                               ((0.0, 2.0, 1.0, 0.0), (0.0, 2 / 3, 1 / 3, 0.0))])
+def test_one_of_never_picks_a_zero_weight_branch_and_follows_the_rest(weights, expected):
+    x = images(b=20000, c=1, h=2, w=2, dtype=torch.float32)
+    branches = [A.Brightness((k / 4, k / 4)) for k in range(4)]  # only the per-sample choice is looked at
+    pipe = A.Pipeline(A.OneOf(*branches, weights=weights), seed=1)
+    pipe(x)
+    counts = torch.bincount(pipe.last_params[0]["choice"], minlength=4).double() / x.shape[0]
+    for k, p in enumerate(expected):
+        if p == 0:
+            assert counts[k] == 0
+        else:
+            assert abs(counts[k] - p) < 0.015
+
+
 def test_random_apply_on_a_sub_graph_selects_per_sample():
     x = images(b=32, dtype=torch.float32)
     pipe = A.Pipeline(A.RandomApply(A.Pipeline(A.HorizontalFlip(p=1.0), A.FractionalPool()), p=0.5), seed=2)
