@@ -247,25 +247,34 @@ def warp_affine(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: float = 
     The four taps are gathered and weighted here rather than by ``grid_sample``: its grid is normalized to
     [-1, 1] and back, roundings that torch.compile rearranges (multiply-adds fuse on a GPU), so compiled and eager
     results drifted apart by more than 1e-5 after Normalize. These weights are computed the same way by both.
-    x (B, C, H, W) uint8 (read as uint8) or float; matrix (B, 3, 3); returns (B, C, Ho, Wo) in ``dtype``
-    (default: x's compute dtype).
+    x (B, C, H, W) uint8 or float; matrix (B, 3, 3); returns (B, C, Ho, Wo) in ``dtype`` (default: x's compute
+    dtype).
     """
     B, C, H, W = x.shape
     dtype = dtype or compute_dtype(x.dtype)
     sx, sy = sample_points(matrix.to(dtype), size)  # (B, Ho, Wo)
-    r0, r1, wr0, wr1, in_r = _bilinear_taps(sy, H, extend)
-    c0, c1, wc0, wc1, in_c = _bilinear_taps(sx, W, extend)
-    scale = 1 / 255 if x.dtype == torch.uint8 else 1
-    flat = x.flatten(2)  # (B, C, H W)
+    u, v = sx - 0.5, sy - 0.5  # pixel-centre index space
+    c0, r0 = torch.floor(u), torch.floor(v)
+    wc1, wr1 = u - c0, v - r0
+    wc0, wr0 = 1 - wc1, 1 - wr1
+    if extend == "fill":  # taps outside the image weigh nothing; the fill makes up the missing weight
+        wc0, wc1 = wc0 * ((c0 >= 0) & (c0 < W)), wc1 * ((c0 >= -1) & (c0 < W - 1))
+        wr0, wr1 = wr0 * ((r0 >= 0) & (r0 < H)), wr1 * ((r0 >= -1) & (r0 < H - 1))
+    # Clamped tap positions and their flat index, kept in floating point (exact below 2^24 pixels) and converted
+    # once per tap: integer tensors cost twice the bytes of every step on the way.
+    exact = dtype if H * W <= 1 << 24 else torch.float64
+    rows = [r.clamp(0, H - 1).to(exact) * W for r in (r0, r0 + 1)]
+    cols = [c.clamp(0, W - 1).to(exact) for c in (c0, c0 + 1)]
+    flat = to_float(x, dtype).flatten(2)  # (B, C, H W)
     out = None
-    for r, wr in ((r0, wr0), (r1, wr1)):
-        for c, wc in ((c0, wc0), (c1, wc1)):
-            index = (r * W + c).view(B, 1, -1).expand(B, C, -1)
-            tap = flat.gather(2, index).view(B, C, *size).to(dtype).mul_((wr * wc * scale)[:, None])
+    for row, wr in zip(rows, (wr0, wr1)):
+        for col, wc in zip(cols, (wc0, wc1)):
+            index = (row + col).long().view(B, 1, -1).expand(B, C, -1)
+            tap = flat.gather(2, index).view(B, C, *size).mul_((wr * wc)[:, None])
             out = tap if out is None else out.add_(tap)
     if extend == "fill":
         return out.add_(fill * (1 - (wr0 + wr1) * (wc0 + wc1))[:, None])
-    return select(out, fill, ~(in_r & in_c)[:, None], inplace=True)
+    return select(out, fill, ~_inside(sx, sy, (H, W)), inplace=True)
 
 
 def affine_rows(m00: Tensor, m01: Tensor, m02: Tensor, m10: Tensor, m11: Tensor, m12: Tensor) -> Tensor:
