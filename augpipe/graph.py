@@ -6,6 +6,7 @@ executor runs. The Pipeline owns the one torch.Generator (per device) that every
 """
 from __future__ import annotations
 
+import types
 from typing import Sequence
 
 import torch
@@ -160,10 +161,23 @@ class Pipeline(_Composite):
         self._generators: dict[str, torch.Generator] = {}
         self._saved_states: dict[str, Tensor] = {}
         self.last_params = None
-        self._run = torch.compile(fuse.run, dynamic=None) if compile else fuse.run
+        self.compiled = bool(compile)
+        self._compile_callables()
+
+    def _compile_callables(self) -> None:
+        self._run = torch.compile(_own_copy(fuse.run), dynamic=None) if self.compiled else fuse.run
         # compile=True also compiles sample(): its random draws are made ahead, as recorded per input shape.
-        self._sample = torch.compile(self.sample, dynamic=None) if compile else None
+        self._sample = (torch.compile(types.MethodType(_own_copy(Pipeline.sample), self), dynamic=None)
+                        if self.compiled else None)
         self._draws: dict = {}
+
+    def __getstate__(self):
+        """Pickle without the compiled callables (they do not pickle); unpickling compiles afresh."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_run", "_sample", "_draws")}
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self._compile_callables()
 
     # ------------------------------------------------------------------------------------------- graph protocol
     def check(self, shape: Shape) -> None:
@@ -311,6 +325,13 @@ class Pipeline(_Composite):
                              f"[{int(labels.min())}, {int(labels.max())}]")
         targets = torch.zeros(batch, self.num_classes, device=labels.device)
         return targets.scatter_(1, labels.long()[:, None], 1.0)
+
+
+def _own_copy(fn):
+    """``fn`` with a code object of its own. Dynamo keeps compiled graphs per code object, with room for 8
+    (torch's recompile limit): shared by every pipeline, the 9th configuration in a process silently ran eager
+    (seen with ten pipelines of different strengths). A copy per pipeline gives each its own 8, for its shapes."""
+    return types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
 
 
 def _check_images(images) -> bool:

@@ -73,6 +73,25 @@ def test_compiled_and_eager_pipelines_draw_the_same_params_from_the_same_generat
         torch.testing.assert_close(targets, ref_targets, atol=1e-6, rtol=0)
 
 
+def test_a_compiled_pipeline_pickles_and_resumes_its_stream(compiled_cifar):
+    """Compiled callables do not pickle; the copy compiles afresh and carries on from the same generator state."""
+    import pickle
+    copy = pickle.loads(pickle.dumps(compiled_cifar))
+    x, y = batch(16, 32, seed=5)
+    out, targets = compiled_cifar(x, y)
+    out_copy, targets_copy = copy(x, y)
+    torch.testing.assert_close(out_copy, out, atol=1e-5, rtol=0)
+    torch.testing.assert_close(targets_copy, targets, atol=1e-6, rtol=0)
+
+
+def test_each_compiled_pipeline_has_its_own_compile_cache():
+    """Shared, torch's 8 cache entries ran the 9th configuration in a process eagerly, silently."""
+    x = torch.randint(0, 256, (4, 1, 6, 6), dtype=torch.uint8)
+    with torch._dynamo.config.patch(recompile_limit=2, fail_on_recompile_limit_hit=True):
+        for op in (A.Brightness(0.2), A.Contrast(0.2), A.HorizontalFlip(), A.VerticalFlip()):
+            A.Pipeline(op, seed=0, compile=True)(x)  # four graphs, each in its own cache
+
+
 class CountOps(TorchDispatchMode):
     def __init__(self):
         super().__init__()
