@@ -73,6 +73,29 @@ def test_compiled_and_eager_pipelines_draw_the_same_params_from_the_same_generat
         torch.testing.assert_close(targets, ref_targets, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("make, size", [(every_op_cifar, 32), (every_op_imagenet, 40)])
+def test_recorded_draws_replayed_give_the_eager_params(make, size):
+    """What compiled sampling relies on, without compiling: draws made ahead in the recorded order and handed to
+    sample() give exactly the params that drawing inline gives, from the same generator state."""
+    from augpipe import draws
+    from augpipe.ops import Shape
+    pipe = make(False)
+    shape = Shape(13, 3, size, size)
+    recorder = draws.Recorder(torch.Generator().manual_seed(7), "cpu")
+    pipe.sample(shape, recorder, "cpu")
+    replayed = pipe.sample(shape, draws.Replay(recorder.requests, draws.draw(
+        recorder.requests, torch.Generator().manual_seed(8), "cpu")), "cpu")
+    inline = pipe.sample(shape, torch.Generator().manual_seed(8), "cpu")
+    def tensors(p):
+        if isinstance(p, torch.Tensor):
+            return [p]
+        values = p.values() if isinstance(p, dict) else p
+        return [t for v in values for t in tensors(v)]
+    assert len(tensors(replayed)) == len(tensors(inline)) > 10
+    for a, b in zip(tensors(replayed), tensors(inline)):
+        assert torch.equal(a, b)
+
+
 def test_a_compiled_pipeline_pickles_and_resumes_its_stream(compiled_cifar):
     """Compiled callables do not pickle; the copy compiles afresh and carries on from the same generator state."""
     import pickle
