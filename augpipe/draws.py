@@ -3,9 +3,10 @@
 Every op's ``sample`` draws through ``uniform``, ``standard_gamma`` and ``permutation``; everything else it does is
 arithmetic on what they return. Eagerly those call torch with the pipeline's generator. For ``compile=True`` the
 pipeline first records, once per input shape, which draws ``sample`` makes (``Recorder``); on later calls it makes
-exactly those draws from the generator, in the same order (``draw``), and hands them to a compiled ``sample``
-(``Replay``). The generator advances exactly as eagerly and the params are the same; the dozens of small
-arithmetic ops become one compiled kernel instead of one launch each, which is most of a call's host time on a GPU.
+exactly those draws from the generator, in the same order (``draw``), and hands them (``Replay``) to one compiled
+call that samples and applies. The generator advances exactly as eagerly and the params are the same; the dozens
+of small arithmetic ops of sampling are compiled with the rest instead of being one launch each, which was most of
+a call's host time on a GPU.
 """
 from __future__ import annotations
 

@@ -166,14 +166,15 @@ class Pipeline(_Composite):
 
     def _compile_callables(self) -> None:
         self._run = torch.compile(_own_copy(fuse.run), dynamic=None) if self.compiled else fuse.run
-        # compile=True also compiles sample(): its random draws are made ahead, as recorded per input shape.
-        self._sample = (torch.compile(types.MethodType(_own_copy(Pipeline.sample), self), dynamic=None)
-                        if self.compiled else None)
+        # compile=True also compiles sample(), together with the run: its random draws are made ahead, as recorded
+        # per input shape, and one compiled call draws nothing, computes the params and applies them.
+        sample_and_run = types.MethodType(_own_copy(Pipeline._sample_and_run), self)
+        self._sample_run = torch.compile(sample_and_run, dynamic=None) if self.compiled else None
         self._draws: dict = {}
 
     def __getstate__(self):
         """Pickle without the compiled callables (they do not pickle); unpickling compiles afresh."""
-        return {k: v for k, v in self.__dict__.items() if k not in ("_run", "_sample", "_draws")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_run", "_sample_run", "_draws")}
 
     def __setstate__(self, state):
         super().__setstate__(state)
@@ -216,21 +217,28 @@ class Pipeline(_Composite):
             self._generators[key] = g
         return self._generators[key]
 
-    def _draw_params(self, shape: Shape, device) -> list:
-        """This call's params. Compiled, the draws ``sample`` makes at this shape are recorded on the first call;
-        later calls make the same draws from the generator (a handful of launches) and run a compiled ``sample``
-        on them, so the generator and the params are exactly the eager ones."""
+    def _sample_and_run(self, shape: Shape, source, device, state: dict, dtype) -> tuple[list, dict]:
+        params = self.sample(shape, source, device)
+        return params, fuse.run(list(zip(self.nodes, params)), state, dtype)
+
+    def _draw_and_run(self, shape: Shape, state: dict, dtype) -> tuple[list, dict]:
+        """Draw this call's params and apply them. Compiled, the draws ``sample`` makes at this shape are recorded
+        on the first call; later calls make the same draws from the generator (a handful of launches) and pass them
+        to one compiled call of sample and run, so the generator and the params are exactly the eager ones."""
+        device = state["images"].device
         generator = self.generator(device)
-        if self._sample is None:
-            return self.sample(shape, generator, device)
+        if self._sample_run is None:
+            params = self.sample(shape, generator, device)
+            return params, self._run(list(zip(self.nodes, params)), state, dtype)
         key = (shape, str(device))
         requests = self._draws.get(key)
         if requests is None:
             recorder = D.Recorder(generator, device)
             params = self.sample(shape, recorder, device)
             self._draws[key] = recorder.requests
-            return params
-        return self._sample(shape, D.Replay(requests, D.draw(requests, generator, device)), device)
+            return params, self._run(list(zip(self.nodes, params)), state, dtype)
+        source = D.Replay(requests, D.draw(requests, generator, device))
+        return self._sample_run(shape, source, device, state, dtype)
 
     def manual_seed(self, seed: int) -> "Pipeline":
         """Restart every stream from ``seed`` (for example seed + rank per process)."""
@@ -269,11 +277,11 @@ class Pipeline(_Composite):
                 state["masks"] = state["masks"].new_empty((0, 1, *self.output_size(shape.size)))
             return self._result(state, labels, masks, boxes, keypoints, single)
         if params is None:
-            params = self._draw_params(shape, x.device)
+            params, state = self._draw_and_run(shape, state, compute_dtype(x.dtype))
         else:
             _check_params(params, self, shape.batch)
+            state = self._run(list(zip(self.nodes, params)), state, compute_dtype(x.dtype))
         self.last_params = params
-        state = self._run(list(zip(self.nodes, params)), state, compute_dtype(x.dtype))
         state["images"] = state["images"].to(out_dtype)
         return self._result(state, labels, masks, boxes, keypoints, single)
 

@@ -90,7 +90,8 @@ def test_cuda_training_learns_and_resumes_after_kill_9(tmp_path):
     assert full.history[-1]["train_loss"] < full.history[0]["train_loss"]
     assert full.history[-1]["test_acc"] > 0.2  # twice chance; with Mixup/CutMix on 192 digits an H200 got 0.297
     # 12 steps per epoch: die at step 30, in epoch 3, then resume from epoch 2's checkpoint.
-    cmd = [sys.executable, "-m", "training.train", *args, "--out", str(tmp_path / "resumed"), "--kill-after-steps", "30"]
+    cmd = [sys.executable, "-m", "training.train", *args, "--out", str(tmp_path / "resumed"),
+           "--kill-after-steps", "30"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     run(["--out", str(tmp_path / "resumed"), "--resume", "--device", "cuda", "--no-progress"])  # settings: checkpoint
