@@ -55,7 +55,6 @@ class OneOf(_Composite):
         if w.shape != (len(nodes),) or bool((w < 0).any()) or not float(w.sum()) > 0:
             raise ValueError(f"OneOf: weights must be {len(nodes)} non-negative numbers with a positive sum, "
                              f"got {weights!r}")
-        self.weights = (w / w.sum()).tolist()
         # Branch k takes the draws u in [cut[k-1], cut[k]); a zero weight's interval is empty. Cut points are
         # partial sums over the last partial sum, so trailing zero weights sit at exactly 1 and are never drawn.
         cumulative = w.cumsum(0)

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import augpipe as A
-from test_execution import batch, every_op_cifar, every_op_imagenet
+from test_execution import assert_same, batch, every_op_cifar, every_op_imagenet
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 RECIPES = [(every_op_cifar, 32), (every_op_imagenet, 40)]
@@ -36,9 +36,8 @@ def test_cuda_eager_gives_the_cpu_images_and_targets(make, size):
     cuda = make(False)
     out, targets = cuda(x.cuda(), y.cuda())
     assert out.is_cuda and targets.is_cuda
-    ref, ref_targets = make(False)(x, y, params=moved(cuda.last_params, "cpu"))
-    torch.testing.assert_close(out.cpu(), ref, atol=1e-4, rtol=0)
-    torch.testing.assert_close(targets.cpu(), ref_targets, atol=1e-5, rtol=0)
+    reference = make(False)(x, y, params=moved(cuda.last_params, "cpu"))
+    assert_same((out.cpu(), targets.cpu()), reference, image_atol=1e-4, target_atol=1e-5)
 
 
 @pytest.mark.parametrize("make, size", RECIPES)
@@ -46,10 +45,8 @@ def test_cuda_compiled_equals_eager(make, size):
     compiled, eager = make(True), make(False)
     for b in (16, 11, 13):  # a partial last batch too
         x, y = (t.cuda() for t in batch(b, size, seed=b))
-        out, targets = compiled(x, y)
-        ref, ref_targets = eager(x, y, params=compiled.last_params)
-        torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
-        torch.testing.assert_close(targets, ref_targets, atol=1e-6, rtol=0)
+        result = compiled(x, y)
+        assert_same(result, eager(x, y, params=compiled.last_params))
 
 
 @pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
@@ -75,9 +72,8 @@ def test_device_loader_prefetches_to_cuda_and_augments_there():
     seen = 0
     for (images, targets), (cpu_x, cpu_y) in zip(A.DeviceLoader(loader, pipe, "cuda"), loader):
         assert images.is_cuda and targets.is_cuda
-        ref, ref_targets = every_op_cifar(False)(cpu_x, cpu_y, params=moved(pipe.last_params, "cpu"))
-        torch.testing.assert_close(images.cpu(), ref, atol=1e-4, rtol=0)
-        torch.testing.assert_close(targets.cpu(), ref_targets, atol=1e-5, rtol=0)
+        reference = every_op_cifar(False)(cpu_x, cpu_y, params=moved(pipe.last_params, "cpu"))
+        assert_same((images.cpu(), targets.cpu()), reference, image_atol=1e-4, target_atol=1e-5)
         seen += images.shape[0]
     assert seen == 20
 

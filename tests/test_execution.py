@@ -33,6 +33,12 @@ def batch(b, size, seed=0):
             torch.randint(0, 7, (b,), generator=g))
 
 
+def assert_same(result, reference, image_atol=1e-5, target_atol=1e-6):
+    """(images, targets) pairs equal within the issue's compiled == eager tolerances (float32)."""
+    torch.testing.assert_close(result[0], reference[0], atol=image_atol, rtol=0)
+    torch.testing.assert_close(result[1], reference[1], atol=target_atol, rtol=0)
+
+
 @pytest.fixture(scope="module")
 def compiled_cifar():
     return every_op_cifar(compile=True)
@@ -42,10 +48,8 @@ def compiled_cifar():
 def test_compiled_equals_eager_for_every_op(make, size):
     compiled, eager = make(True), make(False)
     x, y = batch(16, size)
-    out, targets = compiled(x, y)
-    ref, ref_targets = eager(x, y, params=compiled.last_params)
-    torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
-    torch.testing.assert_close(targets, ref_targets, atol=1e-6, rtol=0)
+    result = compiled(x, y)
+    assert_same(result, eager(x, y, params=compiled.last_params))
 
 
 def test_compiled_handles_a_last_partial_batch_without_recompiling_each_call(compiled_cifar):
@@ -55,10 +59,8 @@ def test_compiled_handles_a_last_partial_batch_without_recompiling_each_call(com
     with torch._dynamo.config.patch(error_on_recompile=True):
         for b in (9, 13, 16, 5):
             x, y = batch(b, 32, seed=b)
-            out, targets = compiled_cifar(x, y)
-            ref, ref_targets = eager(x, y, params=compiled_cifar.last_params)
-            torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
-            torch.testing.assert_close(targets, ref_targets, atol=1e-6, rtol=0)
+            result = compiled_cifar(x, y)
+            assert_same(result, eager(x, y, params=compiled_cifar.last_params))
 
 
 def test_compiled_and_eager_pipelines_draw_the_same_params_from_the_same_generator_state(compiled_cifar):
@@ -67,10 +69,7 @@ def test_compiled_and_eager_pipelines_draw_the_same_params_from_the_same_generat
     eager.set_extra_state(compiled_cifar.get_extra_state())
     for b in (16, 11, 16, 16):
         x, y = batch(b, 32, seed=b + 1)
-        out, targets = compiled_cifar(x, y)
-        ref, ref_targets = eager(x, y)
-        torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
-        torch.testing.assert_close(targets, ref_targets, atol=1e-6, rtol=0)
+        assert_same(compiled_cifar(x, y), eager(x, y))
 
 
 @pytest.mark.parametrize("make, size", [(every_op_cifar, 32), (every_op_imagenet, 40)])
@@ -101,10 +100,7 @@ def test_a_compiled_pipeline_pickles_and_resumes_its_stream(compiled_cifar):
     import pickle
     copy = pickle.loads(pickle.dumps(compiled_cifar))
     x, y = batch(16, 32, seed=5)
-    out, targets = compiled_cifar(x, y)
-    out_copy, targets_copy = copy(x, y)
-    torch.testing.assert_close(out_copy, out, atol=1e-5, rtol=0)
-    torch.testing.assert_close(targets_copy, targets, atol=1e-6, rtol=0)
+    assert_same(copy(x, y), compiled_cifar(x, y))
 
 
 def test_each_compiled_pipeline_has_its_own_compile_cache():
