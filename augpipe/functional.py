@@ -138,11 +138,18 @@ def axis_points(matrix: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
 def index_map(matrix: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
     """Integer source rows (B, Ho) and cols (B, Wo) of an axis-aligned integer map (flips and crops).
 
-    Each output pixel centre is mapped through ``matrix`` and the pixel containing the image is taken; for maps
-    made of flips and whole-pixel shifts the point lands exactly on a source pixel centre.
+    Such a map sends pixel centre j + 0.5 to s (j + 0.5) + t with step s = +-1, landing on the centre of source
+    pixel s j + floor(s / 2 + t). Only that per-sample start is worked out in floating point; the indices are
+    integer steps from it: per pixel, float-to-integer conversions are slow in a compiled CPU loop (a compiled flip
+    of a CIFAR batch, one thread: 2.8 ms with per-pixel float coordinates, 1.8 ms with integer steps).
     """
-    sy, sx = axis_points(matrix, size)
-    return torch.floor(sy).long(), torch.floor(sx).long()
+    out = []
+    for axis, n in ((1, size[0]), (0, size[1])):
+        step = matrix[:, axis, axis].round().long()[:, None]  # (B, 1)
+        start = torch.floor(matrix[:, axis, axis].double() / 2 + matrix[:, axis, 2].double()).long()[:, None]
+        j = torch.arange(n, device=matrix.device)
+        out.append(torch.where(step < 0, start - j, start + j))
+    return out[0], out[1]
 
 
 def _bilinear_taps(coord: Tensor, n: int, extend: str):

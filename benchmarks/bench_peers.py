@@ -379,6 +379,14 @@ def peak_one_call_cuda(call, x, y, device) -> int:
     return peak
 
 
+def _apply_inductor_options() -> None:
+    """--inductor-options, passed on to the memory child through the environment."""
+    given = os.environ.get("BENCH_INDUCTOR_OPTIONS")
+    if given:
+        import augpipe.graph
+        augpipe.graph.INDUCTOR_OPTIONS.update(json.loads(given))
+
+
 def memory_child(spec: str) -> None:
     """--_memory-child RECIPE:IMPL:BATCH: build, warm up, print {"peak_bytes": n} as the last line."""
     recipe, impl, batch = spec.split(":")
@@ -512,8 +520,14 @@ def main(argv=None) -> None:
     ap.add_argument("--impls", default=",".join(IMPLS), help=f"comma-separated subset of {','.join(IMPLS)}")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory column (faster on CPU)")
     ap.add_argument("--profile", action="store_true", help="also print torch.profiler top ops of augpipe")
+    ap.add_argument("--inductor-options", default=None,
+                    help="JSON of torch.compile inductor options for augpipe-compiled on --device, replacing "
+                         "augpipe.graph.INDUCTOR_OPTIONS (to compare fusion choices)")
     ap.add_argument("--_memory-child", dest="memory_child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.inductor_options is not None:
+        os.environ["BENCH_INDUCTOR_OPTIONS"] = json.dumps({args.device.split(":")[0]: json.loads(args.inductor_options)})
+    _apply_inductor_options()
 
     threads = args.threads or int(os.environ.get("BENCH_THREADS", _cores()))
     torch.set_num_threads(threads)
@@ -552,6 +566,8 @@ def main(argv=None) -> None:
           f"opencv threads {threads}; {info['cpu']}; {info['platform']}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items() if v is not None)
           + (f"; augpipe tree {info['augpipe_git']}" if info["augpipe_git"] else ""))
+    import augpipe.graph
+    print(f"inductor options of augpipe-compiled on {device.type}: {augpipe.graph.INDUCTOR_OPTIONS.get(device.type)}")
     print(f"{runs} timed runs per implementation after {warmup} warm-up calls, each run >= {min_run_s * 1e3:.0f} ms;"
           f" median reported" + (" (--quick: a smoke test, not a measurement)" if args.quick else ""))
 
@@ -561,7 +577,9 @@ def main(argv=None) -> None:
         print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}{busy}")
     started = time.perf_counter()
     report = {"machine": info, "load_average_before": load_before, "settings": {"runs": runs, "warmup_calls": warmup, "min_run_s": min_run_s,
-                                            "quick": args.quick, "seed": SEED}, "recipes": {}}
+                                            "quick": args.quick, "seed": SEED,
+                                            "inductor_options": augpipe.graph.INDUCTOR_OPTIONS.get(device.type)},
+              "recipes": {}}
     for name, batch in [(n, b) for n in recipes for b in batches]:
         r = RECIPES[name] if batch is None else replace(RECIPES[name], batch=batch)
         load = os.getloadavg() if hasattr(os, "getloadavg") else None
