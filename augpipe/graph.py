@@ -6,6 +6,7 @@ executor runs. The Pipeline owns the one torch.Generator (per device) that every
 """
 from __future__ import annotations
 
+import itertools
 import types
 from typing import Sequence
 
@@ -347,26 +348,33 @@ class Pipeline(_Composite):
         return targets.scatter_(1, labels.long()[:, None], 1.0)
 
 
-# Inductor's fusion options per device type (torch.compile's ``options``). By default inductor stores a full-size
-# result of any pointwise formula longer than 50 ops (30 on a GPU) that two consumers read, and of the index of a
-# gather. The per-pixel source index of a composed map is such a formula (matrix entries, steps, bounds), so
-# compiled pipelines wrote and read back full-size int64 indices, bool masks and uint8 copies on every call.
-# - CPU: a higher threshold keeps index formulas in the loop that gathers. A gather costs more than a store on a
-#   CPU, so a gathered image that two passes read (the contrast mean, then the apply) is still stored once.
-#   Measured, one thread, CIFAR batch: a flip 5.3 -> 1.8 ms, the CIFAR recipe about 8.7 -> 6.6 ms.
-# - CUDA: reading memory is the cost, recomputing is nearly free: nothing image-sized is stored but the output;
-#   the contrast mean and the output each read the uint8 input again (about 7 bytes moved per output pixel).
-INDUCTOR_OPTIONS: dict[str, dict] = {
-    "cpu": {"realize_opcount_threshold": 200},
-    "cuda": {"realize_opcount_threshold": 2000, "realize_reads_threshold": 64, "realize_acc_reads_threshold": 64},
-}
+# Inductor's fusion options per device type (torch.compile's ``options``). By default, on a CPU, inductor stores a
+# full-size result of any pointwise formula longer than 50 ops that two consumers read, and of a long gather index.
+# The per-pixel source index of a composed map is such a formula (matrix entries, steps, bounds), so compiled CPU
+# pipelines wrote and read back full-size int64 indices, bool masks and uint8 copies on every call. A higher
+# threshold keeps those formulas in the loop that gathers; a gathered image that two passes read (the contrast
+# mean, then the apply) is still stored once, as a gather costs more than a store on a CPU.
+# Measured, one CPU thread, CIFAR batch: a flip 5.3 -> 1.8 ms, the CIFAR recipe about 8.7 -> 6.6 ms.
+# On CUDA inductor's defaults are kept: storing nothing image-sized but the output (recomputing the gathers) made the
+# CIFAR recipe at batch 131072 on an H200 3.4x slower (13.9 against 4.1 ms) and compiles 10x longer.
+INDUCTOR_OPTIONS: dict[str, dict] = {"cpu": {"realize_opcount_threshold": 200}}
+
+
+_copies = itertools.count()
 
 
 def _own_copy(fn):
-    """``fn`` with a code object of its own. Dynamo keeps compiled graphs per code object, with room for 8
-    (torch's recompile limit): shared by every pipeline, the 9th configuration in a process silently ran eager
-    (seen with ten pipelines of different strengths). A copy per pipeline gives each its own 8, for its shapes."""
-    return types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+    """``fn`` with a code object of its own, named ``<name>_<n>``. Dynamo keeps compiled graphs per code object,
+    with room for 8 (torch's recompile limit): shared by every pipeline, the 9th configuration in a process silently
+    ran eager (seen with ten pipelines of different strengths). A copy per pipeline gives each its own 8, for its
+    shapes. The new name matters too: dynamo remembers which sizes changed by (file, line, name), so copies under
+    one name shared it, and a pipeline's first compile was already dynamic in shape when any other pipeline had
+    seen two batch sizes. (On an H200, the ImageNet recipe took 1.09 ms a call when its pipeline compiled after the
+    CIFAR one in the same process, and 0.90 ms alone in a process.)
+    """
+    name = f"{fn.__name__}_{next(_copies)}"
+    code = fn.__code__.replace(co_name=name, co_qualname=name)
+    return types.FunctionType(code, fn.__globals__, name, fn.__defaults__, fn.__closure__)
 
 
 def _check_images(images) -> bool:

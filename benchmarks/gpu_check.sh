@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# For a lent GPU: the CUDA tests and the side-by-side benchmark on the device, in about six minutes.
+# For a lent GPU: the CUDA tests and the side-by-side benchmark on the device, in about five minutes.
 #
-#   bash benchmarks/gpu_check.sh          # ./out/: syncs.log, gpu_tests.log, bench_cuda.{log,json}, bench_cuda_roofline.*,
-#                                         # bench_cuda_inductor_defaults.*
+#   bash benchmarks/gpu_check.sh          # ./out/: syncs.log, gpu_tests.log, bench_cuda.{log,json}, bench_cuda_roofline.*
 #   OUT=/some/dir PYTHON=python3 bash benchmarks/gpu_check.sh
 #
 # Python: $PYTHON, else ./.venv/bin/python, else python3 (on the lent GPU machines that is the one with CUDA torch).
@@ -56,17 +55,6 @@ timeout 100 "$PY" benchmarks/bench_peers.py --device cuda --recipe cifar --batch
     --impls roofline,augpipe-eager,augpipe-compiled --json "$OUT/bench_cuda_roofline.json" 2>&1 \
     | tee "$OUT/bench_cuda_roofline.log" || roof_rc=$?
 
-# 5. CIFAR at a batch that fills the GPU and ImageNet at its own batch without augpipe's CUDA fusion options
-#    (inductor's defaults), to see what they buy. Informative.
-ab_rc=0
-for spec in "cifar 131072" "imagenet 64"; do
-    set -- $spec
-    timeout 90 "$PY" benchmarks/bench_peers.py --device cuda --recipe "$1" --batch "$2" --runs 5 --no-memory \
-        --impls roofline,augpipe-eager,augpipe-compiled --inductor-options '{}' \
-        --json "$OUT/bench_cuda_inductor_defaults_$1.json" 2>&1 | tee "$OUT/bench_cuda_inductor_defaults_$1.log" \
-        || ab_rc=$?
-done
-
-echo "gpu_check: syncs exit $syncs_rc, tests exit $tests_rc, benchmark exit $bench_rc (roofline run exit $roof_rc, inductor-defaults run exit $ab_rc)," \
+echo "gpu_check: syncs exit $syncs_rc, tests exit $tests_rc, benchmark exit $bench_rc (roofline run exit $roof_rc)," \
      "$((SECONDS - start)) s"
 exit $(( syncs_rc != 0 || tests_rc != 0 || bench_rc != 0 ))

@@ -111,6 +111,18 @@ def test_each_compiled_pipeline_has_its_own_compile_cache():
             A.Pipeline(op, seed=0, compile=True)(x)  # four graphs, each in its own cache
 
 
+def test_each_compiled_pipeline_has_its_own_dynamic_shape_memory():
+    """Dynamo remembers which sizes changed by the code's (file, line, name): under one name, a pipeline compiled
+    after another had seen two batch sizes started with dynamic shapes (slower kernels), its own first shape
+    notwithstanding. Each pipeline's compiled functions must have an identity of their own."""
+    from torch._dynamo.pgo import CodeId
+
+    first, second = A.Pipeline(seed=0, compile=True), A.Pipeline(seed=0, compile=True)
+    ids = {CodeId.make(p._compiled(which, torch.device("cpu"))._torchdynamo_orig_callable.__code__)
+           for p in (first, second) for which in ("run", "sample_run")}
+    assert len(ids) == 4
+
+
 class CountOps(TorchDispatchMode):
     def __init__(self):
         super().__init__()
