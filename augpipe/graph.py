@@ -356,7 +356,8 @@ class Pipeline(_Composite):
 # mean, then the apply) is still stored once, as a gather costs more than a store on a CPU.
 # Measured, one CPU thread, CIFAR batch: a flip 5.3 -> 1.8 ms, the CIFAR recipe about 8.7 -> 6.6 ms.
 # On CUDA inductor's defaults are kept: storing nothing image-sized but the output (recomputing the gathers) made the
-# CIFAR recipe at batch 131072 on an H200 3.4x slower (13.9 against 4.1 ms) and compiles 10x longer.
+# CIFAR recipe on an H200 slower in separate runs (batch 256: 1.19 against 0.80 ms; batch 131072: 13.9 against 7.5
+# ms) and its compile twice as long (20 against 10 s).
 INDUCTOR_OPTIONS: dict[str, dict] = {"cpu": {"realize_opcount_threshold": 200}}
 
 
