@@ -162,9 +162,9 @@ class Pipeline(_Composite):
         self._saved_states: dict[str, Tensor] = {}
         self.last_params = None
         self.compiled = bool(compile)
-        self._compile_callables()
+        self._forget_compiled()
 
-    def _compile_callables(self) -> None:
+    def _forget_compiled(self) -> None:
         self._compiled_fns: dict = {}  # (which, device type) -> compiled callable, made on first use
         self._draws: dict = {}
 
@@ -191,7 +191,7 @@ class Pipeline(_Composite):
 
     def __setstate__(self, state):
         super().__setstate__(state)
-        self._compile_callables()
+        self._forget_compiled()
 
     # ------------------------------------------------------------------------------------------- graph protocol
     def check(self, shape: Shape) -> None:
