@@ -135,21 +135,82 @@ def axis_points(matrix: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
             (m[:, 0, 0, None] * xs + m[:, 0, 2, None]).to(matrix.dtype))
 
 
-def index_map(matrix: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
-    """Integer source rows (B, Ho) and cols (B, Wo) of an axis-aligned integer map (flips and crops).
+def index_steps(matrix: Tensor, axis: int) -> tuple[Tensor, Tensor]:
+    """First source index (B, 1) and step +-1 (B, 1) along ``axis`` (0: columns, 1: rows) of an integer map.
 
-    Such a map sends pixel centre j + 0.5 to s (j + 0.5) + t with step s = +-1, landing on the centre of source
-    pixel s j + floor(s / 2 + t). Only that per-sample start is worked out in floating point; the indices are
-    integer steps from it: per pixel, float-to-integer conversions are slow in a compiled CPU loop (a compiled flip
-    of a CIFAR batch, one thread: 2.8 ms with per-pixel float coordinates, 1.8 ms with integer steps).
+    Such a map sends pixel centre j + 0.5 to s (j + 0.5) + t with step s = +-1 and t whole, landing on the centre
+    of source pixel s j + t - (s < 0). Flips and shifts compose into such entries exactly in floating point. The
+    indices are integer steps from that start: per pixel, float-to-integer conversions are slow in a compiled CPU
+    loop (a compiled flip of a CIFAR batch, one thread: 2.8 ms with per-pixel float coordinates, 1.8 ms with
+    integer steps).
     """
+    s, t = matrix[:, axis, axis, None], matrix[:, axis, 2, None]
+    mirrored = s < 0
+    return (t - mirrored.to(t.dtype)).long(), torch.where(mirrored, -1, 1)
+
+
+def index_map(matrix: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """Integer source rows (B, Ho) and cols (B, Wo) of an axis-aligned integer map (flips and crops)."""
     out = []
     for axis, n in ((1, size[0]), (0, size[1])):
-        step = matrix[:, axis, axis].round().long()[:, None]  # (B, 1)
-        start = torch.floor(matrix[:, axis, axis].double() / 2 + matrix[:, axis, 2].double()).long()[:, None]
+        start, step = index_steps(matrix, axis)
         j = torch.arange(n, device=matrix.device)
         out.append(torch.where(step < 0, start - j, start + j))
     return out[0], out[1]
+
+
+def window_source(x: Tensor, reach: int, mirrored: bool, dtype: torch.dtype, out: Tensor | None = None) -> Tensor:
+    """The images as ``gather_windows`` reads them: (M, N + 2 reach) in ``dtype``, N = x.numel().
+
+    Row 0 is x converted once (``to_float``) and flattened, with ``reach`` values of padding at each end; when
+    ``mirrored`` (M = 2), row 1 is the same, reversed. ``out``, when given, is a tensor this function made before for
+    the same shape: only the image values are written again.
+    """
+    n = x.numel()
+    shape = (1 + mirrored, n + 2 * reach)
+    if out is None or out.shape != shape or out.dtype != dtype or out.device != x.device:
+        out = torch.zeros(shape, dtype=dtype, device=x.device)
+    flat = x.reshape(-1)
+    for m, values in enumerate((flat, flat.flip(0))[:shape[0]]):
+        out[m, reach:reach + n].copy_(values)
+    return out.div_(255) if x.dtype == torch.uint8 else out  # as to_float; the padding stays 0
+
+
+def gather_windows(source: Tensor, matrix: Tensor, size: tuple[int, int], in_shape: Sequence[int],
+                   fill: float = 0.0) -> Tensor:
+    """``gather_separable`` with constant padding, read as one contiguous window per output row.
+
+    source: ``window_source`` of the images, whose reach covers every column the map reads outside the image and
+    which is mirrored if any sample's column step is -1; matrix: an integer map (flips, crops) of the images;
+    in_shape: their (B, C, H, W). Output row i of sample b copies ``size[1]`` consecutive values of the flattened
+    images, starting at a per-row position (in the reversed copy for a mirrored sample), so a compiled loop reads
+    whole vectors where a per-pixel index loads lane by lane. A window that starts left of its row reads the end
+    of the row before (or the padding): those values are outside the image, and the fill replaces them.
+    Returns (B, C, Ho, Wo) in the source's dtype.
+    """
+    B, C, H, W = in_shape
+    h, w = size
+    n = B * C * H * W
+    reach = (source.shape[1] - n) // 2
+    dev = source.device
+    r0, rs = index_steps(matrix, 1)
+    c0, cs = index_steps(matrix, 0)
+    rows = torch.where(rs < 0, r0 - torch.arange(h, device=dev), r0 + torch.arange(h, device=dev))  # (B, h)
+    mirrored = (cs < 0)[:, :, None]  # (B, 1, 1): this sample reads its columns right to left
+    first = ((torch.arange(B, device=dev)[:, None, None] * C + torch.arange(C, device=dev)[None, :, None]) * H
+             + rows.clamp(0, H - 1)[:, None, :]) * W + c0[:, :, None]  # (B, C, h): flat index of the first value
+    # Reading right to left from ``first`` is reading the reversed copy left to right from n - 1 - first.
+    # Clamped, though in range for any map of the ops the source was made for: compiled CPU loops do not check
+    # indices (graph.INDUCTOR_OPTIONS), so a replayed params list of another graph must not read past the source.
+    start = (reach + torch.where(mirrored, n - 1 - first, first)).clamp(0, source.shape[1] - w)
+    copy = mirrored.long() if source.shape[0] == 2 else torch.zeros_like(mirrored, dtype=torch.long)
+    out = source.unfold(1, w, 1)[copy, start]  # (B, C, h, w)
+    # Output column j lies in the image for j in [lo, hi): a float test on the loop index, no per-pixel index.
+    j = torch.arange(w, device=dev, dtype=source.dtype)
+    lo = torch.where(cs < 0, c0 - W + 1, -c0).to(source.dtype)
+    hi = torch.where(cs < 0, c0 + 1, W - c0).to(source.dtype)
+    inside = ((rows >= 0) & (rows < H))[:, None, :, None] & ((j >= lo) & (j < hi))[:, None, None, :]
+    return torch.where(inside, out, _scalar(fill, out))
 
 
 def _bilinear_taps(coord: Tensor, n: int, extend: str):

@@ -7,6 +7,7 @@ executor runs. The Pipeline owns the one torch.Generator (per device) that every
 from __future__ import annotations
 
 import itertools
+import threading
 import types
 from typing import Sequence
 
@@ -14,9 +15,10 @@ import torch
 from torch import Tensor, nn
 
 from . import draws as D
+from . import functional as F
 from . import fuse
 from .functional import compute_dtype
-from .ops import Op, Shape, _bernoulli, _check_probability
+from .ops import GeometricOp, Op, Shape, _bernoulli, _check_probability
 
 
 def _check_node(node, owner: str) -> None:
@@ -167,6 +169,7 @@ class Pipeline(_Composite):
     def _forget_compiled(self) -> None:
         self._compiled_fns: dict = {}  # (which, device type) -> compiled callable, made on first use
         self._draws: dict = {}
+        self._windows: dict = {}  # (shape, dtype, thread) -> the window source last made there, reused
 
     def _compiled(self, which: str, device: torch.device):
         """The compiled executor (``"run"``) or sample-and-run (``"sample_run"``) for ``device``'s type.
@@ -181,13 +184,34 @@ class Pipeline(_Composite):
             self._compiled_fns[key] = torch.compile(fn, dynamic=None, options=INDUCTOR_OPTIONS.get(device.type))
         return self._compiled_fns[key]
 
-    def _run(self, steps, state: dict, dtype) -> dict:
-        run = self._compiled("run", state["images"].device) if self.compiled else fuse.run
-        return run(steps, state, dtype)
+    def _run(self, steps, state: dict, dtype, window=None) -> dict:
+        if not self.compiled:
+            return fuse.run(steps, state, dtype)
+        return self._compiled("run", state["images"].device)(steps, state, dtype, window=window)
+
+    def _window(self, images: Tensor, dtype) -> Tensor | None:
+        """The images as the first segment of a compiled CPU run reads them (``F.window_source``), or None.
+
+        Inductor's C++ loops load a per-pixel gather lane by lane, and uint8 a quarter vector at a time through a
+        stack buffer: one thread, CIFAR batch, ``x.float() / 255`` takes 1.36 ms compiled and 0.19 ms in ATen.
+        So on a CPU the leading flips and crops read rows of a float copy made here by ATen, padded and mirrored
+        once, which the compiled loop reads as whole vectors. The copy's memory is kept for the next call of the
+        same shape: fresh memory costs a page fault per 4 KiB, about as much as the whole read.
+        """
+        if not self.compiled or images.device.type != "cpu":
+            return None
+        needs = fuse.window_needs(list(itertools.takewhile(
+            lambda op: isinstance(op, GeometricOp) and op.exact, _static_steps(self.nodes))))
+        if needs is None:
+            return None
+        key = (tuple(images.shape), images.dtype, dtype, threading.get_ident())
+        window = F.window_source(images, *needs, dtype, out=self._windows.get(key))
+        self._windows[key] = window
+        return window
 
     def __getstate__(self):
-        """Pickle without the compiled callables (they do not pickle); unpickling compiles afresh."""
-        return {k: v for k, v in self.__dict__.items() if k not in ("_compiled_fns", "_draws")}
+        """Pickle without the compiled callables (they do not pickle) and caches; unpickling compiles afresh."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_compiled_fns", "_draws", "_windows")}
 
     def __setstate__(self, state):
         super().__setstate__(state)
@@ -230,9 +254,9 @@ class Pipeline(_Composite):
             self._generators[key] = g
         return self._generators[key]
 
-    def _sample_and_run(self, shape: Shape, source, device, state: dict, dtype) -> tuple[list, dict]:
+    def _sample_and_run(self, shape: Shape, source, device, state: dict, dtype, window=None) -> tuple[list, dict]:
         params = self.sample(shape, source, device)
-        return params, fuse.run(list(zip(self.nodes, params)), state, dtype)
+        return params, fuse.run(list(zip(self.nodes, params)), state, dtype, window=window)
 
     def _draw_and_run(self, shape: Shape, state: dict, dtype) -> tuple[list, dict]:
         """Draw this call's params and apply them. Compiled, the draws ``sample`` makes at this shape are recorded
@@ -245,13 +269,14 @@ class Pipeline(_Composite):
             return params, self._run(list(zip(self.nodes, params)), state, dtype)
         key = (shape, str(device))
         requests = self._draws.get(key)
+        window = self._window(state["images"], dtype)
         if requests is None:
             recorder = D.Recorder(generator, device)
             params = self.sample(shape, recorder, device)
             self._draws[key] = recorder.requests
-            return params, self._run(list(zip(self.nodes, params)), state, dtype)
+            return params, self._run(list(zip(self.nodes, params)), state, dtype, window)
         source = D.Replay(requests, D.draw(requests, generator, device))
-        return self._compiled("sample_run", device)(shape, source, device, state, dtype)
+        return self._compiled("sample_run", device)(shape, source, device, state, dtype, window)
 
     def manual_seed(self, seed: int) -> "Pipeline":
         """Restart every stream from ``seed`` (for example seed + rank per process)."""
@@ -293,7 +318,8 @@ class Pipeline(_Composite):
             params, state = self._draw_and_run(shape, state, compute_dtype(x.dtype))
         else:
             _check_params(params, self, shape.batch)
-            state = self._run(list(zip(self.nodes, params)), state, compute_dtype(x.dtype))
+            dtype = compute_dtype(x.dtype)
+            state = self._run(list(zip(self.nodes, params)), state, dtype, self._window(x, dtype))
         self.last_params = params
         state["images"] = state["images"].to(out_dtype)
         return self._result(state, labels, masks, boxes, keypoints, single)
@@ -353,12 +379,16 @@ class Pipeline(_Composite):
 # The per-pixel source index of a composed map is such a formula (matrix entries, steps, bounds), so compiled CPU
 # pipelines wrote and read back full-size int64 indices, bool masks and uint8 copies on every call. A higher
 # threshold keeps those formulas in the loop that gathers; a gathered image that two passes read (the contrast
-# mean, then the apply) is still stored once, as a gather costs more than a store on a CPU.
-# Measured, one CPU thread, CIFAR batch: a flip 5.3 -> 1.8 ms, the CIFAR recipe about 8.7 -> 6.6 ms.
+# mean, then the apply) is still stored once. Measured, one CPU thread, CIFAR batch: a flip 5.3 -> 1.8 ms.
+# Inductor also checks every indirect index of a C++ loop against its bound, a branch per vector that keeps the
+# per-row index work of window reads (``F.gather_windows``) inside the innermost loop; augpipe's indices are in
+# range by construction (clamped, or windows within the source's reach, which an eager test reads with raising
+# indexing), so the checks are off. One thread, CIFAR recipe, in calls that met no page fault: 5.4 -> 3.8 ms, with
+# integer steps worked out in float32 (``F.index_steps``) rather than float64.
 # On CUDA inductor's defaults are kept: storing nothing image-sized but the output (recomputing the gathers) made the
 # CIFAR recipe on an H200 slower in separate runs (batch 256: 1.19 against 0.80 ms; batch 131072: 13.9 against 7.5
 # ms) and its compile twice as long (20 against 10 s).
-INDUCTOR_OPTIONS: dict[str, dict] = {"cpu": {"realize_opcount_threshold": 200}}
+INDUCTOR_OPTIONS: dict[str, dict] = {"cpu": {"realize_opcount_threshold": 200, "assert_indirect_indexing": False}}
 
 
 _copies = itertools.count()
@@ -376,6 +406,18 @@ def _own_copy(fn):
     name = f"{fn.__name__}_{next(_copies)}"
     code = fn.__code__.replace(co_name=name, co_qualname=name)
     return types.FunctionType(code, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+
+
+def _static_steps(nodes):
+    """The ops a graph's steps will run, in order, as far as they are known without params: a node that picks per
+    sample (OneOf, a RandomApply that runs its node) stands for itself."""
+    for node in nodes:
+        if isinstance(node, Pipeline):
+            yield from _static_steps(node.nodes)
+        elif isinstance(node, RandomApply) and node._masks_params:
+            yield node.node
+        else:
+            yield node
 
 
 def _check_images(images) -> bool:

@@ -125,6 +125,8 @@ class GeometricOp(Op):
     exact = True  # the map sends pixel centres onto pixel centres (flips, whole-pixel shifts): no interpolation
     keeps_bounds = False  # the map sends the image rectangle onto itself (flips)
     axis_aligned = True  # rows map to rows and columns to columns: bilinear reads split into two 1-D passes
+    reach = 0  # exact ops: how many columns beyond either side of its input the op may read
+    mirrors = False  # exact ops: the op may read columns right to left
 
     def border(self) -> tuple[str, float] | None:
         """(padding_mode, fill) if the op reads outside its input image, else None."""
@@ -138,6 +140,10 @@ class GeometricOp(Op):
 class _Flip(GeometricOp):
     axis = 0  # 0: x (left-right), 1: y (top-bottom)
     keeps_bounds = True
+
+    @property
+    def mirrors(self) -> bool:
+        return self.axis == 0
 
     def __init__(self, p: float = 0.5):
         super().__init__()
@@ -225,6 +231,10 @@ class RandomCrop(GeometricOp):
 
     def border(self):
         return (self.padding_mode, self.fill) if any(self.padding) else None
+
+    @property
+    def reach(self) -> int:
+        return max(self.padding[0], self.padding[2])
 
     def sample(self, shape, generator, device):
         hp, wp = self._padded(shape.size)

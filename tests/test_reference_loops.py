@@ -500,6 +500,30 @@ def test_two_padded_crops_in_a_row_match_loop():
     torch.testing.assert_close(out, ref, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_window_reads_of_flips_and_padded_crops_match_loop(dtype):
+    """The compiled CPU read (contiguous windows of a padded, mirrored copy, ``fuse.window_needs`` wide) gives the
+    loop's images; run here eagerly, so a window that left the copy would raise instead of reading memory."""
+    x = torch.randint(0, 256, (64, 3, 11, 9), generator=gen(25), dtype=torch.uint8)
+    x = x if dtype == torch.uint8 else x.float() / 255
+    ops = [augpipe.HorizontalFlip(), augpipe.RandomCrop((10, 9), padding=(3, 1, 2, 4), fill=0.25),
+           augpipe.VerticalFlip(), augpipe.RandomCrop(8, padding=2)]
+    pipe = augpipe.Pipeline(*ops, seed=12)
+    params = pipe.sample(Shape(*x.shape), pipe.generator("cpu"), "cpu")
+    assert augpipe.fuse.window_needs(ops) == (5, True)
+    window = AF.window_source(x, 5, True, torch.float32)
+    out = augpipe.fuse.run(list(zip(pipe.nodes, params)), {"images": x}, torch.float32, window=window)["images"]
+    ref = x.float() / 255 if dtype == torch.uint8 else x.clone()
+    for op, p in zip(ops, params):
+        if isinstance(op, augpipe.RandomCrop):
+            ref = pad_crop_ref(ref, p["top"].tolist(), p["left"].tolist(), op.size, op.padding, "constant", op.fill)
+        else:
+            ref = torch.stack([r.flip(-1 if op.axis == 0 else -2) if f else r for r, f in zip(ref, p["flip"])])
+    lefts = params[1]["left"]
+    assert lefts.min() == 0 and lefts.max() == 5  # both extremes of the first crop's reach are read
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+
+
 # ================================================================================ RandomResizedCrop
 def resized_crop_ref(x, boxes, size):
     """torchvision resized_crop: slice the box, then F.interpolate(bilinear, align_corners=False, no antialias)."""
