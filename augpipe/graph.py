@@ -169,7 +169,8 @@ class Pipeline(_Composite):
     def _forget_compiled(self) -> None:
         self._compiled_fns: dict = {}  # (which, device type) -> compiled callable, made on first use
         self._draws: dict = {}
-        self._windows: dict = {}  # (shape, dtype, thread) -> the window source last made there, reused
+        self._windows: dict = {}  # "needs": (reach, mirrored); (shape, dtypes, thread) -> the last window made there
+        self._buffer_slots = None  # (module, buffer name) of every buffer, found on first use (_follow)
 
     def _compiled(self, which: str, device: torch.device):
         """The compiled executor (``"run"``) or sample-and-run (``"sample_run"``) for ``device``'s type.
@@ -200,8 +201,10 @@ class Pipeline(_Composite):
         """
         if not self.compiled or images.device.type != "cpu":
             return None
-        needs = fuse.window_needs(list(itertools.takewhile(
-            lambda op: isinstance(op, GeometricOp) and op.exact, _static_steps(self.nodes))))
+        if "needs" not in self._windows:  # an op changed later only makes warp fall back to its gather
+            self._windows["needs"] = fuse.window_needs(list(itertools.takewhile(
+                lambda op: isinstance(op, GeometricOp) and op.exact, _static_steps(self.nodes))))
+        needs = self._windows["needs"]
         if needs is None:
             return None
         key = (tuple(images.shape), images.dtype, dtype, threading.get_ident())
@@ -211,7 +214,8 @@ class Pipeline(_Composite):
 
     def __getstate__(self):
         """Pickle without the compiled callables (they do not pickle) and caches; unpickling compiles afresh."""
-        return {k: v for k, v in self.__dict__.items() if k not in ("_compiled_fns", "_draws", "_windows")}
+        caches = ("_compiled_fns", "_draws", "_windows", "_buffer_slots")
+        return {k: v for k, v in self.__dict__.items() if k not in caches}
 
     def __setstate__(self, state):
         super().__setstate__(state)
@@ -326,8 +330,12 @@ class Pipeline(_Composite):
 
     def _follow(self, device: torch.device) -> None:
         """Keep the graph's constants (Normalize's mean and std) on the images' device, as nn.Module.to would:
-        moved once, not copied from the host on every call, which on a GPU would make the host wait."""
-        if any(b.device != device for b in self.buffers()):
+        moved once, not copied from the host on every call, which on a GPU would make the host wait.
+        Where the buffers live is looked up once (walking the modules costs as much as the rest of a call's checks);
+        ``.to`` replaces a buffer in place in its module, so the lookup stays right."""
+        if self._buffer_slots is None:
+            self._buffer_slots = [(m, name) for m in self.modules() for name, b in m._buffers.items() if b is not None]
+        if any(m._buffers[name].device != device for m, name in self._buffer_slots):
             self.to(device)
 
     @staticmethod
@@ -342,6 +350,8 @@ class Pipeline(_Composite):
 
     def _check_carried(self, state: dict) -> None:
         present = {k for k in ("masks", "boxes", "keypoints") if state.get(k) is not None}
+        if not present:  # the common call: nothing to check, and walking the modules costs a call's worth of ops
+            return
         for op in self.modules():
             if isinstance(op, Op) and present - op.carries:
                 raise ValueError(f"{op!r}: cannot carry {', '.join(sorted(present - op.carries))} along with the "
