@@ -169,7 +169,7 @@ class Pipeline(_Composite):
     def _forget_compiled(self) -> None:
         self._compiled_fns: dict = {}  # (which, device type) -> compiled callable, made on first use
         self._draws: dict = {}
-        self._windows: dict = {}  # "needs": (reach, mirrored); (shape, dtypes, thread) -> the last window made there
+        self._windows: dict = {}  # "needs": (reach, mirrored); thread id -> the window copy that thread last made
         self._buffer_slots = None  # (module, buffer name) of every buffer, found on first use (_follow)
 
     def _compiled(self, which: str, device: torch.device):
@@ -196,8 +196,9 @@ class Pipeline(_Composite):
         Inductor's C++ loops load a per-pixel gather lane by lane, and uint8 a quarter vector at a time through a
         stack buffer: one thread, CIFAR batch, ``x.float() / 255`` takes 1.36 ms compiled and 0.19 ms in ATen.
         So on a CPU the leading flips and crops read rows of a float copy made here by ATen, padded and mirrored
-        once, which the compiled loop reads as whole vectors. The copy's memory is kept for the next call of the
-        same shape: fresh memory costs a page fault per 4 KiB, about as much as the whole read.
+        once, which the compiled loop reads as whole vectors. The copy's memory is kept for the next call (one copy
+        per calling thread, remade when the shape changes): fresh memory costs a page fault per 4 KiB, about as much
+        as the whole read.
         """
         if not self.compiled or images.device.type != "cpu":
             return None
@@ -207,7 +208,7 @@ class Pipeline(_Composite):
         needs = self._windows["needs"]
         if needs is None:
             return None
-        key = (tuple(images.shape), images.dtype, dtype, threading.get_ident())
+        key = threading.get_ident()  # one copy per calling thread, remade when the shape changes
         window = F.window_source(images, *needs, dtype, out=self._windows.get(key))
         self._windows[key] = window
         return window
