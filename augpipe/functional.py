@@ -478,8 +478,11 @@ def box_mask(boxes: Tensor, size: tuple[int, int]) -> Tensor:
     if boxes.dim() == 2:
         boxes = boxes[:, None]
     h, w = size
-    ys = torch.arange(h, device=boxes.device)
-    xs = torch.arange(w, device=boxes.device)
+    # Compared in float32 (exact for pixel indices): a compiled CPU loop tests a vector of float32 indices in one
+    # instruction, where int64 indices take two registers, two compares and mask conversions.
+    ys = torch.arange(h, device=boxes.device, dtype=torch.float32)
+    xs = torch.arange(w, device=boxes.device, dtype=torch.float32)
+    boxes = boxes.to(torch.float32)
     rows = (ys >= boxes[..., 0, None]) & (ys < boxes[..., 2, None])  # (B, N, H)
     cols = (xs >= boxes[..., 1, None]) & (xs < boxes[..., 3, None])  # (B, N, W)
     inside = rows[..., :, None] & cols[..., None, :]  # (B, N, H, W)
