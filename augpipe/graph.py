@@ -203,8 +203,10 @@ class Pipeline(_Composite):
         if not self.compiled or images.device.type != "cpu":
             return None
         if "needs" not in self._windows:  # an op changed later only makes warp fall back to its gather
+            # The leading geometric ops form the first segment: a copy serves it only if all of them are exact
+            # (a flip before a resized crop makes one bilinear read, which would leave the copy unread).
             self._windows["needs"] = fuse.window_needs(list(itertools.takewhile(
-                lambda op: isinstance(op, GeometricOp) and op.exact, _static_steps(self.nodes))))
+                lambda op: isinstance(op, GeometricOp), _static_steps(self.nodes))))
         needs = self._windows["needs"]
         if needs is None:
             return None

@@ -27,6 +27,14 @@ def every_op_imagenet(compile):
         A.Mixup(0.2, per_batch=True), A.Cutout(5, fill=0.0, p=0.5), seed=1, num_classes=7, compile=compile)
 
 
+def flips_and_constant_crops(compile):
+    """Leading flips and constant-padded crops: on a CPU, compiled, the one read is of row windows (window_source)."""
+    return A.Pipeline(
+        A.HorizontalFlip(), A.RandomCrop(30, padding=(3, 1, 2, 4), fill=0.25), A.VerticalFlip(p=0.3),
+        A.Brightness(0.2), A.Contrast(0.2), A.Normalize((0.5, 0.4, 0.3), (0.2, 0.25, 0.3)), A.Cutout(8),
+        A.CutMix(), seed=2, num_classes=7, compile=compile)
+
+
 def batch(b, size, seed=0):
     g = torch.Generator().manual_seed(seed)
     return (torch.randint(0, 256, (b, 3, size, size), generator=g, dtype=torch.uint8),
@@ -44,12 +52,23 @@ def compiled_cifar():
     return every_op_cifar(compile=True)
 
 
-@pytest.mark.parametrize("make, size", [(every_op_cifar, 32), (every_op_imagenet, 40)])
+@pytest.mark.parametrize("make, size", [(every_op_cifar, 32), (every_op_imagenet, 40), (flips_and_constant_crops, 32)])
 def test_compiled_equals_eager_for_every_op(make, size):
     compiled, eager = make(True), make(False)
     x, y = batch(16, size)
     result = compiled(x, y)
     assert_same(result, eager(x, y, params=compiled.last_params))
+    windows = [w for k, w in compiled._windows.items() if k != "needs"]
+    assert len(windows) == (make is flips_and_constant_crops)  # that graph's first read was of row windows
+
+
+def test_a_window_copy_is_made_only_when_the_leading_geometric_ops_are_all_exact():
+    x = torch.zeros(2, 3, 16, 16, dtype=torch.uint8)
+    read_by_windows = A.Pipeline(A.VerticalFlip(), A.HorizontalFlip(), A.RandomCrop(12, padding=2), compile=True)
+    assert read_by_windows._window(x, torch.float32).shape == (2, x.numel() + 2 * 2)  # mirrored, reach 2
+    resampled = A.Pipeline(A.HorizontalFlip(), A.RandomResizedCrop(12), compile=True)  # one bilinear read
+    assert resampled._window(x, torch.float32) is None
+    assert A.Pipeline(A.HorizontalFlip(), compile=False)._window(x, torch.float32) is None
 
 
 def test_compiled_handles_a_last_partial_batch_without_recompiling_each_call(compiled_cifar):
