@@ -149,14 +149,16 @@ def index_steps(matrix: Tensor, axis: int) -> tuple[Tensor, Tensor]:
     return (t - mirrored.to(t.dtype)).long(), torch.where(mirrored, -1, 1)
 
 
+def axis_index(matrix: Tensor, axis: int, n: int) -> Tensor:
+    """Integer source indices (B, n) along ``axis`` (0: columns, 1: rows) of an integer map."""
+    start, step = index_steps(matrix, axis)
+    j = torch.arange(n, device=matrix.device)
+    return torch.where(step < 0, start - j, start + j)
+
+
 def index_map(matrix: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
     """Integer source rows (B, Ho) and cols (B, Wo) of an axis-aligned integer map (flips and crops)."""
-    out = []
-    for axis, n in ((1, size[0]), (0, size[1])):
-        start, step = index_steps(matrix, axis)
-        j = torch.arange(n, device=matrix.device)
-        out.append(torch.where(step < 0, start - j, start + j))
-    return out[0], out[1]
+    return axis_index(matrix, 1, size[0]), axis_index(matrix, 0, size[1])
 
 
 def window_source(x: Tensor, reach: int, mirrored: bool, dtype: torch.dtype, out: Tensor | None = None) -> Tensor:
@@ -193,9 +195,8 @@ def gather_windows(source: Tensor, matrix: Tensor, size: tuple[int, int], in_sha
     n = B * C * H * W
     reach = (source.shape[1] - n) // 2
     dev = source.device
-    r0, rs = index_steps(matrix, 1)
+    rows = axis_index(matrix, 1, h)  # (B, h)
     c0, cs = index_steps(matrix, 0)
-    rows = torch.where(rs < 0, r0 - torch.arange(h, device=dev), r0 + torch.arange(h, device=dev))  # (B, h)
     mirrored = (cs < 0)[:, :, None]  # (B, 1, 1): this sample reads its columns right to left
     first = ((torch.arange(B, device=dev)[:, None, None] * C + torch.arange(C, device=dev)[None, :, None]) * H
              + rows.clamp(0, H - 1)[:, None, :]) * W + c0[:, :, None]  # (B, C, h): flat index of the first value

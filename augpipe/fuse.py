@@ -115,13 +115,14 @@ def warp(state: dict, segment: list, dtype, window=None) -> dict:
     mode, fill = segment[first][0].border() if first is not None else ("constant", 0.0)
     masks = state.get("masks")
     if all(op.exact for op, _ in segment):
-        if _serves(window, segment, x):
+        windowed = _serves(window, segment, x)
+        if not windowed or masks is not None:
+            rows, cols = F.index_map(suffix[0], out_size)
+        if windowed:
             x = F.gather_windows(window, suffix[0], out_size, x.shape, fill)
         else:
-            rows, cols = F.index_map(suffix[0], out_size)
             x = F.gather_separable(x, rows, cols, mode, fill, dtype)
         if masks is not None:
-            rows, cols = F.index_map(suffix[0], out_size)
             masks = F.gather_separable(masks, rows, cols, mode, 0)
     else:
         extend = "edge" if first is None else "fill"

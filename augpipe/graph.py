@@ -169,7 +169,12 @@ class Pipeline(_Composite):
     def _forget_compiled(self) -> None:
         self._compiled_fns: dict = {}  # (which, device type) -> compiled callable, made on first use
         self._draws: dict = {}
-        self._windows: dict = {}  # "needs": (reach, mirrored); thread id -> the window copy that thread last made
+        self._windows: dict = {}  # thread id -> the window copy that thread last made
+        # (reach, mirrored) of the copy, from the leading geometric ops, which form the first segment: a copy
+        # serves it only if all of them are exact (a flip before a resized crop makes one bilinear read). An op
+        # changed later only makes warp fall back to its gather.
+        self._window_needs = fuse.window_needs(list(itertools.takewhile(
+            lambda op: isinstance(op, GeometricOp), _static_steps(self.nodes))))
         self._buffer_slots = None  # (module, buffer name) of every buffer, found on first use (_follow)
 
     def _compiled(self, which: str, device: torch.device):
@@ -202,16 +207,10 @@ class Pipeline(_Composite):
         """
         if not self.compiled or images.device.type != "cpu":
             return None
-        if "needs" not in self._windows:  # an op changed later only makes warp fall back to its gather
-            # The leading geometric ops form the first segment: a copy serves it only if all of them are exact
-            # (a flip before a resized crop makes one bilinear read, which would leave the copy unread).
-            self._windows["needs"] = fuse.window_needs(list(itertools.takewhile(
-                lambda op: isinstance(op, GeometricOp), _static_steps(self.nodes))))
-        needs = self._windows["needs"]
-        if needs is None:
+        if self._window_needs is None:
             return None
         key = threading.get_ident()  # one copy per calling thread, remade when the shape changes
-        window = F.window_source(images, *needs, dtype, out=self._windows.get(key))
+        window = F.window_source(images, *self._window_needs, dtype, out=self._windows.get(key))
         self._windows[key] = window
         return window
 
