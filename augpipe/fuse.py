@@ -152,10 +152,12 @@ def warp(state: dict, segment: list, dtype, window=None) -> dict:
     return out
 
 
-def run(steps, state: dict, dtype, fuse: bool = True, window=None) -> dict:
+def run(steps, state: dict, dtype, fuse: bool = True, window=None, keep_in=None) -> dict:
     """Run (node, params) steps over ``state``; images come out in ``dtype`` (float).
 
-    ``window``: ``F.window_source`` of the images, which the first segment reads when it can (see ``warp``)."""
+    ``window``: ``F.window_source`` of the images, which the first segment reads when it can (see ``warp``).
+    ``keep_in``: a tensor the images are written into and returned as, when its shape and dtype are theirs (a
+    compiled CPU stage writes there; see ``Pipeline._stages``)."""
     flat = [leaf for node, params in steps for leaf in node.steps(params)]
     stages = _segments(flat) if fuse else [[s] if isinstance(s[0], GeometricOp) else s for s in flat]
     images = state["images"]
@@ -173,4 +175,9 @@ def run(steps, state: dict, dtype, fuse: bool = True, window=None) -> dict:
                 state = node.apply(state, params, inplace=owned)
         owned = owned or state["images"] is not images
         images = state["images"]
-    return as_float(state, dtype)
+    state = as_float(state, dtype)
+    x = state["images"]
+    if keep_in is not None and keep_in.shape == x.shape and keep_in.dtype == x.dtype:
+        keep_in.copy_(x)  # compiled: the loop that computes the images stores them there, and nowhere else
+        state = {**state, "images": keep_in}
+    return state

@@ -7,6 +7,7 @@ executor runs. The Pipeline owns the one torch.Generator (per device) that every
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 import types
 from typing import Sequence
@@ -170,6 +171,8 @@ class Pipeline(_Composite):
         self._compiled_fns: dict = {}  # (which, device type) -> compiled callable, made on first use
         self._draws: dict = {}
         self._windows: dict = {}  # thread id -> the window copy that thread last made
+        self._stage_cuts: dict = {}  # (shape, dtype) -> [(step index, image shape)]: see _stages
+        self._stage_buffers: dict = {}  # thread id -> [(step index, kept buffer)] that thread last used
         # (reach, mirrored) of the copy, from the leading geometric ops, which form the first segment: a copy
         # serves it only if all of them are exact (a flip before a resized crop makes one bilinear read). An op
         # changed later only makes warp fall back to its gather.
@@ -186,7 +189,10 @@ class Pipeline(_Composite):
         """
         key = (which, device.type)
         if key not in self._compiled_fns:
-            fn = _own_copy(fuse.run) if which == "run" else types.MethodType(_own_copy(Pipeline._sample_and_run), self)
+            if which == "sample_run":
+                fn = types.MethodType(_own_copy(Pipeline._sample_and_run), self)
+            else:  # "run", or a later stage of a staged call ("stage1", ...): each compiles its own graphs
+                fn = _own_copy(fuse.run)
             self._compiled_fns[key] = torch.compile(fn, dynamic=None, options=INDUCTOR_OPTIONS.get(device.type))
         return self._compiled_fns[key]
 
@@ -214,9 +220,43 @@ class Pipeline(_Composite):
         self._windows[key] = window
         return window
 
+    def _stages(self, shape: Shape, dtype, device: torch.device) -> list[tuple[int, Tensor]]:
+        """Where a compiled CPU call stops: (step index, buffer) for each op that reads its whole input (contrast's
+        mean, a mix partner) from an image of STAGE_MIN_BYTES or more, other than the first step. None on a GPU,
+        whose caching allocator hands a call the memory the last call freed.
+
+        Such an image is stored in full anyway. Inductor would allocate it afresh on every call, and glibc maps an
+        allocation that large from the kernel each time, a page fault per 4 KiB. So the compiled call ends there,
+        writing the image into a buffer kept for the next call (one set per calling thread, remade when the shape
+        changes), and a further compiled call goes on from it. Stops at images of one shape share a buffer: a
+        stage that reads it pixel by pixel (contrast, Normalize) writes its result back in place; one that reads
+        other pixels (a mix) has inductor store its result aside first, as functionalization requires.
+        """
+        if device.type != "cpu":
+            return []
+        key = (shape, dtype)
+        if key not in self._stage_cuts:
+            cuts, size = [], shape.size
+            for i, op in enumerate(_static_steps(self.nodes)):
+                image = (shape.batch, shape.channels, *size)
+                large = math.prod(image) * dtype.itemsize >= STAGE_MIN_BYTES
+                if i and large and getattr(op, "reads_whole_input", False):
+                    cuts.append((i, image))
+                size = op.output_size(size)
+            self._stage_cuts[key] = cuts
+        cuts = self._stage_cuts[key]
+        if not cuts:
+            return []
+        thread = threading.get_ident()
+        kept = self._stage_buffers.get(thread)
+        if kept is None or [(i, tuple(b.shape), b.dtype) for i, b in kept] != [(i, s, dtype) for i, s in cuts]:
+            by_shape = {s: torch.empty(s, dtype=dtype) for s in {s for _, s in cuts}}
+            kept = self._stage_buffers[thread] = [(i, by_shape[s]) for i, s in cuts]
+        return kept
+
     def __getstate__(self):
         """Pickle without the compiled callables (they do not pickle) and caches; unpickling compiles afresh."""
-        caches = ("_compiled_fns", "_draws", "_windows", "_buffer_slots")
+        caches = ("_compiled_fns", "_draws", "_windows", "_stage_cuts", "_stage_buffers", "_buffer_slots")
         return {k: v for k, v in self.__dict__.items() if k not in caches}
 
     def __setstate__(self, state):
@@ -260,14 +300,18 @@ class Pipeline(_Composite):
             self._generators[key] = g
         return self._generators[key]
 
-    def _sample_and_run(self, shape: Shape, source, device, state: dict, dtype, window=None) -> tuple[list, dict]:
+    def _sample_and_run(self, shape: Shape, source, device, state: dict, dtype, window=None, stop=None,
+                        keep_in=None) -> tuple[list, dict]:
+        """Sample, then run the steps before ``stop`` (all by default), the images ending in ``keep_in``."""
         params = self.sample(shape, source, device)
-        return params, fuse.run(list(zip(self.nodes, params)), state, dtype, window=window)
+        steps = list(self.steps(params))[:stop]
+        return params, fuse.run(steps, state, dtype, window=window, keep_in=keep_in)
 
     def _draw_and_run(self, shape: Shape, state: dict, dtype) -> tuple[list, dict]:
         """Draw this call's params and apply them. Compiled, the draws ``sample`` makes at this shape are recorded
         on the first call; later calls make the same draws from the generator (a handful of launches) and pass them
-        to one compiled call of sample and run, so the generator and the params are exactly the eager ones."""
+        to one compiled call of sample and run, so the generator and the params are exactly the eager ones. On a
+        CPU that call may stop where a large image is stored, and further compiled calls go on (``_stages``)."""
         device = state["images"].device
         generator = self.generator(device)
         if not self.compiled:
@@ -282,7 +326,20 @@ class Pipeline(_Composite):
             self._draws[key] = recorder.requests
             return params, self._run(list(zip(self.nodes, params)), state, dtype, window)
         source = D.Replay(requests, D.draw(requests, generator, device))
-        return self._compiled("sample_run", device)(shape, source, device, state, dtype, window)
+        stages = self._stages(shape, dtype, device)
+        if not stages:
+            return self._compiled("sample_run", device)(shape, source, device, state, dtype, window)
+        stops = [i for i, _ in stages]
+        buffers = [b for _, b in stages]
+        params, state = self._compiled("sample_run", device)(shape, source, device, state, dtype, window, stops[0],
+                                                              buffers[0])
+        steps = list(self.steps(params))
+        for k, (start, stop) in enumerate(zip(stops, stops[1:] + [len(steps)])):
+            keep_in = buffers[k + 1] if k + 1 < len(buffers) else None
+            state = self._compiled(f"stage{k + 1}", device)(steps[start:stop], state, dtype, keep_in=keep_in)
+        if any(state["images"].untyped_storage().data_ptr() == b.untyped_storage().data_ptr() for b in buffers):
+            state["images"] = state["images"].clone()  # never hand out a buffer the next call overwrites
+        return params, state
 
     def manual_seed(self, seed: int) -> "Pipeline":
         """Restart every stream from ``seed`` (for example seed + rank per process)."""
@@ -402,6 +459,11 @@ class Pipeline(_Composite):
 # ms) and its compile twice as long (20 against 10 s).
 INDUCTOR_OPTIONS: dict[str, dict] = {"cpu": {"realize_opcount_threshold": 200, "assert_indirect_indexing": False}}
 
+
+# glibc's malloc takes an allocation above 32 MiB (its largest dynamic mmap threshold) straight from the kernel on
+# every call, so every 4 KiB page of it faults once per call: one thread fills a fresh 38.5 MB tensor in 22.8 ms and
+# a kept one in 2.9 ms. Smaller blocks are reused from the heap. See Pipeline._stages.
+STAGE_MIN_BYTES = 32 * 2**20
 
 _copies = itertools.count()
 

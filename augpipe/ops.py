@@ -94,6 +94,9 @@ class Op(nn.Module):
     """
 
     carries = frozenset({"masks", "boxes", "keypoints"})
+    # apply reads more of its input than the pixel it writes (the image's mean, another sample's pixels), so its
+    # input is computed in full before it runs.
+    reads_whole_input = False
 
     def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
         return size
@@ -415,6 +418,8 @@ class Contrast(_Factor):
         if shape.channels not in (1, 3):
             raise ValueError(f"{self!r}: needs 1 or 3 channels for the grayscale mean, got {shape.channels}")
 
+    reads_whole_input = True
+
     def apply(self, state, params, inplace=False):
         return {**state, "images": F.contrast(state["images"], params["factor"], inplace)}
 
@@ -498,6 +503,7 @@ class Mixup(Op):
     """
 
     carries = frozenset()
+    reads_whole_input = True
 
     def __init__(self, alpha: float = 1.0, p: float = 1.0, per_batch: bool = False):
         super().__init__()
@@ -531,6 +537,7 @@ class CutMix(Op):
     """
 
     carries = frozenset({"masks"})
+    reads_whole_input = True
 
     def __init__(self, alpha: float = 1.0, p: float = 1.0):
         super().__init__()

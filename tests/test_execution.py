@@ -8,6 +8,7 @@ import torch._dynamo
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import augpipe as A
+from augpipe import fuse, graph
 
 
 def every_op_cifar(compile):
@@ -68,6 +69,39 @@ def test_a_window_copy_is_made_only_when_the_leading_geometric_ops_are_all_exact
     resampled = A.Pipeline(A.HorizontalFlip(), A.RandomResizedCrop(12), compile=True)  # one bilinear read
     assert resampled._window(x, torch.float32) is None
     assert A.Pipeline(A.HorizontalFlip(), compile=False)._window(x, torch.float32) is None
+
+
+def mix_then_cutmix(compile):
+    """Two stops at one image size: the middle stage starts with Mixup, which reads other samples' pixels."""
+    return A.Pipeline(A.Brightness(0.3), A.Mixup(), A.Normalize((0.5, 0.4, 0.3), (0.2, 0.25, 0.3)), A.CutMix(),
+                      seed=3, num_classes=7, compile=compile)
+
+
+@pytest.mark.parametrize("make, stops", [(flips_and_constant_crops, [4, 7]), (mix_then_cutmix, [1, 3])])
+def test_a_staged_cpu_call_keeps_its_stored_images_between_calls_and_never_hands_them_out(monkeypatch, make, stops):
+    """Compiled on a CPU, a call stops before each op that reads its whole input from an image of at least
+    STAGE_MIN_BYTES (here: any), writes the image into a kept buffer and goes on in another compiled call. The
+    stops share one buffer (the images keep their size), which a stage may overwrite in place only pixel by pixel."""
+    monkeypatch.setattr(graph, "STAGE_MIN_BYTES", 0)
+    compiled, eager = make(True), make(False)
+    outputs, kept_at = [], []
+    for seed in range(3):  # the first call records the draws and runs unstaged; the others are staged
+        x, y = batch(16, 32, seed)
+        result = compiled(x, y)
+        assert_same(result, eager(x, y, params=compiled.last_params))
+        outputs.append((result[0], result[0].clone()))
+        if seed:
+            (kept,) = compiled._stage_buffers.values()  # one calling thread
+            assert [i for i, _ in kept] == stops  # the inputs of the ops that read their whole input
+            assert kept[0][1] is kept[1][1]
+            kept_at.append(kept[0][1].data_ptr())
+            steps = list(eager.steps(compiled.last_params))  # the buffer holds what the last stop's op read
+            entering = fuse.run(steps[:stops[-1]], {"images": x, "targets": None}, torch.float32)["images"]
+            torch.testing.assert_close(kept[-1][1], entering, atol=1e-5, rtol=0)
+    assert kept_at[0] == kept_at[1]  # the same memory, call after call
+    for images, snapshot in outputs:  # no later call wrote into an earlier call's images
+        assert torch.equal(images, snapshot)
+        assert images.data_ptr() != kept_at[-1]
 
 
 def test_compiled_handles_a_last_partial_batch_without_recompiling_each_call(compiled_cifar):
