@@ -164,9 +164,11 @@ def index_map(matrix: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
 def window_source(x: Tensor, reach: int, mirrored: bool, dtype: torch.dtype, out: Tensor | None = None) -> Tensor:
     """The images as ``gather_windows`` reads them: (M, N + 2 reach) in ``dtype``, N = x.numel().
 
-    Row 0 is x converted once (``to_float``) and flattened, with ``reach`` values of padding at each end; when
-    ``mirrored`` (M = 2), row 1 is the same, reversed. ``out``, when given, is a tensor this function made before for
-    the same shape: only the image values are written again.
+    Row 0 is x cast to ``dtype`` and flattened, with ``reach`` zeros of padding at each end; when ``mirrored``
+    (M = 2), row 1 is the same, reversed. uint8 values are not divided by 255 here: ``gather_windows`` divides what
+    it reads, in the compiled loop, where a pass of its own over the copy took as long as making it (CIFAR batch,
+    2 threads: 118 us). ``out``, when given, is a tensor this function made before for the same shape: only the
+    image values are written again.
     """
     n = x.numel()
     shape = (1 + mirrored, n + 2 * reach)
@@ -175,16 +177,16 @@ def window_source(x: Tensor, reach: int, mirrored: bool, dtype: torch.dtype, out
     flat = x.reshape(-1)
     for m, values in enumerate((flat, flat.flip(0))[:shape[0]]):
         out[m, reach:reach + n].copy_(values)
-    return out.div_(255) if x.dtype == torch.uint8 else out  # as to_float; the padding stays 0
+    return out
 
 
 def gather_windows(source: Tensor, matrix: Tensor, size: tuple[int, int], in_shape: Sequence[int],
-                   fill: float = 0.0) -> Tensor:
+                   fill: float = 0.0, uint8: bool = False) -> Tensor:
     """``gather_separable`` with constant padding, read as one contiguous window per output row.
 
     source: ``window_source`` of the images, whose reach covers every column the map reads outside the image and
     which is mirrored if any sample's column step is -1; matrix: an integer map (flips, crops) of the images;
-    in_shape: their (B, C, H, W). Output row i of sample b copies ``size[1]`` consecutive values of the flattened
+    in_shape: their (B, C, H, W); uint8: they were uint8, so what is read is divided by 255 (as ``to_float``). Output row i of sample b copies ``size[1]`` consecutive values of the flattened
     images, starting at a per-row position (in the reversed copy for a mirrored sample), so a compiled loop reads
     whole vectors where a per-pixel index loads lane by lane. A window that starts left of its row reads the end
     of the row before (or the padding): those values are outside the image, and the fill replaces them.
@@ -206,6 +208,8 @@ def gather_windows(source: Tensor, matrix: Tensor, size: tuple[int, int], in_sha
     start = (reach + torch.where(mirrored, n - 1 - first, first)).clamp(0, source.shape[1] - w)
     copy = mirrored.long() if source.shape[0] == 2 else torch.zeros_like(mirrored, dtype=torch.long)
     out = source.unfold(1, w, 1)[copy, start]  # (B, C, h, w)
+    if uint8:
+        out = out / 255
     # Output column j lies in the image for j in [lo, hi): a float test on the loop index, no per-pixel index.
     j = torch.arange(w, device=dev, dtype=source.dtype)
     lo = torch.where(cs < 0, c0 - W + 1, -c0).to(source.dtype)

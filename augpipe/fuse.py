@@ -119,7 +119,7 @@ def warp(state: dict, segment: list, dtype, window=None) -> dict:
         if not windowed or masks is not None:
             rows, cols = F.index_map(suffix[0], out_size)
         if windowed:
-            x = F.gather_windows(window, suffix[0], out_size, x.shape, fill)
+            x = F.gather_windows(window, suffix[0], out_size, x.shape, fill, uint8=x.dtype == torch.uint8)
         else:
             x = F.gather_separable(x, rows, cols, mode, fill, dtype)
         if masks is not None:
