@@ -254,6 +254,13 @@ class Pipeline(_Composite):
             kept = self._stage_buffers[thread] = [(i, by_shape[s]) for i, s in cuts]
         return kept
 
+    def kept_bytes(self) -> int:
+        """Bytes of the buffers this pipeline keeps between compiled CPU calls, over all calling threads: window
+        copies (``_window``) and stage buffers (``_stages``). They are remade on a shape change, dropped on pickling."""
+        kept = list(self._windows.values()) + [b for stages in self._stage_buffers.values() for _, b in stages]
+        unique = {b.untyped_storage().data_ptr(): b.untyped_storage().nbytes() for b in kept}
+        return sum(unique.values())
+
     def __getstate__(self):
         """Pickle without the compiled callables (they do not pickle) and caches; unpickling compiles afresh."""
         caches = ("_compiled_fns", "_draws", "_windows", "_stage_cuts", "_stage_buffers", "_buffer_slots")

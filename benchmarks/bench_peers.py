@@ -39,7 +39,9 @@ Peak memory of one call:
         The roofline writes into a preallocated tensor, so its peak is ~0.
   cuda  torch.cuda.max_memory_allocated() over one call minus the memory allocated before it, in-process.
         For albumentations this counts only the device copy of its result (its work is on the host).
-"peak/out" is the peak over the bytes of the float32 output batch.
+"peak/out" is the peak over the bytes of the float32 output batch. "kept" is what an implementation holds between
+calls for its own speed, already allocated when the call starts and so not in its peak: augpipe's window copies
+and stage buffers (``Pipeline.kept_bytes``); "+kept/out" is (peak + kept) over the output bytes.
 
 Threads: torch uses exactly the machine's usable cores (``torch.set_num_threads``; ``--threads`` overrides), OpenCV
 the same; printed at the top.
@@ -368,6 +370,11 @@ def peak_one_call_cpu(call, x, y) -> int:
     return max(peak, 0)
 
 
+def kept_bytes(call) -> int:
+    """What an implementation holds between calls for its own speed (augpipe: window copies, stage buffers)."""
+    return call.kept_bytes() if hasattr(call, "kept_bytes") else 0
+
+
 def peak_one_call_cuda(call, x, y, device) -> int:
     sync(device)
     torch.cuda.reset_peak_memory_stats(device)
@@ -395,24 +402,26 @@ def memory_child(spec: str) -> None:
     call, _ = IMPLS[impl][1](r, device, x, y)
     for _ in range(2):
         call(x, y)
-    print(json.dumps({"peak_bytes": peak_one_call_cpu(call, x, y)}))
+    print(json.dumps({"peak_bytes": peak_one_call_cpu(call, x, y), "kept_bytes": kept_bytes(call)}))
 
 
-def peak_in_child(r: Recipe, impl: str, threads: int) -> tuple[int | None, str]:
+def peak_in_child(r: Recipe, impl: str, threads: int) -> tuple[int | None, int | None, str]:
+    """(peak bytes of one call, bytes kept between calls, note) from a fresh child process."""
     if not (os.path.exists("/proc/self/clear_refs") and sys.platform.startswith("linux")):
-        return None, "n/a: needs Linux /proc"
+        return None, None, "n/a: needs Linux /proc"
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="65536",
                BENCH_THREADS=str(threads), PYTHONWARNINGS="ignore")
     cmd = [sys.executable, str(Path(__file__).resolve()), "--_memory-child", f"{r.name}:{impl}:{r.batch}"]
     try:
         p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     except subprocess.TimeoutExpired:
-        return None, "memory child timed out"
+        return None, None, "memory child timed out"
     try:
-        return int(json.loads(p.stdout.strip().splitlines()[-1])["peak_bytes"]), ""
+        report = json.loads(p.stdout.strip().splitlines()[-1])
+        return int(report["peak_bytes"]), int(report["kept_bytes"]), ""
     except (ValueError, IndexError, KeyError):  # a failed child costs the memory column, not the run
         tail = (p.stderr.strip().splitlines() or ["no output"])[-1]
-        return None, f"memory child failed: {tail[:120]}"
+        return None, None, f"memory child failed: {tail[:120]}"
 
 
 # ----------------------------------------------------------------------------------------------- reporting
@@ -456,7 +465,7 @@ def print_table(r: Recipe, rows: list[dict], device, load) -> None:
           f"{r.classes} classes, {device}: {r.title}"
           + (f" (load average {load[0]:.2f} when it started)" if load else ""))
     head = (f"{'implementation':<18} {'ms/call':>9} {'images/s':>10} {'eager x':>8} {'compiled x':>10} "
-            f"{'roofline':>8} {'peak MiB':>9} {'peak/out':>8}")
+            f"{'roofline':>8} {'peak MiB':>9} {'peak/out':>8} {'kept MiB':>8} {'+kept/out':>9}")
     print(head)
     print("-" * len(head))
 
@@ -466,13 +475,15 @@ def print_table(r: Recipe, rows: list[dict], device, load) -> None:
         if "skipped" in row:
             print(f"{row['label']:<18} skipped: {row['skipped']}")
             continue
-        peak = row.get("peak_bytes")
+        peak, kept = row.get("peak_bytes"), row.get("kept_bytes")
         print(f"{row['label']:<18} {row['s_per_call'] * 1e3:>9.2f} {row['images_per_s']:>10.0f} "
               f"{num(row.get('eager_x'), '8.2f'):>8} {num(row.get('compiled_x'), '10.2f'):>10} "
               f"{num(row.get('roofline_fraction'), '8.3f'):>8} "
-              f"{num(None if peak is None else peak / 2 ** 20, '9.1f'):>9} {num(row.get('peak_over_output'), '8.2f'):>8}")
+              f"{num(None if peak is None else peak / 2 ** 20, '9.1f'):>9} {num(row.get('peak_over_output'), '8.2f'):>8} "
+              f"{num(None if kept is None else kept / 2 ** 20, '8.1f'):>8} "
+              f"{num(row.get('peak_and_kept_over_output'), '9.2f'):>9}")
     print("eager x / compiled x: augpipe eager / compiled images/s over the row's; roofline: roofline time / "
-          "row time; peak: one call (see docstring)")
+          "row time; peak: one call; kept: held between calls for speed (see docstring)")
     for row in rows:
         if "skipped" in row:
             continue
@@ -607,12 +618,14 @@ def main(argv=None) -> None:
                 continue
             if device.type == "cuda":
                 row["peak_bytes"], row["memory_note"] = peak_one_call_cuda(calls[key], x, y, device), ""
+                row["kept_bytes"] = kept_bytes(calls[key])
             else:
                 del calls[key]  # the child rebuilds it; free this process's copy first
                 gc.collect()
-                row["peak_bytes"], row["memory_note"] = peak_in_child(r, key, threads)
+                row["peak_bytes"], row["kept_bytes"], row["memory_note"] = peak_in_child(r, key, threads)
             if row["peak_bytes"] is not None:
                 row["peak_over_output"] = row["peak_bytes"] / out_bytes
+                row["peak_and_kept_over_output"] = (row["peak_bytes"] + row["kept_bytes"]) / out_bytes
         calls.clear()
         rows = list(rows.values())
         by_key = {row["key"]: row for row in rows if "skipped" not in row}

@@ -99,6 +99,8 @@ def test_a_staged_cpu_call_keeps_its_stored_images_between_calls_and_never_hands
             entering = fuse.run(steps[:stops[-1]], {"images": x, "targets": None}, torch.float32)["images"]
             torch.testing.assert_close(kept[-1][1], entering, atol=1e-5, rtol=0)
     assert kept_at[0] == kept_at[1]  # the same memory, call after call
+    windows = list(compiled._windows.values())
+    assert compiled.kept_bytes() == kept[0][1].nbytes + sum(w.nbytes for w in windows)
     for images, snapshot in outputs:  # no later call wrote into an earlier call's images
         assert torch.equal(images, snapshot)
         assert images.data_ptr() != kept_at[-1]
