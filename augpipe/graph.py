@@ -325,14 +325,15 @@ class Pipeline(_Composite):
             params = self.sample(shape, generator, device)
             return params, self._run(list(zip(self.nodes, params)), state, dtype)
         key = (shape, str(device))
-        requests = self._draws.get(key)
+        recorded = self._draws.get(key)
         window = self._window(state["images"], dtype)
-        if requests is None:
+        if recorded is None:
             recorder = D.Recorder(generator, device)
             params = self.sample(shape, recorder, device)
-            self._draws[key] = recorder.requests
+            self._draws[key] = (recorder.requests, *D.merge(recorder.requests, device))
             return params, self._run(list(zip(self.nodes, params)), state, dtype, window)
-        source = D.Replay(requests, D.draw(requests, generator, device))
+        requests, made, where = recorded
+        source = D.Replay(requests, D.draw(made, generator, device), where)
         stages = self._stages(shape, dtype, device)
         if not stages:
             return self._compiled("sample_run", device)(shape, source, device, state, dtype, window)

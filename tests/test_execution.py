@@ -136,8 +136,10 @@ def test_recorded_draws_replayed_give_the_eager_params(make, size):
     shape = Shape(13, 3, size, size)
     recorder = draws.Recorder(torch.Generator().manual_seed(7), "cpu")
     pipe.sample(shape, recorder, "cpu")
+    made, where = draws.merge(recorder.requests, "cpu")  # as the compiled pipeline draws them
+    assert len(made) < len(recorder.requests)
     replayed = pipe.sample(shape, draws.Replay(recorder.requests, draws.draw(
-        recorder.requests, torch.Generator().manual_seed(8), "cpu")), "cpu")
+        made, torch.Generator().manual_seed(8), "cpu"), where), "cpu")
     inline = pipe.sample(shape, torch.Generator().manual_seed(8), "cpu")
     def tensors(p):
         if isinstance(p, torch.Tensor):
@@ -147,6 +149,24 @@ def test_recorded_draws_replayed_give_the_eager_params(make, size):
     assert len(tensors(replayed)) == len(tensors(inline)) > 10
     for a, b in zip(tensors(replayed), tensors(inline)):
         assert torch.equal(a, b)
+
+
+def test_merged_cpu_draws_are_the_separate_draws_and_other_devices_keep_them_apart():
+    """A CPU generator fills a uniform tensor number by number: runs of one dtype are drawn as one."""
+    from augpipe import draws
+    requests = [("uniform", (5,), torch.float32), ("uniform", (2, 3), torch.float32), ("uniform", (4,), torch.float64),
+                ("uniform", (7,), torch.float64), ("gamma", (2, 3), 0.5), ("uniform", (3,), torch.float32),
+                ("permutation", (6,), None), ("uniform", (1,), torch.float32), ("uniform", (9,), torch.float32)]
+    made, where = draws.merge(requests, "cpu")
+    assert [r[:2] for r in made] == [("uniform", (11,)), ("uniform", (11,)), ("gamma", (2, 3)), ("uniform", (3,)),
+                                     ("permutation", (6,)), ("uniform", (10,))]
+    separate = draws.Replay(requests, draws.draw(requests, torch.Generator().manual_seed(3), "cpu"))
+    merged = draws.Replay(requests, draws.draw(made, torch.Generator().manual_seed(3), "cpu"), where)
+    for r in requests:
+        a, b = separate.take(r), merged.take(r)
+        assert a.shape == b.shape == r[1] and torch.equal(a, b)
+    made, where = draws.merge(requests, "meta")  # a GPU generator: one draw per request
+    assert len(made) == len(requests)
 
 
 def test_a_compiled_pipeline_pickles_and_resumes_its_stream(compiled_cifar):
