@@ -65,7 +65,7 @@ class Replay(_Source):
     ``drawn[i]`` answers request i, or, with ``where`` from ``merge``, request i is ``drawn[k][start:]`` reshaped for
     ``(k, start) = where[i]``."""
 
-    def __init__(self, requests: list, drawn: list[Tensor], where: list[tuple[int, int]] | None = None):
+    def __init__(self, requests: list, drawn: list[Tensor], where: list[tuple[int, int | None]] | None = None):
         self.requests, self.drawn, self.next = requests, drawn, 0
         self.where = where if where is not None else [(i, None) for i in range(len(requests))]
 

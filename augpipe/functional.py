@@ -186,10 +186,11 @@ def gather_windows(source: Tensor, matrix: Tensor, size: tuple[int, int], in_sha
 
     source: ``window_source`` of the images, whose reach covers every column the map reads outside the image and
     which is mirrored if any sample's column step is -1; matrix: an integer map (flips, crops) of the images;
-    in_shape: their (B, C, H, W); uint8: they were uint8, so what is read is divided by 255 (as ``to_float``). Output row i of sample b copies ``size[1]`` consecutive values of the flattened
-    images, starting at a per-row position (in the reversed copy for a mirrored sample), so a compiled loop reads
-    whole vectors where a per-pixel index loads lane by lane. A window that starts left of its row reads the end
-    of the row before (or the padding): those values are outside the image, and the fill replaces them.
+    in_shape: their (B, C, H, W); uint8: they were uint8, so what is read is divided by 255 (as ``to_float``).
+    Output row i of sample b copies ``size[1]`` consecutive values of the flattened images, starting at a per-row
+    position (in the reversed copy for a mirrored sample), so a compiled loop reads whole vectors where a per-pixel
+    index loads lane by lane. A window that starts left of its row reads the end of the row before (or the
+    padding): those values are outside the image, and the fill replaces them.
     Returns (B, C, Ho, Wo) in the source's dtype.
     """
     B, C, H, W = in_shape

@@ -222,7 +222,7 @@ class Pipeline(_Composite):
 
     def _stages(self, shape: Shape, dtype, device: torch.device) -> list[tuple[int, Tensor]]:
         """Where a compiled CPU call stops: (step index, buffer) for each op that reads its whole input (contrast's
-        mean, a mix partner) from an image of STAGE_MIN_BYTES or more, other than the first step. None on a GPU,
+        mean, a mix partner) from an image of STAGE_MIN_BYTES or more, other than the first step. No stop on a GPU,
         whose caching allocator hands a call the memory the last call freed.
 
         Such an image is stored in full anyway. Inductor would allocate it afresh on every call, and glibc maps an

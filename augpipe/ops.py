@@ -414,11 +414,11 @@ class Brightness(_Factor):
 class Contrast(_Factor):
     """out = clamp(f x + (1 - f) m, 0, 1), m the image's grayscale mean, f ~ U[max(0, 1 - c), 1 + c]."""
 
+    reads_whole_input = True
+
     def check(self, shape):
         if shape.channels not in (1, 3):
             raise ValueError(f"{self!r}: needs 1 or 3 channels for the grayscale mean, got {shape.channels}")
-
-    reads_whole_input = True
 
     def apply(self, state, params, inplace=False):
         return {**state, "images": F.contrast(state["images"], params["factor"], inplace)}

@@ -479,7 +479,8 @@ def print_table(r: Recipe, rows: list[dict], device, load) -> None:
         print(f"{row['label']:<18} {row['s_per_call'] * 1e3:>9.2f} {row['images_per_s']:>10.0f} "
               f"{num(row.get('eager_x'), '8.2f'):>8} {num(row.get('compiled_x'), '10.2f'):>10} "
               f"{num(row.get('roofline_fraction'), '8.3f'):>8} "
-              f"{num(None if peak is None else peak / 2 ** 20, '9.1f'):>9} {num(row.get('peak_over_output'), '8.2f'):>8} "
+              f"{num(None if peak is None else peak / 2 ** 20, '9.1f'):>9} "
+              f"{num(row.get('peak_over_output'), '8.2f'):>8} "
               f"{num(None if kept is None else kept / 2 ** 20, '8.1f'):>8} "
               f"{num(row.get('peak_and_kept_over_output'), '9.2f'):>9}")
     print("eager x / compiled x: augpipe eager / compiled images/s over the row's; roofline: roofline time / "
