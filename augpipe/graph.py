@@ -170,9 +170,10 @@ class Pipeline(_Composite):
     def _forget_compiled(self) -> None:
         self._compiled_fns: dict = {}  # (which, device type) -> compiled callable, made on first use
         self._draws: dict = {}
-        self._windows: dict = {}  # thread id -> the window copy that thread last made
+        # The calling thread's window copy (``window``) and stage buffers (``stages``): per thread, so that threads
+        # never share one, and freed with the thread.
+        self._kept = threading.local()
         self._stage_cuts: dict = {}  # (shape, dtype) -> [(step index, image shape)]: see _stages
-        self._stage_buffers: dict = {}  # thread id -> [(step index, kept buffer)] that thread last used
         # (reach, mirrored) of the copy, from the leading geometric ops, which form the first segment: a copy
         # serves it only if all of them are exact (a flip before a resized crop makes one bilinear read). An op
         # changed later only makes warp fall back to its gather.
@@ -208,16 +209,15 @@ class Pipeline(_Composite):
         stack buffer: one thread, CIFAR batch, ``x.float() / 255`` takes 1.36 ms compiled and 0.19 ms in ATen.
         So on a CPU the leading flips and crops read rows of a float copy made here by ATen, padded and mirrored
         once, which the compiled loop reads as whole vectors. The copy's memory is kept for the next call (one copy
-        per calling thread, remade when the shape changes): fresh memory costs a page fault per 4 KiB, about as much
-        as the whole read.
+        per calling thread, remade when the shape changes, freed with the thread): fresh memory costs a page fault
+        per 4 KiB, about as much as the whole read.
         """
         if not self.compiled or images.device.type != "cpu":
             return None
         if self._window_needs is None:
             return None
-        key = threading.get_ident()  # one copy per calling thread, remade when the shape changes
-        window = F.window_source(images, *self._window_needs, dtype, out=self._windows.get(key))
-        self._windows[key] = window
+        window = F.window_source(images, *self._window_needs, dtype, out=getattr(self._kept, "window", None))
+        self._kept.window = window
         return window
 
     def _stages(self, shape: Shape, dtype, device: torch.device) -> list[tuple[int, Tensor]]:
@@ -228,9 +228,10 @@ class Pipeline(_Composite):
         Such an image is stored in full anyway. Inductor would allocate it afresh on every call, and glibc maps an
         allocation that large from the kernel each time, a page fault per 4 KiB. So the compiled call ends there,
         writing the image into a buffer kept for the next call (one set per calling thread, remade when the shape
-        changes), and a further compiled call goes on from it. Stops at images of one shape share a buffer: a
-        stage that reads it pixel by pixel (contrast, Normalize) writes its result back in place; one that reads
-        other pixels (a mix) has inductor store its result aside first, as functionalization requires.
+        changes, freed with the thread), and a further compiled call goes on from it. Stops at images of one shape
+        share a buffer: a stage that reads it pixel by pixel (contrast, Normalize) writes its result back in place;
+        one that reads other pixels (a mix) has inductor store its result aside first, as functionalization
+        requires.
         """
         if device.type != "cpu":
             return []
@@ -247,23 +248,23 @@ class Pipeline(_Composite):
         cuts = self._stage_cuts[key]
         if not cuts:
             return []
-        thread = threading.get_ident()
-        kept = self._stage_buffers.get(thread)
+        kept = getattr(self._kept, "stages", None)
         if kept is None or [(i, tuple(b.shape), b.dtype) for i, b in kept] != [(i, s, dtype) for i, s in cuts]:
             by_shape = {s: torch.empty(s, dtype=dtype) for s in {s for _, s in cuts}}
-            kept = self._stage_buffers[thread] = [(i, by_shape[s]) for i, s in cuts]
+            kept = self._kept.stages = [(i, by_shape[s]) for i, s in cuts]
         return kept
 
     def kept_bytes(self) -> int:
-        """Bytes of the buffers this pipeline keeps between compiled CPU calls, over all calling threads: window
-        copies (``_window``) and stage buffers (``_stages``). They are remade on a shape change, dropped on pickling."""
-        kept = list(self._windows.values()) + [b for stages in self._stage_buffers.values() for _, b in stages]
+        """Bytes of the buffers this pipeline keeps for the calling thread between compiled CPU calls: its window copy
+        (``_window``) and stage buffers (``_stages``). Remade on a shape change, freed with the thread, not pickled."""
+        window = getattr(self._kept, "window", None)
+        kept = ([] if window is None else [window]) + [b for _, b in getattr(self._kept, "stages", [])]
         unique = {b.untyped_storage().data_ptr(): b.untyped_storage().nbytes() for b in kept}
         return sum(unique.values())
 
     def __getstate__(self):
         """Pickle without the compiled callables (they do not pickle) and caches; unpickling compiles afresh."""
-        caches = ("_compiled_fns", "_draws", "_windows", "_stage_cuts", "_stage_buffers", "_buffer_slots")
+        caches = ("_compiled_fns", "_draws", "_kept", "_stage_cuts", "_buffer_slots")
         return {k: v for k, v in self.__dict__.items() if k not in caches}
 
     def __setstate__(self, state):

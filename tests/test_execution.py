@@ -2,6 +2,10 @@
 
 Compiling takes tens of seconds on a 2-core CPU, so each graph is compiled once per module and shared.
 """
+import gc
+import threading
+import weakref
+
 import pytest
 import torch
 import torch._dynamo
@@ -59,7 +63,8 @@ def test_compiled_equals_eager_for_every_op(make, size):
     x, y = batch(16, size)
     result = compiled(x, y)
     assert_same(result, eager(x, y, params=compiled.last_params))
-    assert len(compiled._windows) == (make is flips_and_constant_crops)  # that graph's first read was of windows
+    window = getattr(compiled._kept, "window", None)
+    assert (window is not None) == (make is flips_and_constant_crops)  # that graph's first read was of windows
 
 
 def test_a_window_copy_is_made_only_when_the_leading_geometric_ops_are_all_exact():
@@ -91,7 +96,7 @@ def test_a_staged_cpu_call_keeps_its_stored_images_between_calls_and_never_hands
         assert_same(result, eager(x, y, params=compiled.last_params))
         outputs.append((result[0], result[0].clone()))
         if seed:
-            (kept,) = compiled._stage_buffers.values()  # one calling thread
+            kept = compiled._kept.stages  # this thread's
             assert [i for i, _ in kept] == stops  # the inputs of the ops that read their whole input
             assert kept[0][1] is kept[1][1]
             kept_at.append(kept[0][1].data_ptr())
@@ -99,11 +104,33 @@ def test_a_staged_cpu_call_keeps_its_stored_images_between_calls_and_never_hands
             entering = fuse.run(steps[:stops[-1]], {"images": x, "targets": None}, torch.float32)["images"]
             torch.testing.assert_close(kept[-1][1], entering, atol=1e-5, rtol=0)
     assert kept_at[0] == kept_at[1]  # the same memory, call after call
-    windows = list(compiled._windows.values())
+    windows = [w for w in [getattr(compiled._kept, "window", None)] if w is not None]
     assert compiled.kept_bytes() == kept[0][1].nbytes + sum(w.nbytes for w in windows)
     for images, snapshot in outputs:  # no later call wrote into an earlier call's images
         assert torch.equal(images, snapshot)
         assert images.data_ptr() != kept_at[-1]
+
+
+def test_each_calling_thread_keeps_buffers_of_its_own_and_frees_them_when_it_ends(monkeypatch):
+    monkeypatch.setattr(graph, "STAGE_MIN_BYTES", 0)
+    compiled = flips_and_constant_crops(True)
+    x, y = batch(8, 32)
+    for _ in range(2):  # record, then a staged call
+        compiled(x, y)
+    seen = {}
+
+    def work():
+        for _ in range(2):
+            compiled(x, y)
+        seen["bytes"], seen["stages"] = compiled.kept_bytes(), [weakref.ref(b) for _, b in compiled._kept.stages]
+        seen["own"] = all(b is not mine for (_, b), (_, mine) in zip(compiled._kept.stages, main_stages))
+    main_stages = compiled._kept.stages
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join()
+    assert seen["own"] and seen["bytes"] == compiled.kept_bytes() > 0
+    gc.collect()
+    assert all(ref() is None for ref in seen["stages"])  # gone with the thread
 
 
 def test_compiled_handles_a_last_partial_batch_without_recompiling_each_call(compiled_cifar):
