@@ -112,19 +112,19 @@ def test_a_staged_cpu_call_keeps_its_stored_images_between_calls_and_never_hands
 
 
 def test_each_calling_thread_keeps_buffers_of_its_own_and_frees_them_when_it_ends(monkeypatch):
+    """A pool that replaces its threads must not pile up kept buffers, and two threads must never share one."""
     monkeypatch.setattr(graph, "STAGE_MIN_BYTES", 0)
     compiled = flips_and_constant_crops(True)
     x, y = batch(8, 32)
     for _ in range(2):  # record, then a staged call
         compiled(x, y)
-    seen = {}
+    main_stages, seen = compiled._kept.stages, {}
 
     def work():
         for _ in range(2):
             compiled(x, y)
         seen["bytes"], seen["stages"] = compiled.kept_bytes(), [weakref.ref(b) for _, b in compiled._kept.stages]
         seen["own"] = all(b is not mine for (_, b), (_, mine) in zip(compiled._kept.stages, main_stages))
-    main_stages = compiled._kept.stages
     worker = threading.Thread(target=work)
     worker.start()
     worker.join()
