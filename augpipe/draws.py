@@ -90,9 +90,9 @@ def merge(requests: list, device) -> tuple[list, list[tuple[int, int | None]]]:
     there every request stays its own.
     """
     made, where = [], []
+    on_cpu = torch.device(device).type == "cpu"
     for kind, size, extra in requests:
-        joins = (torch.device(device).type == "cpu" and kind == "uniform" and made and made[-1][0] == "uniform"
-                 and made[-1][2] == extra)
+        joins = on_cpu and kind == "uniform" and made and made[-1][0] == "uniform" and made[-1][2] == extra
         if joins:
             start = made[-1][1][0]
             made[-1] = ("uniform", (start + math.prod(size),), extra)

@@ -336,17 +336,17 @@ class Pipeline(_Composite):
         requests, made, where = recorded
         source = D.Replay(requests, D.draw(made, generator, device), where)
         stages = self._stages(shape, dtype, device)
-        if not stages:
-            return self._compiled("sample_run", device)(shape, source, device, state, dtype, window)
-        stops = [i for i, _ in stages]
-        buffers = [b for _, b in stages]
+        stops = [i for i, _ in stages] + [None]  # stage k runs steps[stops[k - 1]:stops[k]] into buffers[k]
+        buffers = [b for _, b in stages] + [None]
         params, state = self._compiled("sample_run", device)(shape, source, device, state, dtype, window, stops[0],
                                                               buffers[0])
+        if not stages:
+            return params, state
         steps = list(self.steps(params))
-        for k, (start, stop) in enumerate(zip(stops, stops[1:] + [len(steps)])):
-            keep_in = buffers[k + 1] if k + 1 < len(buffers) else None
-            state = self._compiled(f"stage{k + 1}", device)(steps[start:stop], state, dtype, keep_in=keep_in)
-        if any(state["images"].untyped_storage().data_ptr() == b.untyped_storage().data_ptr() for b in buffers):
+        for k in range(1, len(stops)):
+            run = self._compiled(f"stage{k}", device)
+            state = run(steps[stops[k - 1]:stops[k]], state, dtype, keep_in=buffers[k])
+        if any(state["images"].untyped_storage().data_ptr() == b.untyped_storage().data_ptr() for b in buffers[:-1]):
             state["images"] = state["images"].clone()  # never hand out a buffer the next call overwrites
         return params, state
 
