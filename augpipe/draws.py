@@ -1,13 +1,14 @@
-"""Where sampling takes its randomness from: three kinds of draw, from a torch.Generator or from a list drawn ahead.
+"""Where sampling takes its randomness from: two kinds of draw, from a torch.Generator or from a plan drawn ahead.
 
-Every op's ``sample`` draws through ``uniform``, ``standard_gamma`` and ``permutation``; everything else it does is
-arithmetic on what they return. Eagerly those call torch with the pipeline's generator. For ``compile=True`` the
-pipeline first records, once per input shape, which draws ``sample`` makes (``Recorder``); on later calls it makes
-exactly those draws from the generator, in the same order (``draw``; on a CPU runs of them are drawn as one,
-which gives the same numbers: ``merge``), and hands them (``Replay``) to one compiled
-call that samples and applies. The generator advances exactly as eagerly and the params are the same; the dozens
-of small arithmetic ops of sampling are compiled with the rest instead of being one launch each, which was most of
-a call's host time on a GPU.
+Every op's ``sample`` draws through ``uniform`` and ``standard_gamma`` (a permutation sorts uniform keys);
+everything else it does is arithmetic on what they return. Called with a generator, they call torch. A Pipeline
+instead plans its draws once per input shape: a dry run of ``sample`` notes which draws it asks for (``Planner``,
+which draws nothing), and ``plan`` groups them, all uniforms of one dtype into one draw and all gammas of one
+alpha into another. Each call then makes those few draws from the pipeline's generator (``draw``) and hands
+``sample`` a ``Replay`` that gives each request its own slice. Eager and compiled calls share the plan, so they
+give the same params; on a GPU each draw is a kernel launch the host waits to issue (the CIFAR recipe asked for 15,
+now 3). Compiled, ``sample`` is traced with the rest of the call: its dozens of small arithmetic ops run as part of
+a few fused kernels instead of one launch each.
 """
 from __future__ import annotations
 
@@ -33,10 +34,9 @@ def standard_gamma(alpha: float, size, generator, device) -> Tensor:
 
 
 def permutation(n: int, generator, device) -> Tensor:
-    """A uniformly random permutation of 0..n-1."""
-    if isinstance(generator, _Source):
-        return generator.take(("permutation", (int(n),), None))
-    return torch.randperm(n, generator=generator, device=device)
+    """A uniformly random permutation of 0..n-1: the order of n float64 uniform keys (iid and continuous, so
+    every order is equally likely; a tie, at odds of about n^2 / 2^54, is broken by position)."""
+    return uniform(n, generator, device, torch.float64).argsort(stable=True)
 
 
 def _tuple(size) -> tuple[int, ...]:
@@ -48,73 +48,53 @@ class _Source:
         raise NotImplementedError
 
 
-class Recorder(_Source):
-    """Draws from a generator like the eager path and notes each request: (kind, size, dtype or alpha)."""
+class Planner(_Source):
+    """Notes each request ``(kind, size, dtype or alpha)`` that ``sample`` makes, answering with zeros: it draws
+    nothing, so planning leaves the generator where it was. (``sample`` never branches on a drawn value: it is
+    traced by torch.compile.)"""
 
-    def __init__(self, generator: torch.Generator, device):
-        self.generator, self.device, self.requests = generator, device, []
+    def __init__(self, device):
+        self.device, self.requests = device, []
 
     def take(self, request):
         self.requests.append(request)
-        return _draw(request, self.generator, self.device)
+        kind, size, extra = request
+        return torch.zeros(size, dtype=extra if kind == "uniform" else torch.float64, device=self.device)
 
 
 class Replay(_Source):
-    """Hands out draws made ahead, in order; a request that differs from the recorded one is an error.
+    """Hands out draws made ahead, in order; a request that differs from the planned one is an error.
 
-    ``drawn[i]`` answers request i, or, with ``where`` from ``merge``, request i is ``drawn[k][start:]`` reshaped for
-    ``(k, start) = where[i]``."""
+    Request i is ``drawn[k][start:start + numel]`` reshaped to its size, for ``(k, start) = where[i]``."""
 
-    def __init__(self, requests: list, drawn: list[Tensor], where: list[tuple[int, int | None]] | None = None):
-        self.requests, self.drawn, self.next = requests, drawn, 0
-        self.where = where if where is not None else [(i, None) for i in range(len(requests))]
+    def __init__(self, requests: list, drawn: list[Tensor], where: list[tuple[int, int]]):
+        self.requests, self.drawn, self.where, self.next = requests, drawn, where, 0
 
     def take(self, request):
         if self.next >= len(self.requests) or self.requests[self.next] != request:
-            raise RuntimeError(f"augpipe: sample() asked for {request}, the recording says "
+            raise RuntimeError(f"augpipe: sample() asked for {request}, the plan says "
                                f"{self.requests[self.next] if self.next < len(self.requests) else 'nothing more'}")
         k, start = self.where[self.next]
         self.next += 1
-        if start is None:
-            return self.drawn[k]
         size = request[1]
         return self.drawn[k][start:start + math.prod(size)].view(size)
 
 
-def merge(requests: list, device) -> tuple[list, list[tuple[int, int | None]]]:
-    """Fewer requests that make the same numbers as ``requests``, and where each of those lies in them.
-
-    A CPU generator fills a uniform tensor number by number, so one draw of n + m numbers gives exactly the draw of
-    n followed by the draw of m (a test checks it): on a CPU each run of uniform requests of one dtype becomes one
-    request (CIFAR recipe: 15 draws, 9 after merging). A GPU generator advances by a rounded amount per call, so
-    there every request stays its own.
-    """
-    made, where = [], []
-    on_cpu = torch.device(device).type == "cpu"
+def plan(requests: list) -> tuple[list, list[tuple[int, int]]]:
+    """The draws that serve ``requests``: one per (kind, dtype or alpha), in order of first use, each as long as
+    the requests of its group together; and where each request lies in them: (draw index, offset)."""
+    made, where, group = [], [], {}
     for kind, size, extra in requests:
-        joins = on_cpu and kind == "uniform" and made and made[-1][0] == "uniform" and made[-1][2] == extra
-        if joins:
-            start = made[-1][1][0]
-            made[-1] = ("uniform", (start + math.prod(size),), extra)
-            where.append((len(made) - 1, start))
-        elif kind == "uniform":
-            made.append(("uniform", (math.prod(size),), extra))
-            where.append((len(made) - 1, 0))
-        else:
-            made.append((kind, size, extra))
-            where.append((len(made) - 1, None))
+        k = group.setdefault((kind, extra), len(group))
+        if k == len(made):
+            made.append((kind, (0,), extra))
+        start = made[k][1][0]
+        made[k] = (kind, (start + math.prod(size),), extra)
+        where.append((k, start))
     return made, where
 
 
-def draw(requests: list, generator: torch.Generator, device) -> list[Tensor]:
-    """Make the recorded draws from the generator, in order."""
-    return [_draw(r, generator, device) for r in requests]
-
-
-def _draw(request, generator, device) -> Tensor:
-    kind, size, extra = request
-    if kind == "uniform":
-        return uniform(size, generator, device, extra)
-    if kind == "gamma":
-        return standard_gamma(extra, size, generator, device)
-    return permutation(size[0], generator, device)
+def draw(made: list, generator: torch.Generator, device) -> list[Tensor]:
+    """Make the planned draws from the generator, in order."""
+    return [uniform(size, generator, device, extra) if kind == "uniform"
+            else standard_gamma(extra, size, generator, device) for kind, size, extra in made]

@@ -169,7 +169,7 @@ class Pipeline(_Composite):
 
     def _forget_compiled(self) -> None:
         self._compiled_fns: dict = {}  # (which, device type) -> compiled callable, made on first use
-        self._draws: dict = {}
+        self._draws: dict = {}  # (shape, device) -> the plan of its draws: see _planned_draws
         # The calling thread's window copy (``window``) and stage buffers (``stages``): per thread, so that threads
         # never share one, and freed with the thread.
         self._kept = threading.local()
@@ -184,8 +184,9 @@ class Pipeline(_Composite):
     def _compiled(self, which: str, device: torch.device):
         """The compiled executor (``"run"``) or sample-and-run (``"sample_run"``) for ``device``'s type.
 
-        compile=True also compiles sample(), together with the run: its random draws are made ahead, as recorded
-        per input shape, and one compiled call draws nothing, computes the params and applies them. Each device
+        compile=True also compiles sample(), together with the run: its random draws are made ahead, as planned
+        per input shape (``_planned_draws``), and one compiled call draws nothing, computes the params and applies
+        them. Each device
         type gets its own callable because inductor's fusion options (INDUCTOR_OPTIONS) differ by device.
         """
         key = (which, device.type)
@@ -315,26 +316,31 @@ class Pipeline(_Composite):
         steps = list(self.steps(params))[:stop]
         return params, fuse.run(steps, state, dtype, window=window, keep_in=keep_in)
 
-    def _draw_and_run(self, shape: Shape, state: dict, dtype) -> tuple[list, dict]:
-        """Draw this call's params and apply them. Compiled, the draws ``sample`` makes at this shape are recorded
-        on the first call; later calls make the same draws from the generator (a handful of launches) and pass them
-        to one compiled call of sample and run, so the generator and the params are exactly the eager ones. On a
-        CPU that call may stop where a large image is stored, and further compiled calls go on (``_stages``)."""
-        device = state["images"].device
-        generator = self.generator(device)
-        if not self.compiled:
-            params = self.sample(shape, generator, device)
-            return params, self._run(list(zip(self.nodes, params)), state, dtype)
+    def _plan(self, shape: Shape, device: torch.device) -> tuple[list, list, list]:
+        """(requests, draws, where): the draws ``sample`` asks for at this shape and how ``augpipe.draws.plan``
+        groups them; planned on the first call at a shape by a dry run of ``sample``, which draws nothing."""
         key = (shape, str(device))
-        recorded = self._draws.get(key)
+        if key not in self._draws:
+            planner = D.Planner(device)
+            self.sample(shape, planner, device)
+            self._draws[key] = (planner.requests, *D.plan(planner.requests))
+        return self._draws[key]
+
+    def _planned_draws(self, shape: Shape, device: torch.device) -> D.Replay:
+        """This call's draws, made from the generator as planned, for ``sample`` to take."""
+        requests, made, where = self._plan(shape, device)
+        return D.Replay(requests, D.draw(made, self.generator(device), device), where)
+
+    def _draw_and_run(self, shape: Shape, state: dict, dtype) -> tuple[list, dict]:
+        """Draw this call's params and apply them. The draws are planned per shape and made ahead
+        (``_planned_draws``); ``sample`` turns them into params, eagerly, or compiled with the run into one call.
+        On a CPU that call may stop where a large image is stored, and further compiled calls go on (``_stages``)."""
+        device = state["images"].device
+        source = self._planned_draws(shape, device)
+        if not self.compiled:
+            params = self.sample(shape, source, device)
+            return params, fuse.run(list(zip(self.nodes, params)), state, dtype)
         window = self._window(state["images"], dtype)
-        if recorded is None:
-            recorder = D.Recorder(generator, device)
-            params = self.sample(shape, recorder, device)
-            self._draws[key] = (recorder.requests, *D.merge(recorder.requests, device))
-            return params, self._run(list(zip(self.nodes, params)), state, dtype, window)
-        requests, made, where = recorded
-        source = D.Replay(requests, D.draw(made, generator, device), where)
         stages = self._stages(shape, dtype, device)
         stops = [i for i, _ in stages] + [None]  # stage k runs steps[stops[k - 1]:stops[k]] into buffers[k]
         buffers = [b for _, b in stages] + [None]

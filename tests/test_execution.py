@@ -3,6 +3,8 @@
 Compiling takes tens of seconds on a 2-core CPU, so each graph is compiled once per module and shared.
 """
 import gc
+import itertools
+import math
 import threading
 import weakref
 
@@ -154,46 +156,60 @@ def test_compiled_and_eager_pipelines_draw_the_same_params_from_the_same_generat
 
 
 @pytest.mark.parametrize("make, size", [(every_op_cifar, 32), (every_op_imagenet, 40)])
-def test_recorded_draws_replayed_give_the_eager_params(make, size):
-    """What compiled sampling relies on, without compiling: draws made ahead in the recorded order and handed to
-    sample() give exactly the params that drawing inline gives, from the same generator state."""
+def test_planning_draws_nothing_and_each_request_gets_numbers_of_its_own(make, size):
+    """The dry run that plans a pipeline's draws leaves the generator alone; the planned draws are few, and the
+    requests split them exactly: no number is handed out twice or left unused."""
     from augpipe import draws
     from augpipe.ops import Shape
     pipe = make(False)
     shape = Shape(13, 3, size, size)
-    recorder = draws.Recorder(torch.Generator().manual_seed(7), "cpu")
-    pipe.sample(shape, recorder, "cpu")
-    made, where = draws.merge(recorder.requests, "cpu")  # as the compiled pipeline draws them
-    assert len(made) < len(recorder.requests)
-    replayed = pipe.sample(shape, draws.Replay(recorder.requests, draws.draw(
-        made, torch.Generator().manual_seed(8), "cpu"), where), "cpu")
-    inline = pipe.sample(shape, torch.Generator().manual_seed(8), "cpu")
-    def tensors(p):
-        if isinstance(p, torch.Tensor):
-            return [p]
-        values = p.values() if isinstance(p, dict) else p
-        return [t for v in values for t in tensors(v)]
-    assert len(tensors(replayed)) == len(tensors(inline)) > 10
-    for a, b in zip(tensors(replayed), tensors(inline)):
-        assert torch.equal(a, b)
+    generator = pipe.generator("cpu")
+    before = generator.get_state()
+    requests, made, where = pipe._plan(shape, torch.device("cpu"))
+    assert torch.equal(generator.get_state(), before)
+    assert len(requests) > 10 and len(made) <= 3
+    for k, (kind, (n,), extra) in enumerate(made):
+        spans = sorted((start, start + math.prod(r[1])) for r, (j, start) in zip(requests, where) if j == k)
+        assert all(r[0] == kind and r[2] == extra for r, (j, _) in zip(requests, where) if j == k)
+        assert spans[0][0] == 0 and spans[-1][1] == n and all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    pipe._planned_draws(shape, torch.device("cpu"))  # a call makes exactly the planned draws
+    by_hand = torch.Generator().manual_seed(0)
+    by_hand.set_state(before)
+    draws.draw(made, by_hand, "cpu")
+    assert torch.equal(generator.get_state(), by_hand.get_state())
 
 
-def test_merged_cpu_draws_are_the_separate_draws_and_other_devices_keep_them_apart():
-    """A CPU generator fills a uniform tensor number by number: runs of one dtype are drawn as one."""
+def test_replayed_draws_are_slices_of_one_draw_per_dtype_and_alpha():
+    """Against torch called by hand: uniforms of a dtype come from one torch.rand, gammas of an alpha from one
+    _standard_gamma, in order of first use, handed out in request order."""
     from augpipe import draws
-    requests = [("uniform", (5,), torch.float32), ("uniform", (2, 3), torch.float32), ("uniform", (4,), torch.float64),
-                ("uniform", (7,), torch.float64), ("gamma", (2, 3), 0.5), ("uniform", (3,), torch.float32),
-                ("permutation", (6,), None), ("uniform", (1,), torch.float32), ("uniform", (9,), torch.float32)]
-    made, where = draws.merge(requests, "cpu")
-    assert [r[:2] for r in made] == [("uniform", (11,)), ("uniform", (11,)), ("gamma", (2, 3)), ("uniform", (3,)),
-                                     ("permutation", (6,)), ("uniform", (10,))]
-    separate = draws.Replay(requests, draws.draw(requests, torch.Generator().manual_seed(3), "cpu"))
-    merged = draws.Replay(requests, draws.draw(made, torch.Generator().manual_seed(3), "cpu"), where)
-    for r in requests:
-        a, b = separate.take(r), merged.take(r)
-        assert a.shape == b.shape == r[1] and torch.equal(a, b)
-    made, where = draws.merge(requests, "meta")  # a GPU generator: one draw per request
-    assert len(made) == len(requests)
+    f32, f64 = torch.float32, torch.float64
+    requests = [("uniform", (5,), f32), ("uniform", (2, 3), f32), ("uniform", (4,), f64), ("gamma", (2, 3), 0.5),
+                ("uniform", (7,), f64), ("uniform", (3,), f32), ("gamma", (4,), 0.5), ("gamma", (2,), 1.0)]
+    made, where = draws.plan(requests)
+    assert made == [("uniform", (14,), f32), ("uniform", (11,), f64), ("gamma", (10,), 0.5), ("gamma", (2,), 1.0)]
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.rand(14, generator=g), torch.rand(11, generator=g, dtype=f64)
+    c = torch._standard_gamma(torch.full((10,), 0.5, dtype=f64), generator=g)
+    d = torch._standard_gamma(torch.full((2,), 1.0, dtype=f64), generator=g)
+    expected = [a[:5], a[5:11].view(2, 3), b[:4], c[:6].view(2, 3), b[4:], a[11:], c[6:], d]
+    replay = draws.Replay(requests, draws.draw(made, torch.Generator().manual_seed(3), "cpu"), where)
+    for r, e in zip(requests, expected):
+        assert torch.equal(replay.take(r), e)
+    with pytest.raises(RuntimeError, match="the plan says nothing more"):
+        replay.take(requests[0])
+
+
+def test_permutations_from_uniform_keys_are_uniform():
+    """Each of the 6 orders of 3 items, over 6000 draws: 1000 expected, sd about 29; 5 sd allowed."""
+    from augpipe import draws
+    g = torch.Generator().manual_seed(0)
+    counts = {}
+    for _ in range(6000):
+        order = tuple(draws.permutation(3, g, "cpu").tolist())
+        counts[order] = counts.get(order, 0) + 1
+    assert sorted(counts) == sorted(itertools.permutations(range(3)))
+    assert all(abs(c - 1000) < 5 * 29 for c in counts.values()), counts
 
 
 def test_a_compiled_pipeline_pickles_and_resumes_its_stream(compiled_cifar):
