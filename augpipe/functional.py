@@ -392,6 +392,14 @@ def sample_nearest(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: float
     return torch.where(_inside(sx, sy, (H, W)), out, _scalar(fill, x))
 
 
+def compose(a: Tensor, b: Tensor) -> Tensor:
+    """``a @ b`` for batches of 3 x 3 maps (B, 3, 3), as three broadcast products summed in order. Compiled, this
+    fuses with the arithmetic that makes and uses the matrices, where a matmul is a library call of its own (on a
+    GPU one more launch per call: a bmm took 55 us of a compiled CIFAR call's host time, profiled on an H200)."""
+    return (a[:, :, 0, None] * b[:, None, 0, :] + a[:, :, 1, None] * b[:, None, 1, :]
+            + a[:, :, 2, None] * b[:, None, 2, :])
+
+
 def invert_affine(matrix: Tensor) -> Tensor:
     """Inverse of affine maps (B, 3, 3): a sampling matrix (out -> in) becomes the forward map (in -> out)."""
     m = matrix.double()

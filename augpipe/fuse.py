@@ -104,7 +104,7 @@ def warp(state: dict, segment: list, dtype, window=None) -> dict:
         sizes.append(tuple(op.output_size(sizes[-1])))
     suffix = list(mats)  # suffix[k]: final output -> input of op k
     for k in range(len(mats) - 2, -1, -1):
-        suffix[k] = mats[k] @ suffix[k + 1]
+        suffix[k] = F.compose(mats[k], suffix[k + 1])
     out_size = sizes[-1]
     # The first op that reads outside its input, behind nothing but flips, sees the original's rectangle: its
     # padding goes into the one read (for a bilinear read, the border blends into its fill, as padding and then
