@@ -84,6 +84,21 @@ def take_cols(x: Tensor, cols: Tensor) -> Tensor:
     return x.gather(3, cols[:, None, None, :].expand(B, C, H, cols.shape[1]))
 
 
+def take_grid(x: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """out[b, :, i, j] = x[b, :, rows[b, i], cols[b, j]]; rows (B, Ho) and cols (B, Wo) in range.
+
+    Eager: whole rows, then columns (take_rows, take_cols). Compiled: one indexed load per pixel, at
+    b C H W + c H W + row W + col; the flat (B C H, W) view of take_rows left inductor working the sample back out
+    of the row index with an integer division per pixel.
+    """
+    if not torch.compiler.is_compiling():
+        return take_cols(take_rows(x, rows), cols)
+    B, C = x.shape[:2]
+    b = torch.arange(B, device=x.device).view(-1, 1, 1, 1)
+    c = torch.arange(C, device=x.device).view(1, -1, 1, 1)
+    return x[b, c, rows[:, None, :, None], cols[:, None, None, :]]
+
+
 def _remap_index(index: Tensor, size: int, padding_mode: str) -> Tensor:
     """Map possibly out-of-range indices onto [0, size) the way ``F.pad`` extends an image."""
     if padding_mode == "reflect":  # mirror without repeating the edge: -1 -> 1, size -> size - 2
@@ -103,7 +118,7 @@ def gather_separable(x: Tensor, rows: Tensor, cols: Tensor, padding_mode: str = 
     x (B, C, H, W); rows (B, Ho) and cols (B, Wo) integer.
     """
     H, W = x.shape[-2:]
-    out = take_cols(take_rows(x, _remap_index(rows, H, padding_mode)), _remap_index(cols, W, padding_mode))
+    out = take_grid(x, _remap_index(rows, H, padding_mode), _remap_index(cols, W, padding_mode))
     if dtype is not None:
         out = to_float(out, dtype)  # (B, C, Ho, Wo)
     if padding_mode == "constant":  # out is a new tensor: fill it in place
@@ -255,7 +270,7 @@ def resample_separable(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: f
     if torch.compiler.is_compiling():
         # Compiled, the four taps are read straight from the input in the one fused loop that writes the output:
         # no row-pass image is stored.
-        out = sum(take_cols(take_rows(x, r), c).to(dtype) * wr * wc
+        out = sum(take_grid(x, r, c).to(dtype) * wr * wc
                   for r, wr in ((r0, wr0), (r1, wr1)) for c, wc in ((c0, wc0), (c1, wc1)))
     else:
         # Eager, two 1-D passes written into one output. On a CPU the passes run over groups of samples whose

@@ -194,14 +194,15 @@ class Pipeline(_Composite):
             if which == "sample_run":
                 fn = types.MethodType(_own_copy(Pipeline._sample_and_run), self)
             else:  # "run", or a later stage of a staged call ("stage1", ...): each compiles its own graphs
-                fn = _own_copy(fuse.run)
+                fn = _own_copy(fuse.run_keeping_plan)
             self._compiled_fns[key] = torch.compile(fn, dynamic=None, options=INDUCTOR_OPTIONS.get(device.type))
         return self._compiled_fns[key]
 
     def _run(self, steps, state: dict, dtype, window=None) -> dict:
         if not self.compiled:
             return fuse.run(steps, state, dtype)
-        return self._compiled("run", state["images"].device)(steps, state, dtype, window=window)
+        state, _ = self._compiled("run", state["images"].device)(steps, state, dtype, window=window)
+        return state
 
     def _window(self, images: Tensor, dtype) -> Tensor | None:
         """The images as the first segment of a compiled CPU run reads them (``F.window_source``), or None.
@@ -310,11 +311,13 @@ class Pipeline(_Composite):
         return self._generators[key]
 
     def _sample_and_run(self, shape: Shape, source, device, state: dict, dtype, window=None, stop=None,
-                        keep_in=None) -> tuple[list, dict]:
-        """Sample, then run the steps before ``stop`` (all by default), the images ending in ``keep_in``."""
+                        keep_in=None) -> tuple[list, dict, list]:
+        """Sample, then run the steps before ``stop`` (all by default), the images ending in ``keep_in``. Returns
+        the plan too (``fuse.run``): compiled, returning it has inductor store it once."""
         params = self.sample(shape, source, device)
         steps = list(self.steps(params))[:stop]
-        return params, fuse.run(steps, state, dtype, window=window, keep_in=keep_in)
+        state, plan = fuse.run_keeping_plan(steps, state, dtype, window=window, keep_in=keep_in)
+        return params, state, plan
 
     def _plan(self, shape: Shape, device: torch.device) -> tuple[list, list, list]:
         """(requests, draws, where): the draws ``sample`` asks for at this shape and how ``augpipe.draws.plan``
@@ -344,14 +347,14 @@ class Pipeline(_Composite):
         stages = self._stages(shape, dtype, device)
         stops = [i for i, _ in stages] + [None]  # stage k runs steps[stops[k - 1]:stops[k]] into buffers[k]
         buffers = [b for _, b in stages] + [None]
-        params, state = self._compiled("sample_run", device)(shape, source, device, state, dtype, window, stops[0],
-                                                              buffers[0])
+        params, state, _ = self._compiled("sample_run", device)(shape, source, device, state, dtype, window,
+                                                                 stops[0], buffers[0])
         if not stages:
             return params, state
         steps = list(self.steps(params))
         for k in range(1, len(stops)):
             run = self._compiled(f"stage{k}", device)
-            state = run(steps[stops[k - 1]:stops[k]], state, dtype, keep_in=buffers[k])
+            state, _ = run(steps[stops[k - 1]:stops[k]], state, dtype, keep_in=buffers[k])
         if any(state["images"].untyped_storage().data_ptr() == b.untyped_storage().data_ptr() for b in buffers[:-1]):
             state["images"] = state["images"].clone()  # never hand out a buffer the next call overwrites
         return params, state
@@ -469,10 +472,13 @@ class Pipeline(_Composite):
 # range by construction (clamped, or windows within the source's reach, which an eager test reads with raising
 # indexing), so the checks are off. One thread, CIFAR recipe, in calls that met no page fault: 5.4 -> 3.8 ms, with
 # integer steps worked out in float32 (``F.index_steps``) rather than float64.
-# On CUDA inductor's defaults are kept: storing nothing image-sized but the output (recomputing the gathers) made the
-# CIFAR recipe on an H200 slower in separate runs (batch 256: 1.19 against 0.80 ms; batch 131072: 13.9 against 7.5
-# ms) and its compile twice as long (20 against 10 s).
-INDUCTOR_OPTIONS: dict[str, dict] = {"cpu": {"realize_opcount_threshold": 200, "assert_indirect_indexing": False}}
+# On CUDA the checks of indirect indices are off for the same reason (a device assert per gathered pixel); the
+# realization thresholds are inductor's. Storing nothing image-sized but the output made the CIFAR recipe on an H200
+# slower (batch 131072: 4.17 against 3.74 ms): each pixel then worked out its sample's composed matrix itself, for
+# itself and for its CutMix partner. With the per-sample plan stored (``fuse.run``'s ``plan``), the defaults store
+# one image: the input of the CutMix, read twice; the contrast mean reads the gather directly.
+INDUCTOR_OPTIONS: dict[str, dict] = {"cpu": {"realize_opcount_threshold": 200, "assert_indirect_indexing": False},
+                                     "cuda": {"assert_indirect_indexing": False}}
 
 
 # glibc's malloc takes an allocation above 32 MiB (its largest dynamic mmap threshold) straight from the kernel on
