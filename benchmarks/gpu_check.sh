@@ -53,7 +53,7 @@ timeout 170 "$PY" benchmarks/bench_peers.py --device cuda --profile --json "$OUT
 #    Informative, so it does not fail the check.
 roof_rc=0
 for b in 1024 131072; do
-    timeout 60 "$PY" benchmarks/bench_peers.py --device cuda --recipe cifar --batch $b --runs 5 --no-memory \
+    timeout 75 "$PY" benchmarks/bench_peers.py --device cuda --recipe cifar --batch $b --runs 5 --no-memory --profile \
         --impls roofline,augpipe-compiled --json "$OUT/bench_cuda_roofline_b$b.json" 2>&1 \
         | tee "$OUT/bench_cuda_roofline_b$b.log" || roof_rc=$?
 done
