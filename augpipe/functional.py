@@ -410,9 +410,15 @@ def sample_nearest(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: float
 def compose(a: Tensor, b: Tensor) -> Tensor:
     """``a @ b`` for batches of 3 x 3 maps (B, 3, 3), as three broadcast products summed in order. Compiled, this
     fuses with the arithmetic that makes and uses the matrices, where a matmul is a library call of its own (on a
-    GPU one more launch per call: a bmm took 55 us of a compiled CIFAR call's host time, profiled on an H200)."""
-    return (a[:, :, 0, None] * b[:, None, 0, :] + a[:, :, 1, None] * b[:, None, 1, :]
-            + a[:, :, 2, None] * b[:, None, 2, :])
+    GPU one more launch per call: a bmm took 55 us of a compiled CIFAR call's host time, profiled on an H200).
+
+    Worked out in float64 and rounded once to ``a``'s dtype: Triton fuses a * b + c into one rounding (an FMA)
+    where eager rounds twice, and in float32 that last-bit difference in a resized crop's matrix moved compiled
+    pixels 1.6e-5 from eager ones on an H200; in float64 both round to the same float32 matrix."""
+    a64, b64 = a.double(), b.double()
+    product = (a64[:, :, 0, None] * b64[:, None, 0, :] + a64[:, :, 1, None] * b64[:, None, 1, :]
+               + a64[:, :, 2, None] * b64[:, None, 2, :])
+    return product.to(a.dtype)
 
 
 def invert_affine(matrix: Tensor) -> Tensor:

@@ -140,3 +140,14 @@ def test_fractional_pool_resamples_back_and_takes_maxima():
         for c in range(2):
             assert torch.isin(out[b, c], x[b, c]).all()
             assert out[b, c].min() >= x[b, c].min()
+
+
+def test_composed_maps_are_the_float64_product_rounded_once_eagerly_and_compiled():
+    """fuse.warp composes sampling matrices with F.compose. Rounded once from float64, the eager and the compiled
+    product are the same float32 matrix even where a compiler fuses a * b + c into one rounding."""
+    from augpipe import functional as F
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(64, 3, 3, generator=g) * 40, torch.randn(64, 3, 3, generator=g) * 40
+    expected = (a.double() @ b.double()).float()
+    assert torch.equal(F.compose(a, b), expected)
+    assert torch.equal(torch.compile(F.compose, fullgraph=True)(a, b), expected)
