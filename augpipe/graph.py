@@ -476,7 +476,8 @@ class Pipeline(_Composite):
 # realization thresholds are inductor's. Storing nothing image-sized but the output made the CIFAR recipe on an H200
 # slower (batch 131072: 4.17 against 3.74 ms): each pixel then worked out its sample's composed matrix itself, for
 # itself and for its CutMix partner. With the per-sample plan stored (``fuse.run``'s ``plan``), the defaults store
-# one image: the input of the CutMix, read twice; the contrast mean reads the gather directly.
+# one image: the input of the CutMix, read twice; the contrast mean reads the gather directly. (That was 3.77 ms on
+# the H200, where storing the gathered uint8 image and a mask had been 3.74: the reduction that gathers got slower.)
 INDUCTOR_OPTIONS: dict[str, dict] = {"cpu": {"realize_opcount_threshold": 200, "assert_indirect_indexing": False},
                                      "cuda": {"assert_indirect_indexing": False}}
 
