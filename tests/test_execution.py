@@ -92,20 +92,19 @@ def test_a_staged_cpu_call_keeps_its_stored_images_between_calls_and_never_hands
     monkeypatch.setattr(graph, "STAGE_MIN_BYTES", 0)
     compiled, eager = make(True), make(False)
     outputs, kept_at = [], []
-    for seed in range(3):  # the first call records the draws and runs unstaged; the others are staged
+    for seed in range(3):  # every call is staged, the first too
         x, y = batch(16, 32, seed)
         result = compiled(x, y)
         assert_same(result, eager(x, y, params=compiled.last_params))
         outputs.append((result[0], result[0].clone()))
-        if seed:
-            kept = compiled._kept.stages  # this thread's
-            assert [i for i, _ in kept] == stops  # the inputs of the ops that read their whole input
-            assert kept[0][1] is kept[1][1]
-            kept_at.append(kept[0][1].data_ptr())
-            steps = list(eager.steps(compiled.last_params))  # the buffer holds what the last stop's op read
-            entering = fuse.run(steps[:stops[-1]], {"images": x, "targets": None}, torch.float32)["images"]
-            torch.testing.assert_close(kept[-1][1], entering, atol=1e-5, rtol=0)
-    assert kept_at[0] == kept_at[1]  # the same memory, call after call
+        kept = compiled._kept.stages  # this thread's
+        assert [i for i, _ in kept] == stops  # the inputs of the ops that read their whole input
+        assert kept[0][1] is kept[1][1]
+        kept_at.append(kept[0][1].data_ptr())
+        steps = list(eager.steps(compiled.last_params))  # the buffer holds what the last stop's op read
+        entering = fuse.run(steps[:stops[-1]], {"images": x, "targets": None}, torch.float32)["images"]
+        torch.testing.assert_close(kept[-1][1], entering, atol=1e-5, rtol=0)
+    assert kept_at[0] == kept_at[1] == kept_at[2]  # the same memory, call after call
     windows = [w for w in [getattr(compiled._kept, "window", None)] if w is not None]
     assert compiled.kept_bytes() == kept[0][1].nbytes + sum(w.nbytes for w in windows)
     for images, snapshot in outputs:  # no later call wrote into an earlier call's images
@@ -118,7 +117,7 @@ def test_each_calling_thread_keeps_buffers_of_its_own_and_frees_them_when_it_end
     monkeypatch.setattr(graph, "STAGE_MIN_BYTES", 0)
     compiled = flips_and_constant_crops(True)
     x, y = batch(8, 32)
-    for _ in range(2):  # record, then a staged call
+    for _ in range(2):  # staged calls
         compiled(x, y)
     main_stages, seen = compiled._kept.stages, {}
 
