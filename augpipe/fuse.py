@@ -87,7 +87,7 @@ def _serves(window, segment, images) -> bool:
     return reach <= (window.shape[1] - images.numel()) // 2 and (window.shape[0] == 2 or not mirrored)
 
 
-def warp(state: dict, segment: list, dtype, window=None, plan: list | None = None) -> dict:
+def warp(state: dict, segment: list, dtype, window=None, tables: list | None = None) -> dict:
     """Apply a segment of geometric ops with one read of the pixels (and of the masks).
 
     The composed matrix sends each output pixel to the original image. A later op that reads outside its own
@@ -95,7 +95,7 @@ def warp(state: dict, segment: list, dtype, window=None, plan: list | None = Non
     product of the matrices after it, and writing that op's fill where the point falls outside. Boxes and
     keypoints are few, so they are moved op by op: each op clips them to its own output.
     ``window``: the images as ``F.window_source`` prepared them, for the first segment of a compiled CPU run.
-    ``plan``: where the per-sample tensors that every pixel reads are noted (see ``run``).
+    ``tables``: where the per-sample tensors that every pixel reads are noted (see ``run``).
     """
     x = state["images"]
     sizes = [tuple(x.shape[-2:])]
@@ -106,8 +106,8 @@ def warp(state: dict, segment: list, dtype, window=None, plan: list | None = Non
     suffix = list(mats)  # suffix[k]: final output -> input of op k
     for k in range(len(mats) - 2, -1, -1):
         suffix[k] = F.compose(mats[k], suffix[k + 1])
-    if plan is not None:
-        plan.extend(suffix)
+    if tables is not None:
+        tables.extend(suffix)
     out_size = sizes[-1]
     # The first op that reads outside its input, behind nothing but flips, sees the original's rectangle: its
     # padding goes into the one read (for a bilinear read, the border blends into its fill, as padding and then
@@ -121,8 +121,8 @@ def warp(state: dict, segment: list, dtype, window=None, plan: list | None = Non
         windowed = _serves(window, segment, x)
         if not windowed or masks is not None:
             rows, cols = F.index_map(suffix[0], out_size)
-            if plan is not None:
-                plan.extend((rows, cols))
+            if tables is not None:
+                tables.extend((rows, cols))
         if windowed:
             x = F.gather_windows(window, suffix[0], out_size, x.shape, fill, uint8=x.dtype == torch.uint8)
         else:
@@ -157,13 +157,14 @@ def warp(state: dict, segment: list, dtype, window=None, plan: list | None = Non
     return out
 
 
-def run(steps, state: dict, dtype, fuse: bool = True, window=None, keep_in=None, plan: list | None = None) -> dict:
+def run(steps, state: dict, dtype, fuse: bool = True, window=None, keep_in=None,
+        tables: list | None = None) -> dict:
     """Run (node, params) steps over ``state``; images come out in ``dtype`` (float).
 
     ``window``: ``F.window_source`` of the images, which the first segment reads when it can (see ``warp``).
     ``keep_in``: a tensor the images are written into and returned as, when its shape and dtype are theirs (a
     compiled CPU stage writes there; see ``Pipeline._stages``).
-    ``plan``: a list that collects the per-sample tensors every pixel's formula reads (composed sampling matrices,
+    ``tables``: a list that collects the per-sample tensors every pixel's formula reads (composed sampling matrices,
     source rows and columns). A compiled caller returns it: inductor stores a tensor that the graph returns and
     that other nodes read, and those then load it, where otherwise each pixel would work out its sample's matrix
     product again (on an H200, CIFAR recipe at batch 131072, that made storing no intermediate image slower than
@@ -174,13 +175,13 @@ def run(steps, state: dict, dtype, fuse: bool = True, window=None, keep_in=None,
     owned = False  # may ops overwrite the images? Not while they are the caller's tensor
     for n, stage in enumerate(stages):
         if isinstance(stage, list):
-            state = warp(state, stage, dtype, window if n == 0 else None, plan)
+            state = warp(state, stage, dtype, window if n == 0 else None, tables)
         else:
             node, params = stage
             state = as_float(state, dtype)
             owned = owned or state["images"] is not images
             if hasattr(node, "select"):  # OneOf / RandomApply over a sub-graph: run the branches, pick per sample
-                state = node.select(state, params, lambda s, sub: run(sub, s, dtype, fuse, plan=plan))
+                state = node.select(state, params, lambda s, sub: run(sub, s, dtype, fuse, tables=tables))
             else:
                 state = node.apply(state, params, inplace=owned)
         owned = owned or state["images"] is not images
@@ -193,7 +194,7 @@ def run(steps, state: dict, dtype, fuse: bool = True, window=None, keep_in=None,
     return state
 
 
-def run_keeping_plan(steps, state: dict, dtype, window=None, keep_in=None) -> tuple[dict, list]:
-    """``run``, returning (state, plan): what a compiled pipeline compiles (see ``run``'s ``plan``)."""
-    plan = []
-    return run(steps, state, dtype, window=window, keep_in=keep_in, plan=plan), plan
+def run_returning_tables(steps, state: dict, dtype, window=None, keep_in=None) -> tuple[dict, list]:
+    """``run``, returning (state, tables): what a compiled pipeline compiles (see ``run``'s ``tables``)."""
+    tables = []
+    return run(steps, state, dtype, window=window, keep_in=keep_in, tables=tables), tables

@@ -186,15 +186,15 @@ class Pipeline(_Composite):
 
         compile=True also compiles sample(), together with the run: its random draws are made ahead, as planned
         per input shape (``_planned_draws``), and one compiled call draws nothing, computes the params and applies
-        them. Each device
-        type gets its own callable because inductor's fusion options (INDUCTOR_OPTIONS) differ by device.
+        them. Each device type gets its own callable because inductor's fusion options (INDUCTOR_OPTIONS) differ by
+        device.
         """
         key = (which, device.type)
         if key not in self._compiled_fns:
             if which == "sample_run":
                 fn = types.MethodType(_own_copy(Pipeline._sample_and_run), self)
             else:  # "run", or a later stage of a staged call ("stage1", ...): each compiles its own graphs
-                fn = _own_copy(fuse.run_keeping_plan)
+                fn = _own_copy(fuse.run_returning_tables)
             self._compiled_fns[key] = torch.compile(fn, dynamic=None, options=INDUCTOR_OPTIONS.get(device.type))
         return self._compiled_fns[key]
 
@@ -313,11 +313,11 @@ class Pipeline(_Composite):
     def _sample_and_run(self, shape: Shape, source, device, state: dict, dtype, window=None, stop=None,
                         keep_in=None) -> tuple[list, dict, list]:
         """Sample, then run the steps before ``stop`` (all by default), the images ending in ``keep_in``. Returns
-        the plan too (``fuse.run``): compiled, returning it has inductor store it once."""
+        the per-sample tables too (``fuse.run``): compiled, returning them has inductor store them once."""
         params = self.sample(shape, source, device)
         steps = list(self.steps(params))[:stop]
-        state, plan = fuse.run_keeping_plan(steps, state, dtype, window=window, keep_in=keep_in)
-        return params, state, plan
+        state, tables = fuse.run_returning_tables(steps, state, dtype, window=window, keep_in=keep_in)
+        return params, state, tables
 
     def _plan(self, shape: Shape, device: torch.device) -> tuple[list, list, list]:
         """(requests, draws, where): the draws ``sample`` asks for at this shape and how ``augpipe.draws.plan``
@@ -475,9 +475,10 @@ class Pipeline(_Composite):
 # On CUDA the checks of indirect indices are off for the same reason (a device assert per gathered pixel); the
 # realization thresholds are inductor's. Storing nothing image-sized but the output made the CIFAR recipe on an H200
 # slower (batch 131072: 4.17 against 3.74 ms): each pixel then worked out its sample's composed matrix itself, for
-# itself and for its CutMix partner. With the per-sample plan stored (``fuse.run``'s ``plan``), the defaults store
-# one image: the input of the CutMix, read twice; the contrast mean reads the gather directly. (That was 3.77 ms on
-# the H200, where storing the gathered uint8 image and a mask had been 3.74: the reduction that gathers got slower.)
+# itself and for its CutMix partner. With the per-sample tables stored (``fuse.run``'s ``tables``), the defaults
+# store one image: the input of the CutMix, read twice; the contrast mean reads the gather directly. (That was 3.77
+# ms on the H200, where storing the gathered uint8 image and a mask had been 3.74: the reduction that gathers got
+# slower.)
 INDUCTOR_OPTIONS: dict[str, dict] = {"cpu": {"realize_opcount_threshold": 200, "assert_indirect_indexing": False},
                                      "cuda": {"assert_indirect_indexing": False}}
 
