@@ -151,3 +151,15 @@ def test_composed_maps_are_the_float64_product_rounded_once_eagerly_and_compiled
     expected = (a.double() @ b.double()).float()
     assert torch.equal(F.compose(a, b), expected)
     assert torch.equal(torch.compile(F.compose, fullgraph=True)(a, b), expected)
+
+
+def test_take_grid_reads_each_samples_rows_and_columns_eagerly_and_compiled():
+    """out[b, :, i, j] = x[b, :, rows[b, i], cols[b, j]]: eager row copies and the compiled per-pixel index give the
+    pixels a per-sample loop picks."""
+    from augpipe import functional as F
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 256, (5, 3, 9, 11), generator=g, dtype=torch.uint8)
+    rows, cols = torch.randint(0, 9, (5, 7), generator=g), torch.randint(0, 11, (5, 4), generator=g)
+    expected = torch.stack([x[b][:, rows[b]][:, :, cols[b]] for b in range(5)])
+    assert torch.equal(F.take_grid(x, rows, cols), expected)
+    assert torch.equal(torch.compile(F.take_grid, fullgraph=True)(x, rows, cols), expected)
