@@ -326,6 +326,8 @@ class Pipeline(_Composite):
         if key not in self._draws:
             planner = D.Planner(device)
             self.sample(shape, planner, device)
+            if len(self._draws) >= PLANS_KEPT:  # images of ever-new sizes must not grow this without end
+                del self._draws[next(iter(self._draws))]
             self._draws[key] = (planner.requests, *D.plan(planner.requests))
         return self._draws[key]
 
@@ -481,6 +483,11 @@ class Pipeline(_Composite):
 # slower.)
 INDUCTOR_OPTIONS: dict[str, dict] = {"cpu": {"realize_opcount_threshold": 200, "assert_indirect_indexing": False},
                                      "cuda": {"assert_indirect_indexing": False}}
+
+
+# How many input shapes' draw plans a pipeline keeps (the oldest is dropped first); a plan is a few small lists,
+# and remaking one costs one dry run of sample().
+PLANS_KEPT = 64
 
 
 # glibc's malloc takes an allocation above 32 MiB (its largest dynamic mmap threshold) straight from the kernel on

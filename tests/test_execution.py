@@ -267,3 +267,18 @@ def test_no_per_sample_work_the_op_count_does_not_grow_with_the_batch(make, size
     # lift_fresh is host data becoming a tensor (torch.tensor, as_tensor): on a GPU, a copy the host waits for.
     assert not any(name.startswith(("aten._local_scalar_dense", "aten.nonzero", "aten.item", "aten.lift_fresh"))
                    for name in counts[0])
+
+
+def test_a_pipeline_keeps_the_draw_plans_of_its_latest_shapes_only(monkeypatch):
+    """Variable-size images must not grow the plan cache without end; a dropped plan is made again and draws the
+    same as one that was kept."""
+    inputs = [torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(size)) for size in (8, 9, 10, 8)]
+    outputs = []
+    for kept in (2, 64):
+        monkeypatch.setattr(graph, "PLANS_KEPT", kept)
+        pipe = A.Pipeline(A.HorizontalFlip(), A.RandomCrop(6, padding=1), A.Brightness(0.2), seed=0)
+        outputs.append([pipe(x) for x in inputs])
+        sizes = [key[0].size for key in pipe._draws]
+        assert sizes == ([(10, 10), (8, 8)] if kept == 2 else [(8, 8), (9, 9), (10, 10)])
+    for a, b in zip(*outputs):
+        assert torch.equal(a, b)
