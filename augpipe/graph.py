@@ -169,7 +169,7 @@ class Pipeline(_Composite):
 
     def _forget_compiled(self) -> None:
         self._compiled_fns: dict = {}  # (which, device type) -> compiled callable, made on first use
-        self._draws: dict = {}  # (shape, device) -> the plan of its draws: see _planned_draws
+        self._plans: dict = {}  # (shape, device) -> the plan of its draws: see _plan
         # The calling thread's window copy (``window``) and stage buffers (``stages``): per thread, so that threads
         # never share one, and freed with the thread.
         self._kept = threading.local()
@@ -266,7 +266,7 @@ class Pipeline(_Composite):
 
     def __getstate__(self):
         """Pickle without the compiled callables (they do not pickle) and caches; unpickling compiles afresh."""
-        caches = ("_compiled_fns", "_draws", "_kept", "_stage_cuts", "_buffer_slots")
+        caches = ("_compiled_fns", "_plans", "_kept", "_stage_cuts", "_buffer_slots")
         return {k: v for k, v in self.__dict__.items() if k not in caches}
 
     def __setstate__(self, state):
@@ -323,13 +323,13 @@ class Pipeline(_Composite):
         """(requests, draws, where): the draws ``sample`` asks for at this shape and how ``augpipe.draws.plan``
         groups them; planned on the first call at a shape by a dry run of ``sample``, which draws nothing."""
         key = (shape, str(device))
-        if key not in self._draws:
+        if key not in self._plans:
             planner = D.Planner(device)
             self.sample(shape, planner, device)
-            if len(self._draws) >= PLANS_KEPT:  # images of ever-new sizes must not grow this without end
-                del self._draws[next(iter(self._draws))]
-            self._draws[key] = (planner.requests, *D.plan(planner.requests))
-        return self._draws[key]
+            if len(self._plans) >= PLANS_KEPT:  # images of ever-new sizes must not grow this without end
+                del self._plans[next(iter(self._plans))]
+            self._plans[key] = (planner.requests, *D.plan(planner.requests))
+        return self._plans[key]
 
     def _planned_draws(self, shape: Shape, device: torch.device) -> D.Replay:
         """This call's draws, made from the generator as planned, for ``sample`` to take."""

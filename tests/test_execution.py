@@ -278,7 +278,7 @@ def test_a_pipeline_keeps_the_draw_plans_of_its_latest_shapes_only(monkeypatch):
         monkeypatch.setattr(graph, "PLANS_KEPT", kept)
         pipe = A.Pipeline(A.HorizontalFlip(), A.RandomCrop(6, padding=1), A.Brightness(0.2), seed=0)
         outputs.append([pipe(x) for x in inputs])
-        sizes = [key[0].size for key in pipe._draws]
+        sizes = [key[0].size for key in pipe._plans]
         assert sizes == ([(10, 10), (8, 8)] if kept == 2 else [(8, 8), (9, 9), (10, 10)])
     for a, b in zip(*outputs):
         assert torch.equal(a, b)
