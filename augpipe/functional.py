@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import draws
+from . import draws, memory
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
 CPU_BLOCK_BYTES = 8 << 20  # eager CPU resampling works in groups of samples whose intermediate fits this
@@ -277,7 +277,7 @@ def resample_separable(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: f
         # row-pass image stays small (CPU_BLOCK_BYTES): the allocator then hands the same memory back to every
         # group, where one batch-sized intermediate would be fresh, page-faulting memory on every call (measured:
         # 130 -> 66 ms for 64 x 3 x 256 x 256 -> 224). Each group is still a batched call, not a per-sample loop.
-        out = torch.empty((x.shape[0], x.shape[1], *size), dtype=dtype, device=x.device)
+        out = memory.empty((x.shape[0], x.shape[1], *size), dtype, x.device)
         row_bytes = x.shape[1] * size[0] * W * out.element_size()  # one sample's row-pass image
         step = max(1, CPU_BLOCK_BYTES // row_bytes) if x.device.type == "cpu" else x.shape[0]
         for s in range(0, x.shape[0], step):
@@ -551,7 +551,9 @@ def cutout(x: Tensor, boxes: Tensor, fill: float = 0.0, inplace: bool = False) -
 
 def partner(x: Tensor, perm: Tensor) -> Tensor:
     """x[perm] as a new tensor: index_select copies whole samples (several times faster than x[perm] here)."""
-    return x.index_select(0, perm)
+    if torch.compiler.is_compiling():
+        return x.index_select(0, perm)
+    return torch.index_select(x, 0, perm, out=memory.empty((len(perm), *x.shape[1:]), x.dtype, x.device))
 
 
 def mixup(x: Tensor, lam: Tensor, perm: Tensor) -> Tensor:

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from . import draws as D
 from . import functional as F
-from . import fuse
+from . import fuse, memory
 from .functional import compute_dtype
 from .ops import GeometricOp, Op, Shape, _bernoulli, _check_probability
 
@@ -256,6 +256,14 @@ class Pipeline(_Composite):
             kept = self._kept.stages = [(i, by_shape[s]) for i, s in cuts]
         return kept
 
+    def _output_buffer(self, shape: Shape, dtype, device: torch.device) -> Tensor | None:
+        """Fresh memory for a compiled CPU call's output images when they are large (``memory.empty``: mapped in
+        huge pages), for the last compiled call to write them into; None otherwise."""
+        out = (shape.batch, shape.channels, *self.output_size(shape.size))
+        if device.type != "cpu" or math.prod(out) * dtype.itemsize < memory.LARGE_BYTES:
+            return None
+        return memory.empty(out, dtype)
+
     def kept_bytes(self) -> int:
         """Bytes of the buffers this pipeline keeps for the calling thread between compiled CPU calls: its window copy
         (``_window``) and stage buffers (``_stages``). Remade on a shape change, freed with the thread, not pickled."""
@@ -348,7 +356,7 @@ class Pipeline(_Composite):
         window = self._window(state["images"], dtype)
         stages = self._stages(shape, dtype, device)
         stops = [i for i, _ in stages] + [None]  # stage k runs steps[stops[k - 1]:stops[k]] into buffers[k]
-        buffers = [b for _, b in stages] + [None]
+        buffers = [b for _, b in stages] + [self._output_buffer(shape, dtype, device)]
         params, state, _ = self._compiled("sample_run", device)(shape, source, device, state, dtype, window,
                                                                  stops[0], buffers[0])
         if not stages:

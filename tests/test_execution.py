@@ -14,7 +14,7 @@ import torch._dynamo
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import augpipe as A
-from augpipe import fuse, graph
+from augpipe import fuse, graph, memory
 
 
 def every_op_cifar(compile):
@@ -88,13 +88,20 @@ def mix_then_cutmix(compile):
 def test_a_staged_cpu_call_keeps_its_stored_images_between_calls_and_never_hands_them_out(monkeypatch, make, stops):
     """Compiled on a CPU, a call stops before each op that reads its whole input from an image of at least
     STAGE_MIN_BYTES (here: any), writes the image into a kept buffer and goes on in another compiled call. The
-    stops share one buffer (the images keep their size), which a stage may overwrite in place only pixel by pixel."""
+    stops share one buffer (the images keep their size), which a stage may overwrite in place only pixel by pixel.
+    The last stage writes the output into fresh memory of its own (``memory.empty``, as for images of at least
+    LARGE_BYTES)."""
     monkeypatch.setattr(graph, "STAGE_MIN_BYTES", 0)
+    monkeypatch.setattr(memory, "LARGE_BYTES", 0)
+    made = []
+    monkeypatch.setattr(memory, "empty", lambda *a, _empty=memory.empty: made.append(_empty(*a)) or made[-1])
     compiled, eager = make(True), make(False)
     outputs, kept_at = [], []
     for seed in range(3):  # every call is staged, the first too
         x, y = batch(16, 32, seed)
+        made.clear()
         result = compiled(x, y)
+        assert [m.data_ptr() for m in made] == [result[0].data_ptr()]  # written there, not copied
         assert_same(result, eager(x, y, params=compiled.last_params))
         outputs.append((result[0], result[0].clone()))
         kept = compiled._kept.stages  # this thread's

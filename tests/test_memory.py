@@ -1,0 +1,50 @@
+"""augpipe.memory: large CPU images are asked to live in huge pages; nothing else about the tensor changes."""
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from augpipe import memory
+
+THP = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+
+
+def huge_pages_possible() -> bool:
+    """Linux with transparent huge pages not switched off, and libc's madvise found."""
+    return (sys.platform.startswith("linux") and THP.exists() and "[never]" not in THP.read_text()
+            and memory._MADVISE is not None)
+
+
+def vm_flags(address: int) -> list[str]:
+    """The kernel's VmFlags of the mapping that holds ``address`` in this process (/proc/self/smaps)."""
+    inside = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()[0]
+        if "-" in head and not head.endswith(":"):  # a mapping's first line: start-end perms ...
+            start, end = (int(v, 16) for v in head.split("-"))
+            inside = start <= address < end
+        elif inside and head == "VmFlags:":
+            return line.split()[1:]
+    raise AssertionError(f"no mapping holds {address:#x}")
+
+
+@pytest.mark.parametrize("shape, dtype", [((2, 3, 4, 5), torch.float32), ((64, 3, 224, 224), torch.float32),
+                                          ((9 * 2**20,), torch.uint8)])
+def test_empty_is_torch_empty_in_every_respect_but_where_the_pages_come_from(shape, dtype):
+    out = memory.empty(shape, dtype)
+    reference = torch.empty(shape, dtype=dtype)
+    assert (out.shape, out.dtype, out.device, out.stride(), out.storage_offset()) == \
+           (reference.shape, reference.dtype, reference.device, reference.stride(), reference.storage_offset())
+    assert out.untyped_storage().nbytes() == reference.untyped_storage().nbytes()
+    out.fill_(7)  # every page writable
+    assert bool((out == 7).all())
+
+
+@pytest.mark.skipif(not huge_pages_possible(), reason="needs Linux with transparent huge pages available")
+def test_a_large_block_is_advised_into_huge_pages_and_a_small_one_is_left_alone():
+    large = memory.empty((memory.LARGE_BYTES // 4,), torch.float32)
+    assert "hg" in vm_flags(large.data_ptr())  # MADV_HUGEPAGE on the mapping
+    assert "hg" in vm_flags(large.data_ptr() + large.nbytes - 1)
+    small = memory.empty((1024,), torch.float32)  # heap memory malloc reuses: no advice
+    assert "hg" not in vm_flags(small.data_ptr())
