@@ -252,19 +252,20 @@ def _bilinear_taps(coord: Tensor, n: int, extend: str):
 
 
 def resample_separable(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: float = 0.0, extend: str = "edge",
-                       dtype: torch.dtype | None = None) -> Tensor:
+                       dtype: torch.dtype | None = None, uint8: bool = False) -> Tensor:
     """``warp_affine`` for axis-aligned maps (flips, crops, resized crops): bilinear as two 1-D passes.
 
     Rows are gathered and blended first, then columns, so uint8 is read as uint8 and converted once, while the
     bilinear weights of a point are the product of its row and column weights, as in ``warp_affine``.
-    x (B, C, H, W) uint8 or float; returns (B, C, Ho, Wo) in ``dtype`` (default: x's compute dtype).
+    x (B, C, H, W) uint8 or float; returns (B, C, Ho, Wo) in ``dtype`` (default: x's compute dtype). ``uint8``:
+    float x holds uint8 values (a window copy, ``window_source``), which are divided by 255 as uint8 input is.
     """
     H, W = x.shape[-2:]
     dtype = dtype or compute_dtype(x.dtype)
     sy, sx = axis_points(matrix.to(dtype), size)
     r0, r1, wr0, wr1, in_r = _bilinear_taps(sy, H, extend)
     c0, c1, wc0, wc1, in_c = _bilinear_taps(sx, W, extend)
-    scale = 1 / 255 if x.dtype == torch.uint8 else 1
+    scale = 1 / 255 if uint8 or x.dtype == torch.uint8 else 1
     wr0, wr1 = (wr0 * scale)[:, None, :, None], (wr1 * scale)[:, None, :, None]  # (B, 1, Ho, 1)
     wc0, wc1 = wc0[:, None, None, :], wc1[:, None, None, :]  # (B, 1, 1, Wo)
     if torch.compiler.is_compiling():
@@ -325,7 +326,7 @@ def inside_mask(matrix: Tensor, in_size: tuple[int, int], out_size: tuple[int, i
 
 
 def warp_affine(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: float = 0.0, extend: str = "edge",
-                dtype: torch.dtype | None = None) -> Tensor:
+                dtype: torch.dtype | None = None, uint8: bool = False) -> Tensor:
     """Bilinear resample of x at ``matrix`` (out -> in pixel coordinates) into ``size``.
 
     extend="edge": points inside the image [0, W] x [0, H] interpolate with the edge pixels extended (as
@@ -337,7 +338,7 @@ def warp_affine(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: float = 
     [-1, 1] and back, roundings that torch.compile rearranges (multiply-adds fuse on a GPU), so compiled and eager
     results drifted apart by more than 1e-5 after Normalize. These weights are computed the same way by both.
     x (B, C, H, W) uint8 or float; matrix (B, 3, 3); returns (B, C, Ho, Wo) in ``dtype`` (default: x's compute
-    dtype).
+    dtype). ``uint8``: float x holds uint8 values, divided by 255 as uint8 input is (see ``resample_separable``).
     """
     B, C, H, W = x.shape
     dtype = dtype or compute_dtype(x.dtype)
@@ -354,7 +355,7 @@ def warp_affine(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: float = 
     exact = dtype if H * W <= 1 << 24 else torch.float64
     rows = [r.clamp(0, H - 1).to(exact) * W for r in (r0, r0 + 1)]
     cols = [c.clamp(0, W - 1).to(exact) for c in (c0, c0 + 1)]
-    flat = to_float(x, dtype).flatten(2)  # (B, C, H W)
+    flat = (x.to(dtype) / 255 if uint8 else to_float(x, dtype)).flatten(2)  # (B, C, H W)
     out = None
     for row, wr in zip(rows, (wr0, wr1)):
         for col, wc in zip(cols, (wc0, wc1)):

@@ -12,6 +12,9 @@ On a CPU, a compiled pipeline reads its leading flips and crops from a float cop
 the compiled call (``F.window_source``: converted once, padded, mirrored): each output row is one contiguous window
 of it, which inductor's C++ loops load as whole vectors, where a per-pixel gather index and uint8 loads go lane by
 lane (one thread, CIFAR recipe, in calls that met no page fault: 3.8 ms with gathers, 2.8 ms with windows).
+A leading bilinear segment (a resized crop, a rotation) gathers its taps lane by lane in any case, but from the
+float copy (unpadded) rather than from uint8: inductor loads a gathered uint8 through two stack buffers, a float
+through one (ImageNet recipe, 2 threads: 49.9 -> 41 ms a call, the copy included).
 
 Unfused (``run(..., fuse=False)``) every op runs on its own on float images, one resample per geometric op: the
 reference the tests compare the composition with.
@@ -78,6 +81,12 @@ def window_needs(ops) -> tuple[int, bool] | None:
     return sum(op.reach for op in ops), any(op.mirrors for op in ops)
 
 
+def _plain_view(window, images):
+    """The images as ``window``'s first row holds them: the same shape, float, uint8 values not divided by 255."""
+    reach = (window.shape[1] - images.numel()) // 2
+    return window[0, reach:reach + images.numel()].view(images.shape)
+
+
 def _serves(window, segment, images) -> bool:
     """Can ``window`` (a window source of the original images) be read for this segment?"""
     needs = window_needs([op for op, _ in segment])
@@ -94,7 +103,8 @@ def warp(state: dict, segment: list, dtype, window=None, tables: list | None = N
     input (a padded crop, a rotation) is honoured by mapping the output pixel into that op's input with the
     product of the matrices after it, and writing that op's fill where the point falls outside. Boxes and
     keypoints are few, so they are moved op by op: each op clips them to its own output.
-    ``window``: the images as ``F.window_source`` prepared them, for the first segment of a compiled CPU run.
+    ``window``: the images as ``F.window_source`` prepared them, for the first segment of a compiled CPU run: read
+    as row windows by an exact segment it serves, and as a plain float copy by a bilinear one.
     ``tables``: where the per-sample tensors that every pixel reads are noted (see ``run``).
     """
     x = state["images"]
@@ -131,10 +141,13 @@ def warp(state: dict, segment: list, dtype, window=None, tables: list | None = N
             masks = F.gather_separable(masks, rows, cols, mode, 0)
     else:
         extend = "edge" if first is None else "fill"
+        source, uint8 = x, False
+        if window is not None and x.dtype == torch.uint8:  # its four taps are read from the float copy
+            source, uint8 = _plain_view(window, x), True
         if all(op.axis_aligned for op, _ in segment):
-            x = F.resample_separable(x, suffix[0], out_size, fill, extend, dtype)
+            x = F.resample_separable(source, suffix[0], out_size, fill, extend, dtype, uint8=uint8)
         else:
-            x = F.warp_affine(x, suffix[0].to(dtype), out_size, fill, extend, dtype)
+            x = F.warp_affine(source, suffix[0].to(dtype), out_size, fill, extend, dtype, uint8=uint8)
         if masks is not None:
             masks = F.sample_nearest(masks, suffix[0], out_size, 0)
     for k in range(1, len(segment)):

@@ -34,6 +34,14 @@ def every_op_imagenet(compile):
         A.Mixup(0.2, per_batch=True), A.Cutout(5, fill=0.0, p=0.5), seed=1, num_classes=7, compile=compile)
 
 
+def imagenet_recipe(compile):
+    """The benchmark's ImageNet recipe: on a CPU, compiled, the resized crop's taps come from a plain float copy."""
+    return A.Pipeline(
+        A.RandomResizedCrop(24), A.HorizontalFlip(), A.Brightness(0.4), A.Contrast(0.4),
+        A.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)), A.Mixup(0.2), seed=4, num_classes=7,
+        compile=compile)
+
+
 def flips_and_constant_crops(compile):
     """Leading flips and constant-padded crops: on a CPU, compiled, the one read is of row windows (window_source)."""
     return A.Pipeline(
@@ -59,22 +67,28 @@ def compiled_cifar():
     return every_op_cifar(compile=True)
 
 
-@pytest.mark.parametrize("make, size", [(every_op_cifar, 32), (every_op_imagenet, 40), (flips_and_constant_crops, 32)])
+@pytest.mark.parametrize("make, size", [(every_op_cifar, 32), (every_op_imagenet, 40), (imagenet_recipe, 36),
+                                        (flips_and_constant_crops, 32)])
 def test_compiled_equals_eager_for_every_op(make, size):
     compiled, eager = make(True), make(False)
     x, y = batch(16, size)
     result = compiled(x, y)
     assert_same(result, eager(x, y, params=compiled.last_params))
     window = getattr(compiled._kept, "window", None)
-    assert (window is not None) == (make is flips_and_constant_crops)  # that graph's first read was of windows
+    # windows for the exact first segment, a plain copy for the bilinear one; a reflect-padded crop reads uint8
+    assert (window is not None) == (make is not every_op_cifar)
 
 
-def test_a_window_copy_is_made_only_when_the_leading_geometric_ops_are_all_exact():
-    x = torch.zeros(2, 3, 16, 16, dtype=torch.uint8)
+def test_a_window_copy_is_padded_for_exact_leading_ops_and_plain_for_a_bilinear_read_of_uint8():
+    x = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
     read_by_windows = A.Pipeline(A.VerticalFlip(), A.HorizontalFlip(), A.RandomCrop(12, padding=2), compile=True)
     assert read_by_windows._window(x, torch.float32).shape == (2, x.numel() + 2 * 2)  # mirrored, reach 2
     resampled = A.Pipeline(A.HorizontalFlip(), A.RandomResizedCrop(12), compile=True)  # one bilinear read
-    assert resampled._window(x, torch.float32) is None
+    plain = resampled._window(x, torch.float32)
+    assert torch.equal(plain, x.float().reshape(1, -1))  # the values, not divided by 255
+    assert resampled._window(x.float() / 255, torch.float32) is None  # float images are read as they are
+    edge_extending = A.Pipeline(A.RandomCrop(12, padding=2, padding_mode="reflect"), compile=True)
+    assert edge_extending._window(x, torch.float32) is None
     assert A.Pipeline(A.HorizontalFlip(), compile=False)._window(x, torch.float32) is None
 
 
