@@ -133,6 +133,26 @@ def test_a_staged_cpu_call_keeps_its_stored_images_between_calls_and_never_hands
         assert images.data_ptr() != kept_at[-1]
 
 
+def test_an_unstaged_cpu_call_writes_large_images_into_fresh_memory_of_its_own(monkeypatch):
+    """No stop (no op reads its whole input): the one compiled call writes the output into ``memory.empty``'s block,
+    a new one per call."""
+    monkeypatch.setattr(memory, "LARGE_BYTES", 0)
+    made = []
+    monkeypatch.setattr(memory, "empty", lambda *a, _empty=memory.empty: made.append(_empty(*a)) or made[-1])
+    make = lambda compile: A.Pipeline(A.HorizontalFlip(), A.RandomResizedCrop(20), A.Brightness(0.3),  # noqa: E731
+                                      seed=5, num_classes=7, compile=compile)
+    compiled, eager = make(True), make(False)
+    pointers = []
+    for seed in range(2):
+        x, y = batch(8, 24, seed)
+        made.clear()
+        result = compiled(x, y)
+        assert [m.data_ptr() for m in made] == [result[0].data_ptr()]
+        assert_same(result, eager(x, y, params=compiled.last_params))
+        pointers.append(result)  # kept alive: the next call must not reuse its memory
+    assert pointers[0][0].data_ptr() != pointers[1][0].data_ptr()
+
+
 def test_each_calling_thread_keeps_buffers_of_its_own_and_frees_them_when_it_ends(monkeypatch):
     """A pool that replaces its threads must not pile up kept buffers, and two threads must never share one."""
     monkeypatch.setattr(graph, "STAGE_MIN_BYTES", 0)
