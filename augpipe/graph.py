@@ -505,10 +505,9 @@ INDUCTOR_OPTIONS: dict[str, dict] = {"cpu": {"realize_opcount_threshold": 200, "
 PLANS_KEPT = 64
 
 
-# glibc's malloc takes an allocation above 32 MiB (its largest dynamic mmap threshold) straight from the kernel on
-# every call, so every 4 KiB page of it faults once per call: one thread fills a fresh 38.5 MB tensor in 22.8 ms and
-# a kept one in 2.9 ms. Smaller blocks are reused from the heap. See Pipeline._stages.
-STAGE_MIN_BYTES = 32 * 2**20
+# Images this large are fresh memory on every call, a page fault per 4 KiB (see augpipe.memory), so a compiled CPU
+# call keeps them in buffers of its own instead (Pipeline._stages). Smaller blocks are reused from malloc's heap.
+STAGE_MIN_BYTES = memory.LARGE_BYTES
 
 _copies = itertools.count()
 
