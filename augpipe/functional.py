@@ -252,13 +252,14 @@ def _bilinear_taps(coord: Tensor, n: int, extend: str):
 
 
 def resample_separable(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: float = 0.0, extend: str = "edge",
-                       dtype: torch.dtype | None = None, uint8: bool = False) -> Tensor:
+                       dtype: torch.dtype | None = None, uint8: bool = False, tables: list | None = None) -> Tensor:
     """``warp_affine`` for axis-aligned maps (flips, crops, resized crops): bilinear as two 1-D passes.
 
     Rows are gathered and blended first, then columns, so uint8 is read as uint8 and converted once, while the
     bilinear weights of a point are the product of its row and column weights, as in ``warp_affine``.
     x (B, C, H, W) uint8 or float; returns (B, C, Ho, Wo) in ``dtype`` (default: x's compute dtype). ``uint8``:
     float x holds uint8 values (a window copy, ``window_source``), which are divided by 255 as uint8 input is.
+    ``tables``: compiled, the per-row and per-column taps and weights are appended (see ``fuse.run``).
     """
     H, W = x.shape[-2:]
     dtype = dtype or compute_dtype(x.dtype)
@@ -270,9 +271,21 @@ def resample_separable(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: f
     wc0, wc1 = wc0[:, None, None, :], wc1[:, None, None, :]  # (B, 1, 1, Wo)
     if torch.compiler.is_compiling():
         # Compiled, the four taps are read straight from the input in the one fused loop that writes the output:
-        # no row-pass image is stored.
-        out = sum(take_grid(x, r, c).to(dtype) * wr * wc
-                  for r, wr in ((r0, wr0), (r1, wr1)) for c, wc in ((c0, wc0), (c1, wc1)))
+        # no row-pass image is stored. Each pixel only loads its row's and its column's taps and weights, which
+        # the caller has inductor store (``tables``): points outside the image get zero weights here instead of a
+        # mask, so no per-pixel test is left. (On a CPU that loop is compiled scalar: see Pipeline._compiled.)
+        outside = None
+        if extend != "fill":
+            in_r, in_c = in_r[:, None, :, None].to(dtype), in_c[:, None, None, :].to(dtype)
+            wr0, wr1, wc0, wc1 = wr0 * in_r, wr1 * in_r, wc0 * in_c, wc1 * in_c
+            outside = 1 - in_r * in_c
+        if tables is not None:
+            tables.extend((r0, r1, c0, c1, wr0, wr1, wc0, wc1))
+        rows = [take_grid(x, r0, c).to(dtype) * wr0 + take_grid(x, r1, c).to(dtype) * wr1 for c in (c0, c1)]
+        out = rows[0] * wc0 + rows[1] * wc1  # rows first, then columns, as the eager passes
+        if extend == "fill":
+            return out + fill * (1 - (wr0 + wr1) / scale * (wc0 + wc1))
+        return out + fill * outside if fill else out
     else:
         # Eager, two 1-D passes written into one output. On a CPU the passes run over groups of samples whose
         # row-pass image stays small (CPU_BLOCK_BYTES): the allocator then hands the same memory back to every

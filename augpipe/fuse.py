@@ -145,7 +145,7 @@ def warp(state: dict, segment: list, dtype, window=None, tables: list | None = N
         if window is not None and x.dtype == torch.uint8:  # its four taps are read from the float copy
             source, uint8 = _plain_view(window, x), True
         if all(op.axis_aligned for op, _ in segment):
-            x = F.resample_separable(source, suffix[0], out_size, fill, extend, dtype, uint8=uint8)
+            x = F.resample_separable(source, suffix[0], out_size, fill, extend, dtype, uint8=uint8, tables=tables)
         else:
             x = F.warp_affine(source, suffix[0].to(dtype), out_size, fill, extend, dtype, uint8=uint8)
         if masks is not None:

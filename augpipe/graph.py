@@ -168,7 +168,7 @@ class Pipeline(_Composite):
         self._forget_compiled()
 
     def _forget_compiled(self) -> None:
-        self._compiled_fns: dict = {}  # (which, device type) -> compiled callable, made on first use
+        self._compiled_fns: dict = {}  # (which, device type, scalar) -> compiled callable, made on first use
         self._plans: dict = {}  # (shape, device) -> the plan of its draws: see _plan
         # The calling thread's window copy (``window``) and stage buffers (``stages``): per thread, so that threads
         # never share one, and freed with the thread.
@@ -181,23 +181,37 @@ class Pipeline(_Composite):
         leading = list(itertools.takewhile(lambda op: isinstance(op, GeometricOp), _static_steps(self.nodes)))
         self._window_needs = fuse.window_needs(leading)
         self._bilinear_first = not all(op.exact for op in leading)
+        self._separable_first = self._bilinear_first and all(op.axis_aligned for op in leading)
         self._buffer_slots = None  # (module, buffer name) of every buffer, found on first use (_follow)
 
-    def _compiled(self, which: str, device: torch.device):
+    def _compiled(self, which: str, device: torch.device, scalar: bool = False):
         """The compiled executor (``"run"``) or sample-and-run (``"sample_run"``) for ``device``'s type.
 
         compile=True also compiles sample(), together with the run: its random draws are made ahead, as planned
         per input shape (``_planned_draws``), and one compiled call draws nothing, computes the params and applies
         them. Each device type gets its own callable because inductor's fusion options (INDUCTOR_OPTIONS) differ by
         device.
+
+        ``scalar``: compiled to scalar C++ (SCALAR_OPTIONS), for a CPU call that is mostly the gather of a leading
+        axis-aligned bilinear segment (a resized crop, with flips and crops around it): one that stops before any
+        op reads its whole input (``_stages``). Inductor vectorizes a gather by storing the lane indices, loading
+        lane by lane into a stack buffer and reloading that as a vector, a stall on every gather: one thread, the
+        four taps of 64 x 3 x 224 x 224 pixels from a float copy, 54.7 ms vectorized and 21.6 ms scalar, and the
+        ImageNet recipe's first call went 26 -> 18 ms (2 threads) with the taps' tables stored
+        (``F.resample_separable``). A call that also holds the contrast reduction and the mixing (small images,
+        unstaged) was as fast or faster vectorized, and so was a rotation, whose taps come from per-pixel
+        coordinates (twice as fast vectorized).
         """
-        key = (which, device.type)
+        key = (which, device.type, scalar)
         if key not in self._compiled_fns:
             if which == "sample_run":
                 fn = types.MethodType(_own_copy(Pipeline._sample_and_run), self)
-            else:  # "run", or a later stage of a staged call ("stage1", ...): each compiles its own graphs
+            else:  # "run", or a later stage of a staged call ("stage1", ...): each compiled separately
                 fn = _own_copy(fuse.run_returning_tables)
-            self._compiled_fns[key] = torch.compile(fn, dynamic=None, options=INDUCTOR_OPTIONS.get(device.type))
+            options = INDUCTOR_OPTIONS.get(device.type)
+            if scalar:
+                options = {**options, **SCALAR_OPTIONS}
+            self._compiled_fns[key] = torch.compile(fn, dynamic=None, options=options)
         return self._compiled_fns[key]
 
     def _run(self, steps, state: dict, dtype, window=None) -> dict:
@@ -364,8 +378,9 @@ class Pipeline(_Composite):
         stages = self._stages(shape, dtype, device)
         stops = [i for i, _ in stages] + [None]  # stage k runs steps[stops[k - 1]:stops[k]] into buffers[k]
         buffers = [b for _, b in stages] + [self._output_buffer(shape, dtype, device)]
-        params, state, _ = self._compiled("sample_run", device)(shape, source, device, state, dtype, window,
-                                                                 stops[0], buffers[0])
+        scalar = bool(stages) and self._separable_first  # the first call is then mostly the resample's gather
+        params, state, _ = self._compiled("sample_run", device, scalar)(shape, source, device, state, dtype, window,
+                                                                         stops[0], buffers[0])
         if not stages:
             return params, state
         steps = list(self.steps(params))
@@ -498,6 +513,10 @@ class Pipeline(_Composite):
 # slower.)
 INDUCTOR_OPTIONS: dict[str, dict] = {"cpu": {"realize_opcount_threshold": 200, "assert_indirect_indexing": False},
                                      "cuda": {"assert_indirect_indexing": False}}
+
+
+# Inductor options for a CPU call that gathers a bilinear resample's taps: scalar C++ (see Pipeline._compiled).
+SCALAR_OPTIONS = {"cpp.simdlen": 1}
 
 
 # How many input shapes' draw plans a pipeline keeps (the oldest is dropped first); a plan is a few small lists,

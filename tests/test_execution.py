@@ -42,6 +42,12 @@ def imagenet_recipe(compile):
         compile=compile)
 
 
+def padded_then_resized(compile):
+    """One axis-aligned bilinear read whose border blends into the padded crop's fill (extend="fill")."""
+    return A.Pipeline(A.HorizontalFlip(), A.RandomCrop(28, padding=3, fill=0.3), A.RandomResizedCrop(24),
+                      A.Brightness(0.2), seed=6, num_classes=7, compile=compile)
+
+
 def flips_and_constant_crops(compile):
     """Leading flips and constant-padded crops: on a CPU, compiled, the one read is of row windows (window_source)."""
     return A.Pipeline(
@@ -68,7 +74,7 @@ def compiled_cifar():
 
 
 @pytest.mark.parametrize("make, size", [(every_op_cifar, 32), (every_op_imagenet, 40), (imagenet_recipe, 36),
-                                        (flips_and_constant_crops, 32)])
+                                        (padded_then_resized, 32), (flips_and_constant_crops, 32)])
 def test_compiled_equals_eager_for_every_op(make, size):
     compiled, eager = make(True), make(False)
     x, y = batch(16, size)
@@ -98,13 +104,14 @@ def mix_then_cutmix(compile):
                       seed=3, num_classes=7, compile=compile)
 
 
-@pytest.mark.parametrize("make, stops", [(flips_and_constant_crops, [4, 7]), (mix_then_cutmix, [1, 3])])
+@pytest.mark.parametrize("make, stops", [(flips_and_constant_crops, [4, 7]), (mix_then_cutmix, [1, 3]),
+                                         (imagenet_recipe, [3, 5])])
 def test_a_staged_cpu_call_keeps_its_stored_images_between_calls_and_never_hands_them_out(monkeypatch, make, stops):
     """Compiled on a CPU, a call stops before each op that reads its whole input from an image of at least
     STAGE_MIN_BYTES (here: any), writes the image into a kept buffer and goes on in another compiled call. The
     stops share one buffer (the images keep their size), which a stage may overwrite in place only pixel by pixel.
     The last stage writes the output into fresh memory of its own (``memory.empty``, as for images of at least
-    LARGE_BYTES)."""
+    LARGE_BYTES). A first stage that reads a resized crop is compiled to scalar code."""
     monkeypatch.setattr(graph, "STAGE_MIN_BYTES", 0)
     monkeypatch.setattr(memory, "LARGE_BYTES", 0)
     made = []
@@ -128,6 +135,8 @@ def test_a_staged_cpu_call_keeps_its_stored_images_between_calls_and_never_hands
     assert kept_at[0] == kept_at[1] == kept_at[2]  # the same memory, call after call
     windows = [w for w in [getattr(compiled._kept, "window", None)] if w is not None]
     assert compiled.kept_bytes() == kept[0][1].nbytes + sum(w.nbytes for w in windows)
+    assert {key for key in compiled._compiled_fns if key[2]} == ({("sample_run", "cpu", True)}
+                                                                  if make is imagenet_recipe else set())
     for images, snapshot in outputs:  # no later call wrote into an earlier call's images
         assert torch.equal(images, snapshot)
         assert images.data_ptr() != kept_at[-1]
