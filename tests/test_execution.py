@@ -85,6 +85,16 @@ def test_compiled_equals_eager_for_every_op(make, size):
     assert (window is not None) == (make is not every_op_cifar)
 
 
+def test_a_compiled_pipeline_replays_given_params_as_eager_does():
+    """forward(..., params=...) compiles the run without sampling; a bilinear first read uses the float copy there
+    too."""
+    compiled, eager = imagenet_recipe(True), imagenet_recipe(False)
+    x, y = batch(8, 36)
+    reference = eager(x, y)
+    assert_same(compiled(x, y, params=eager.last_params), reference)
+    assert compiled._kept.window is not None and ("run", "cpu", False) in compiled._compiled_fns
+
+
 def test_a_window_copy_is_padded_for_exact_leading_ops_and_plain_for_a_bilinear_read_of_uint8():
     x = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
     read_by_windows = A.Pipeline(A.VerticalFlip(), A.HorizontalFlip(), A.RandomCrop(12, padding=2), compile=True)
