@@ -4,7 +4,9 @@ glibc takes an allocation above 32 MiB (its largest dynamic mmap threshold) stra
 call, and the kernel maps it one 4 KiB page per fault: one thread fills a fresh 38.5 MB tensor in 22.4 ms, a kept
 one in 1.7 ms (this project's 2-core VM). Asked for transparent huge pages (``madvise(MADV_HUGEPAGE)``, before the
 first write), the kernel maps the same tensor in 2 MiB pages, a fault each: 4.9 ms. The allocation stays torch's
-own: only how the kernel backs it changes, and freeing it is as before.
+own: only how the kernel backs it changes, and freeing it is as before. (In a VM that reports free memory to its
+host, huge pages freed seconds ago can be slower to get back than small ones; calls that follow each other, as in
+a training loop, do not see that. See the README's CPU benchmark notes.)
 """
 from __future__ import annotations
 
