@@ -195,6 +195,19 @@ def window_source(x: Tensor, reach: int, mirrored: bool, dtype: torch.dtype, out
     return out
 
 
+def window_reach(source: Tensor, n: int) -> int:
+    """The padding at each end of the rows of a ``window_source`` of n image values."""
+    return (source.shape[1] - n) // 2
+
+
+def window_images(source: Tensor, shape: Sequence[int]) -> Tensor:
+    """The images as row 0 of a ``window_source`` holds them, viewed in their ``shape``: float, uint8 values not
+    divided by 255 (a bilinear read gathers from this, see ``fuse.warp``)."""
+    n = math.prod(shape)
+    reach = window_reach(source, n)
+    return source[0, reach:reach + n].view(shape)
+
+
 def gather_windows(source: Tensor, matrix: Tensor, size: tuple[int, int], in_shape: Sequence[int],
                    fill: float = 0.0, uint8: bool = False) -> Tensor:
     """``gather_separable`` with constant padding, read as one contiguous window per output row.
@@ -211,7 +224,7 @@ def gather_windows(source: Tensor, matrix: Tensor, size: tuple[int, int], in_sha
     B, C, H, W = in_shape
     h, w = size
     n = B * C * H * W
-    reach = (source.shape[1] - n) // 2
+    reach = window_reach(source, n)
     dev = source.device
     rows = axis_index(matrix, 1, h)  # (B, h)
     c0, cs = index_steps(matrix, 0)
@@ -274,18 +287,15 @@ def resample_separable(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: f
         # no row-pass image is stored. Each pixel only loads its row's and its column's taps and weights, which
         # the caller has inductor store (``tables``): points outside the image get zero weights here instead of a
         # mask, so no per-pixel test is left. (On a CPU that loop is compiled scalar: see Pipeline._compiled.)
-        outside = None
         if extend != "fill":
             in_r, in_c = in_r[:, None, :, None].to(dtype), in_c[:, None, None, :].to(dtype)
             wr0, wr1, wc0, wc1 = wr0 * in_r, wr1 * in_r, wc0 * in_c, wc1 * in_c
-            outside = 1 - in_r * in_c
         if tables is not None:
             tables.extend((r0, r1, c0, c1, wr0, wr1, wc0, wc1))
         rows = [take_grid(x, r0, c).to(dtype) * wr0 + take_grid(x, r1, c).to(dtype) * wr1 for c in (c0, c1)]
         out = rows[0] * wc0 + rows[1] * wc1  # rows first, then columns, as the eager passes
-        if extend == "fill":
-            return out + fill * (1 - (wr0 + wr1) / scale * (wc0 + wc1))
-        return out + fill * outside if fill else out
+        if extend != "fill":
+            return out + fill * (1 - in_r * in_c) if fill else out
     else:
         # Eager, two 1-D passes written into one output. On a CPU the passes run over groups of samples whose
         # row-pass image stays small (CPU_BLOCK_BYTES): the allocator then hands the same memory back to every

@@ -81,19 +81,13 @@ def window_needs(ops) -> tuple[int, bool] | None:
     return sum(op.reach for op in ops), any(op.mirrors for op in ops)
 
 
-def _plain_view(window, images):
-    """The images as ``window``'s first row holds them: the same shape, float, uint8 values not divided by 255."""
-    reach = (window.shape[1] - images.numel()) // 2
-    return window[0, reach:reach + images.numel()].view(images.shape)
-
-
 def _serves(window, segment, images) -> bool:
     """Can ``window`` (a window source of the original images) be read for this segment?"""
     needs = window_needs([op for op, _ in segment])
     if window is None or needs is None:
         return False
     reach, mirrored = needs
-    return reach <= (window.shape[1] - images.numel()) // 2 and (window.shape[0] == 2 or not mirrored)
+    return reach <= F.window_reach(window, images.numel()) and (window.shape[0] == 2 or not mirrored)
 
 
 def warp(state: dict, segment: list, dtype, window=None, tables: list | None = None) -> dict:
@@ -143,7 +137,7 @@ def warp(state: dict, segment: list, dtype, window=None, tables: list | None = N
         extend = "edge" if first is None else "fill"
         source, uint8 = x, False
         if window is not None and x.dtype == torch.uint8:  # its four taps are read from the float copy
-            source, uint8 = _plain_view(window, x), True
+            source, uint8 = F.window_images(window, x.shape), True
         if all(op.axis_aligned for op, _ in segment):
             x = F.resample_separable(source, suffix[0], out_size, fill, extend, dtype, uint8=uint8, tables=tables)
         else:
