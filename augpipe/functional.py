@@ -264,6 +264,30 @@ def _bilinear_taps(coord: Tensor, n: int, extend: str):
     return i0.clamp(0, n - 1), i1.clamp(0, n - 1), w0, w1, inside
 
 
+def _tap_pair(i0: Tensor, i1: Tensor, w0: Tensor, w1: Tensor, n: int):
+    """The taps of ``_bilinear_taps`` as (first index, step, w0, w1), the second tap at first + step, the step the
+    same for every point: 1, or 0 when n == 1. Where both taps are one pixel (at or past an edge), the pair moves to
+    (0, 1) or (n - 2, n - 1) with all the weight on that pixel. A compiled loop then loads one index per pixel and
+    axis and reads the other tap at a fixed offset from it."""
+    if n == 1:
+        return i0, 0, w0, w1
+    same = i0 == i1
+    right = same & (i0 == n - 1)
+    both = w0 + w1
+    return (torch.where(right, n - 2, i0), 1, torch.where(same, torch.where(right, 0, both), w0),
+            torch.where(same, torch.where(right, both, 0), w1))
+
+
+def take_flat(x: Tensor, index: Tensor) -> Tensor:
+    """out[b, c, i, j] = x[b, c].flatten()[index[b, 0, i, j]]; x (B, C, H, W), index (B, 1, Ho, Wo) in range.
+
+    For compiled code: ``torch.gather``'s indices are not tested for being negative, so each pixel's load is its
+    index plus constants, where advanced indexing (``take_grid``) adds a test and a select per index and pixel."""
+    B, C, H, W = x.shape
+    Ho, Wo = index.shape[-2:]
+    return torch.gather(x.reshape(B, C, 1, H * W).expand(B, C, Ho, H * W), 3, index.expand(B, C, Ho, Wo))
+
+
 def resample_separable(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: float = 0.0, extend: str = "edge",
                        dtype: torch.dtype | None = None, uint8: bool = False, tables: list | None = None) -> Tensor:
     """``warp_affine`` for axis-aligned maps (flips, crops, resized crops): bilinear as two 1-D passes.
@@ -284,15 +308,20 @@ def resample_separable(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: f
     wc0, wc1 = wc0[:, None, None, :], wc1[:, None, None, :]  # (B, 1, 1, Wo)
     if torch.compiler.is_compiling():
         # Compiled, the four taps are read straight from the input in the one fused loop that writes the output:
-        # no row-pass image is stored. Each pixel only loads its row's and its column's taps and weights, which
-        # the caller has inductor store (``tables``): points outside the image get zero weights here instead of a
-        # mask, so no per-pixel test is left. (On a CPU that loop is compiled scalar: see Pipeline._compiled.)
+        # no row-pass image is stored. Each pixel only loads its row's and its column's first tap and weights,
+        # which the caller has inductor store (``tables``): points outside the image get zero weights here instead
+        # of a mask, so no per-pixel test is left. (On a CPU that loop is compiled scalar: see Pipeline._compiled.)
         if extend != "fill":
             in_r, in_c = in_r[:, None, :, None].to(dtype), in_c[:, None, None, :].to(dtype)
             wr0, wr1, wc0, wc1 = wr0 * in_r, wr1 * in_r, wc0 * in_c, wc1 * in_c
+        r0, row_step, wr0, wr1 = _tap_pair(r0[:, None, :, None], r1[:, None, :, None], wr0, wr1, H)
+        c0, col_step, wc0, wc1 = _tap_pair(c0[:, None, None, :], c1[:, None, None, :], wc0, wc1, W)
+        row_at = r0 * W
         if tables is not None:
-            tables.extend((r0, r1, c0, c1, wr0, wr1, wc0, wc1))
-        rows = [take_grid(x, r0, c).to(dtype) * wr0 + take_grid(x, r1, c).to(dtype) * wr1 for c in (c0, c1)]
+            tables.extend((row_at, c0, wr0, wr1, wc0, wc1))
+        at, below = row_at + c0, row_step * W  # the flat index of each pixel's first tap; the taps' offsets
+        rows = [take_flat(x, at + c).to(dtype) * wr0 + take_flat(x, at + below + c).to(dtype) * wr1
+                for c in (0, col_step)]
         out = rows[0] * wc0 + rows[1] * wc1  # rows first, then columns, as the eager passes
         if extend != "fill":
             return out + fill * (1 - in_r * in_c) if fill else out

@@ -163,3 +163,25 @@ def test_take_grid_reads_each_samples_rows_and_columns_eagerly_and_compiled():
     expected = torch.stack([x[b][:, rows[b]][:, :, cols[b]] for b in range(5)])
     assert torch.equal(F.take_grid(x, rows, cols), expected)
     assert torch.equal(torch.compile(F.take_grid, fullgraph=True)(x, rows, cols), expected)
+
+
+@pytest.mark.parametrize("in_size, extend, dtype", [((1, 7), "edge", torch.uint8), ((2, 9), "fill", torch.float32),
+                                                    ((6, 5), "edge", torch.float32), ((6, 5), "fill", torch.uint8)])
+def test_compiled_resample_separable_reads_the_eager_taps_at_every_edge(in_size, extend, dtype):
+    """Compiled, the two taps of an axis are one index and a fixed step (``F._tap_pair``): a pair that falls on one
+    pixel at an edge, or on a one-pixel axis, must give the eager two-pass result. Maps flip, scale and shift points
+    past both edges."""
+    from augpipe import functional as F
+    g = torch.Generator().manual_seed(3)
+    B, out_size = 24, (4, 6)
+    x = torch.randint(0, 256, (B, 2, *in_size), generator=g, dtype=torch.uint8)
+    x = x if dtype == torch.uint8 else x.float() / 255
+    sign = torch.where(torch.rand(B, 2, generator=g) < 0.5, -1.0, 1.0)
+    scale = sign * (0.3 + 2 * torch.rand(B, 2, generator=g))
+    shift = (torch.rand(B, 2, generator=g) - 0.3) * torch.tensor([in_size[1], in_size[0]]) * 2
+    zero = torch.zeros(B)
+    m = F.affine_rows(scale[:, 0], zero, shift[:, 0], zero, scale[:, 1], shift[:, 1])
+    run = lambda x, m: F.resample_separable(x, m, out_size, fill=0.3, extend=extend)
+    expected = run(x, m)
+    assert ((expected - 0.3).abs() < 1e-6).any() and ((expected - 0.3).abs() > 1e-3).any()  # outside, and inside
+    torch.testing.assert_close(torch.compile(run, fullgraph=True, dynamic=False)(x, m), expected, rtol=0, atol=1e-6)
