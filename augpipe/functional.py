@@ -209,12 +209,14 @@ def window_images(source: Tensor, shape: Sequence[int]) -> Tensor:
 
 
 def gather_windows(source: Tensor, matrix: Tensor, size: tuple[int, int], in_shape: Sequence[int],
-                   fill: float = 0.0, uint8: bool = False) -> Tensor:
+                   fill: float = 0.0, uint8: bool = False, tables: list | None = None) -> Tensor:
     """``gather_separable`` with constant padding, read as one contiguous window per output row.
 
     source: ``window_source`` of the images, whose reach covers every column the map reads outside the image and
     which is mirrored if any sample's column step is -1; matrix: an integer map (flips, crops) of the images;
     in_shape: their (B, C, H, W); uint8: they were uint8, so what is read is divided by 255 (as ``to_float``).
+    ``tables``: compiled, each row's window start and copy, and each sample's inside columns, are appended (see
+    ``fuse.run``).
     Output row i of sample b copies ``size[1]`` consecutive values of the flattened images, starting at a per-row
     position (in the reversed copy for a mirrored sample), so a compiled loop reads whole vectors where a per-pixel
     index loads lane by lane. A window that starts left of its row reads the end of the row before (or the
@@ -243,7 +245,10 @@ def gather_windows(source: Tensor, matrix: Tensor, size: tuple[int, int], in_sha
     j = torch.arange(w, device=dev, dtype=source.dtype)
     lo = torch.where(cs < 0, c0 - W + 1, -c0).to(source.dtype)
     hi = torch.where(cs < 0, c0 + 1, W - c0).to(source.dtype)
-    inside = ((rows >= 0) & (rows < H))[:, None, :, None] & ((j >= lo) & (j < hi))[:, None, None, :]
+    row_inside = (rows >= 0) & (rows < H)
+    if tables is not None:
+        tables.extend((start, copy, lo, hi, row_inside))
+    inside = row_inside[:, None, :, None] & ((j >= lo) & (j < hi))[:, None, None, :]
     return torch.where(inside, out, _scalar(fill, out))
 
 
