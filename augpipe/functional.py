@@ -540,13 +540,15 @@ def brightness(x: Tensor, factor: Tensor, inplace: bool = False) -> Tensor:
 def grayscale_mean(x: Tensor) -> Tensor:
     """Per-image mean of the grayscale image (B, 1, 1, 1); single-channel images use the plain mean.
 
-    The mean of 0.299 R + 0.587 G + 0.114 B is the same blend of the channel means: no grayscale image is made.
+    One sum over the pixels of 0.299 R + 0.587 G + 0.114 B, each weight divided by the pixel count first, so the
+    mean is one number per image: compiled, a per-channel mean left each pixel of the next loop blending the three
+    channel means again (three divisions, per vector).
     """
-    means = x.mean((2, 3))  # (B, C)
+    n = x.shape[2] * x.shape[3]
     if x.shape[1] == 3:
-        r, g, b = means.unbind(1)
-        return (r * GRAY_WEIGHTS[0] + g * GRAY_WEIGHTS[1] + b * GRAY_WEIGHTS[2]).view(-1, 1, 1, 1)
-    return means.mean(1).view(-1, 1, 1, 1)
+        gray = x[:, 0] * (GRAY_WEIGHTS[0] / n) + x[:, 1] * (GRAY_WEIGHTS[1] / n) + x[:, 2] * (GRAY_WEIGHTS[2] / n)
+        return gray.sum((1, 2)).view(-1, 1, 1, 1)
+    return x.mean((1, 2, 3)).view(-1, 1, 1, 1)
 
 
 def contrast(x: Tensor, factor: Tensor, inplace: bool = False) -> Tensor:
