@@ -244,19 +244,32 @@ def test_replayed_draws_are_slices_of_one_draw_per_dtype_and_alpha():
     from augpipe import draws
     f32, f64 = torch.float32, torch.float64
     requests = [("uniform", (5,), f32), ("uniform", (2, 3), f32), ("uniform", (4,), f64), ("gamma", (2, 3), 0.5),
-                ("uniform", (7,), f64), ("uniform", (3,), f32), ("gamma", (4,), 0.5), ("gamma", (2,), 1.0)]
+                ("uniform", (7,), f64), ("uniform", (3,), f32), ("gamma", (4,), 0.5), ("gamma", (2,), 2.0)]
     made, where = draws.plan(requests)
-    assert made == [("uniform", (14,), f32), ("uniform", (11,), f64), ("gamma", (10,), 0.5), ("gamma", (2,), 1.0)]
+    assert made == [("uniform", (14,), f32), ("uniform", (11,), f64), ("gamma", (10,), 0.5), ("gamma", (2,), 2.0)]
     g = torch.Generator().manual_seed(3)
     a, b = torch.rand(14, generator=g), torch.rand(11, generator=g, dtype=f64)
     c = torch._standard_gamma(torch.full((10,), 0.5, dtype=f64), generator=g)
-    d = torch._standard_gamma(torch.full((2,), 1.0, dtype=f64), generator=g)
+    d = torch._standard_gamma(torch.full((2,), 2.0, dtype=f64), generator=g)
     expected = [a[:5], a[5:11].view(2, 3), b[:4], c[:6].view(2, 3), b[4:], a[11:], c[6:], d]
     replay = draws.Replay(requests, draws.draw(made, torch.Generator().manual_seed(3), "cpu"), where)
     for r, e in zip(requests, expected):
         assert torch.equal(replay.take(r), e)
     with pytest.raises(RuntimeError, match="the plan says nothing more"):
         replay.take(requests[0])
+
+
+def test_gamma_of_alpha_one_is_an_exponential_of_a_float64_uniform():
+    """Gamma(1, 1) = Exp(1) = -log(1 - U): planned as a float64 uniform, so it joins that draw."""
+    from augpipe import draws
+    stats = pytest.importorskip("scipy.stats")
+    planner = draws.Planner("cpu")
+    draws.standard_gamma(1.0, (2, 3), planner, "cpu")
+    assert planner.requests == [("uniform", (2, 3), torch.float64)]
+    g = draws.standard_gamma(1.0, 20000, torch.Generator().manual_seed(5), "cpu")
+    u = torch.rand(20000, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    torch.testing.assert_close(g, -torch.log(1 - u), rtol=1e-12, atol=0)
+    assert stats.kstest(g.numpy(), stats.expon.cdf).pvalue > 1e-3
 
 
 def test_permutations_from_uniform_keys_are_uniform():
