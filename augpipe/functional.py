@@ -540,15 +540,22 @@ def brightness(x: Tensor, factor: Tensor, inplace: bool = False) -> Tensor:
 def grayscale_mean(x: Tensor) -> Tensor:
     """Per-image mean of the grayscale image (B, 1, 1, 1); single-channel images use the plain mean.
 
-    One sum over the pixels of 0.299 R + 0.587 G + 0.114 B, each weight divided by the pixel count first, so the
-    mean is one number per image: compiled, a per-channel mean left each pixel of the next loop blending the three
-    channel means again (three divisions, per vector).
+    The mean of 0.299 R + 0.587 G + 0.114 B over the pixels, without making the grayscale image: eagerly, the same
+    blend of the channel means; compiled, one sum per image of each pixel times its channel's weight over the pixel
+    count. A blend of channel means compiled into the loop that reads the mean, which then blended them again for
+    every 8 pixels (three scalar divisions each); one sum is stored as one number per image. (Eagerly that sum
+    would make an image-sized product first.)
     """
+    if x.shape[1] != 3:
+        return x.mean((1, 2, 3)).view(-1, 1, 1, 1)
+    if not torch.compiler.is_compiling():
+        r, g, b = x.mean((2, 3)).unbind(1)
+        return (r * GRAY_WEIGHTS[0] + g * GRAY_WEIGHTS[1] + b * GRAY_WEIGHTS[2]).view(-1, 1, 1, 1)
     n = x.shape[2] * x.shape[3]
-    if x.shape[1] == 3:
-        gray = x[:, 0] * (GRAY_WEIGHTS[0] / n) + x[:, 1] * (GRAY_WEIGHTS[1] / n) + x[:, 2] * (GRAY_WEIGHTS[2] / n)
-        return gray.sum((1, 2)).view(-1, 1, 1, 1)
-    return x.mean((1, 2, 3)).view(-1, 1, 1, 1)
+    channel = torch.arange(3, device=x.device).view(1, 3, 1, 1)
+    weight = torch.full((1, 3, 1, 1), GRAY_WEIGHTS[2] / n, dtype=x.dtype, device=x.device)  # no host copy
+    weight = torch.where(channel == 0, GRAY_WEIGHTS[0] / n, torch.where(channel == 1, GRAY_WEIGHTS[1] / n, weight))
+    return (x * weight).sum((1, 2, 3)).view(-1, 1, 1, 1)
 
 
 def contrast(x: Tensor, factor: Tensor, inplace: bool = False) -> Tensor:
