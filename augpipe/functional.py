@@ -542,9 +542,9 @@ def grayscale_mean(x: Tensor) -> Tensor:
 
     The mean of 0.299 R + 0.587 G + 0.114 B over the pixels, without making the grayscale image: eagerly, the same
     blend of the channel means; compiled, one sum per image of each pixel times its channel's weight over the pixel
-    count. A blend of channel means compiled into the loop that reads the mean, which then blended them again for
-    every 8 pixels (three scalar divisions each); one sum is stored as one number per image. (Eagerly that sum
-    would make an image-sized product first.)
+    count. Compiled, the blend of channel means was inlined into the loop that reads the mean, which blended them
+    again for every 8 pixels (three scalar divisions each); the one sum is stored as one number per image. (Eagerly
+    that sum would make an image-sized product first.)
     """
     if x.shape[1] != 3:
         return x.mean((1, 2, 3)).view(-1, 1, 1, 1)

@@ -129,7 +129,7 @@ def warp(state: dict, segment: list, dtype, window=None, tables: list | None = N
                 tables.extend((rows, cols))
         if windowed:
             x = F.gather_windows(window, suffix[0], out_size, x.shape, fill, uint8=x.dtype == torch.uint8,
-                                     tables=tables)
+                                 tables=tables)
         else:
             x = F.gather_separable(x, rows, cols, mode, fill, dtype)
         if masks is not None:
