@@ -169,7 +169,8 @@ def run(steps, state: dict, dtype, fuse: bool = True, window=None, keep_in=None,
         tables: list | None = None) -> dict:
     """Run (node, params) steps over ``state``; images come out in ``dtype`` (float).
 
-    ``window``: ``F.window_source`` of the images, which the first segment reads when it can (see ``warp``).
+    ``window``: ``F.window_source`` of the images, which the first segment reads when it can (see ``warp``), and
+    the first op reads when it is not geometric.
     ``keep_in``: a tensor the images are written into and returned as, when its shape and dtype are theirs (a
     compiled CPU stage writes there; see ``Pipeline._stages``).
     ``tables``: a list that collects the per-sample tensors every pixel's formula reads (composed sampling matrices,
@@ -180,6 +181,10 @@ def run(steps, state: dict, dtype, fuse: bool = True, window=None, keep_in=None,
     flat = [leaf for node, params in steps for leaf in node.steps(params)]
     stages = _segments(flat) if fuse else [[s] if isinstance(s[0], GeometricOp) else s for s in flat]
     images = state["images"]
+    if window is not None and images.dtype == torch.uint8 and not (stages and isinstance(stages[0], list)):
+        # Compiled on a CPU with no geometric op first: read the plain float copy, as a bilinear first read does
+        # (Pipeline._window); the same values as to_float's.
+        state = {**state, "images": F.window_images(window, images.shape) / 255}
     owned = False  # may ops overwrite the images? Not while they are the caller's tensor
     for n, stage in enumerate(stages):
         if isinstance(stage, list):

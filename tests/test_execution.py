@@ -48,6 +48,13 @@ def padded_then_resized(compile):
                       A.Brightness(0.2), seed=6, num_classes=7, compile=compile)
 
 
+def photometric_first(compile):
+    """No geometric op first: on a CPU, compiled, the first op reads a plain float copy of uint8 images."""
+    return A.Pipeline(
+        A.OneOf(A.Brightness(0.4), A.Contrast(0.4)), A.Normalize((0.5, 0.4, 0.3), (0.2, 0.25, 0.3)),
+        A.HorizontalFlip(), A.Cutout(6), A.CutMix(p=0.7), seed=5, num_classes=7, compile=compile)
+
+
 def flips_and_constant_crops(compile):
     """Leading flips and constant-padded crops: on a CPU, compiled, the one read is of row windows (window_source)."""
     return A.Pipeline(
@@ -74,14 +81,16 @@ def compiled_cifar():
 
 
 @pytest.mark.parametrize("make, size", [(every_op_cifar, 32), (every_op_imagenet, 40), (imagenet_recipe, 36),
-                                        (padded_then_resized, 32), (flips_and_constant_crops, 32)])
+                                        (padded_then_resized, 32), (flips_and_constant_crops, 32),
+                                        (photometric_first, 32)])
 def test_compiled_equals_eager_for_every_op(make, size):
     compiled, eager = make(True), make(False)
     x, y = batch(16, size)
     result = compiled(x, y)
     assert_same(result, eager(x, y, params=compiled.last_params))
     window = getattr(compiled._kept, "window", None)
-    # windows for the exact first segment, a plain copy for the bilinear one; a reflect-padded crop reads uint8
+    # windows for the exact first segment, a plain copy for a bilinear one or a first op that is not geometric;
+    # a reflect-padded crop reads uint8
     assert (window is not None) == (make is not every_op_cifar)
 
 
@@ -95,7 +104,7 @@ def test_a_compiled_pipeline_replays_given_params_as_eager_does():
     assert compiled._kept.window is not None and ("run", "cpu", False) in compiled._compiled_fns
 
 
-def test_a_window_copy_is_padded_for_exact_leading_ops_and_plain_for_a_bilinear_read_of_uint8():
+def test_a_window_copy_is_padded_for_exact_leading_ops_and_plain_for_other_first_reads_of_uint8():
     x = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
     read_by_windows = A.Pipeline(A.VerticalFlip(), A.HorizontalFlip(), A.RandomCrop(12, padding=2), compile=True)
     assert read_by_windows._window(x, torch.float32).shape == (2, x.numel() + 2 * 2)  # mirrored, reach 2
@@ -103,6 +112,9 @@ def test_a_window_copy_is_padded_for_exact_leading_ops_and_plain_for_a_bilinear_
     plain = resampled._window(x, torch.float32)
     assert torch.equal(plain, x.float().reshape(1, -1))  # the values, not divided by 255
     assert resampled._window(x.float() / 255, torch.float32) is None  # float images are read as they are
+    photometric = A.Pipeline(A.Brightness(0.3), A.HorizontalFlip(), compile=True)  # the first op reads every pixel
+    assert torch.equal(photometric._window(x, torch.float32), x.float().reshape(1, -1))
+    assert photometric._window(x.float() / 255, torch.float32) is None
     edge_extending = A.Pipeline(A.RandomCrop(12, padding=2, padding_mode="reflect"), compile=True)
     assert edge_extending._window(x, torch.float32) is None
     assert A.Pipeline(A.HorizontalFlip(), compile=False)._window(x, torch.float32) is None
