@@ -130,6 +130,9 @@ def warp(state: dict, segment: list, dtype, window=None, tables: list | None = N
         if windowed:
             x = F.gather_windows(window, suffix[0], out_size, x.shape, fill, uint8=x.dtype == torch.uint8,
                                  tables=tables)
+        elif window is not None and x.dtype == torch.uint8 and mode != "constant":
+            # An edge-extending first crop gathers from the plain float copy (Pipeline._window): no fill to scale.
+            x = F.gather_separable(F.window_images(window, x.shape), rows, cols, mode, fill, dtype) / 255
         else:
             x = F.gather_separable(x, rows, cols, mode, fill, dtype)
         if masks is not None:
