@@ -224,17 +224,17 @@ class Pipeline(_Composite):
     def _window(self, images: Tensor, dtype) -> Tensor | None:
         """The images as the first segment of a compiled CPU run reads them (``F.window_source``), or None.
 
-        Inductor's C++ loops load a per-pixel gather lane by lane, and uint8 a quarter vector at a time through
-        a stack buffer: one thread, CIFAR batch, ``x.float() / 255`` takes 1.36 ms compiled and 0.19 ms in ATen.
-        So on a CPU the leading flips and crops read rows of a float copy made here by ATen, padded and mirrored
-        once, which the compiled loop reads as whole vectors. When the first segment is bilinear (a resized
-        crop, a rotation), its taps are gathered lane by lane in any case, but from a plain float copy rather
-        than from uint8: one stack buffer per gather instead of two (ImageNet recipe, 2 threads: 49.9 -> 41 ms a
-        call). When no geometric op comes first, the first op reads a plain copy too (CIFAR batch, Brightness
-        alone, 2 threads: 0.96 -> 0.41 ms a call, medians of 300), and so does the gather of a reflect- or
-        replicate-padded first crop (such a crop alone: 2.28 -> 1.87 ms). The copy's memory is kept for the next call
-        (one copy per calling thread, remade when the shape changes, freed with the thread): fresh memory costs
-        a page fault per 4 KiB, about as much as the whole read.
+        Inductor's C++ loops load a per-pixel gather lane by lane, and uint8 a quarter vector at a time through a
+        stack buffer: one thread, CIFAR batch, ``x.float() / 255`` takes 1.36 ms compiled and 0.19 ms in ATen. So on
+        a CPU the leading flips and crops read rows of a float copy made here by ATen, padded and mirrored once,
+        which the compiled loop reads as whole vectors. When the first segment is bilinear (a resized crop, a
+        rotation), its taps are gathered lane by lane in any case, but from a plain float copy rather than from
+        uint8: one stack buffer per gather instead of two (ImageNet recipe, 2 threads: 49.9 -> 41 ms a call). When
+        no geometric op comes first, the first op reads a plain copy too (CIFAR batch, Brightness alone, 2 threads:
+        0.96 -> 0.41 ms a call, medians of 300), and so does the gather of a reflect- or replicate-padded first crop
+        (such a crop alone: 2.28 -> 1.87 ms). The copy's memory is kept for the next call (one copy per calling
+        thread, remade when the shape changes, freed with the thread): fresh memory costs a page fault per 4 KiB,
+        about as much as the whole read.
         """
         if not self.compiled or images.device.type != "cpu":
             return None
