@@ -14,7 +14,8 @@ of it, which inductor's C++ loops load as whole vectors, where a per-pixel gathe
 lane (one thread, CIFAR recipe, in calls that met no page fault: 3.8 ms with gathers, 2.8 ms with windows).
 A leading bilinear segment (a resized crop, a rotation) gathers its taps lane by lane in any case, but from the
 float copy (unpadded) rather than from uint8: inductor loads a gathered uint8 through two stack buffers, a float
-through one (see ``Pipeline._window``).
+through one (see ``Pipeline._window``). An edge-extending first crop gathers from it too, and a first op that is
+not geometric reads it instead of the uint8 images.
 
 Unfused (``run(..., fuse=False)``) every op runs on its own on float images, one resample per geometric op: the
 reference the tests compare the composition with.
