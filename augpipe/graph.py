@@ -180,7 +180,6 @@ class Pipeline(_Composite):
         # to reading the images.
         leading = list(itertools.takewhile(lambda op: isinstance(op, GeometricOp), _static_steps(self.nodes)))
         self._window_needs = fuse.window_needs(leading)
-        self._photometric_first = not leading  # no geometric op first: a plain copy serves the first op's read
         self._bilinear_first = not all(op.exact for op in leading)
         self._separable_first = self._bilinear_first and all(op.axis_aligned for op in leading)
         self._buffer_slots = None  # (module, buffer name) of every buffer, found on first use (_follow)
