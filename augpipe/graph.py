@@ -175,9 +175,9 @@ class Pipeline(_Composite):
         self._kept = threading.local()
         self._stage_cuts: dict = {}  # (shape, dtype) -> [(step index, image shape)]: see _stages
         # (reach, mirrored) of the copy, from the leading geometric ops, which form the first segment: padded and
-        # mirrored when all of them are exact, plain when one interpolates (a flip before a resized crop makes one
-        # bilinear read), none when an exact one extends the edge. An op changed later only makes warp fall back
-        # to reading the images.
+        # mirrored when all of them are exact with constant padding; otherwise None, and _window makes a plain copy
+        # of uint8 images (read by a bilinear segment, an edge-extending crop's gather, or a first op that is not
+        # geometric). An op changed later only makes warp fall back to reading the images.
         leading = list(itertools.takewhile(lambda op: isinstance(op, GeometricOp), _static_steps(self.nodes)))
         self._window_needs = fuse.window_needs(leading)
         self._bilinear_first = not all(op.exact for op in leading)
