@@ -179,9 +179,8 @@ class Pipeline(_Composite):
         # of uint8 images (read by a bilinear segment, an edge-extending crop's gather, or a first op that is not
         # geometric). An op changed later only makes warp fall back to reading the images.
         leading = list(itertools.takewhile(lambda op: isinstance(op, GeometricOp), _static_steps(self.nodes)))
-        self._window_needs = fuse.window_needs(leading)
-        self._bilinear_first = not all(op.exact for op in leading)
-        self._separable_first = self._bilinear_first and all(op.axis_aligned for op in leading)
+        self._window_needs = fuse.window_needs(leading)  # None whenever one of them interpolates
+        self._separable_first = not all(op.exact for op in leading) and all(op.axis_aligned for op in leading)
         self._buffer_slots = None  # (module, buffer name) of every buffer, found on first use (_follow)
 
     def _compiled(self, which: str, device: torch.device, scalar: bool = False):
@@ -238,7 +237,7 @@ class Pipeline(_Composite):
         if not self.compiled or images.device.type != "cpu":
             return None
         needs = self._window_needs
-        if images.dtype == torch.uint8 and (needs is None or self._bilinear_first):
+        if images.dtype == torch.uint8 and needs is None:
             needs = (0, False)  # a plain copy, read as floats: by a gather or a bilinear read, or by the first op
         if needs is None:
             return None
