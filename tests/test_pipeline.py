@@ -286,6 +286,22 @@ def test_bad_input_gets_a_clear_error(call, error, match):
         call()
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_any_nan_or_infinity_anywhere_in_the_batch_is_refused(dtype):
+    gen = torch.Generator().manual_seed(3)
+    pipe = A.Pipeline(A.Brightness(0.2), seed=0)
+    clean = torch.rand(3, 2, 5, 7, generator=gen).to(dtype)
+    pipe(clean)  # finite values, the smallest and the largest included, pass
+    pipe(torch.cat((clean, torch.full((1, 2, 5, 7), torch.finfo(dtype).max, dtype=dtype))))
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        for pos in torch.randint(0, clean.numel(), (4,), generator=gen).tolist() + [0, clean.numel() - 1]:
+            x = clean.clone()
+            x.view(-1)[pos] = bad
+            assert not bool(torch.isfinite(x).all())  # the brute-force reference
+            with pytest.raises(ValueError, match="NaN or infinity"):
+                pipe(x)
+
+
 def test_replaying_params_of_another_batch_size_is_an_error():
     pipe = cifar_like()
     pipe(images(h=12, w=12), torch.arange(6) % 5)
