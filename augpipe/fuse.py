@@ -12,10 +12,10 @@ On a CPU, a compiled pipeline reads its leading flips and crops from a float cop
 the compiled call (``F.window_source``: converted once, padded, mirrored): each output row is one contiguous window
 of it, which inductor's C++ loops load as whole vectors, where a per-pixel gather index and uint8 loads go lane by
 lane (one thread, CIFAR recipe, in calls that met no page fault: 3.8 ms with gathers, 2.8 ms with windows).
-A leading bilinear segment (a resized crop, a rotation) gathers its taps lane by lane in any case, but from the
-float copy (unpadded) rather than from uint8: inductor loads a gathered uint8 through two stack buffers, a float
-through one (see ``Pipeline._window``). An edge-extending first crop gathers from it too, and a first op that is
-not geometric reads it instead of the uint8 images.
+A reflect- or replicate-padded first crop reads a copy padded that way. A leading bilinear segment (a resized
+crop, a rotation) gathers its taps lane by lane in any case, but from the float copy (unpadded) rather than from
+uint8: inductor loads a gathered uint8 through two stack buffers, a float through one (see ``Pipeline._window``).
+A first op that is not geometric reads that plain copy instead of the uint8 images.
 
 Unfused (``run(..., fuse=False)``) every op runs on its own on float images, one resample per geometric op: the
 reference the tests compare the composition with.
@@ -31,7 +31,10 @@ an edge.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
+from torch import Tensor
 
 from . import functional as F
 from .ops import GeometricOp
@@ -51,7 +54,7 @@ def _segments(steps):
                 segment = []
             stages.append((node, params))
             continue
-        if segment and not _joins(segment, node):
+        if segment and not _joins(segment[0][0], node):
             stages.append(segment)
             segment = []
         segment.append((node, params))
@@ -60,35 +63,49 @@ def _segments(steps):
     return stages
 
 
-def _joins(segment, node) -> bool:
-    """Can ``node`` read through the segment's composed map? Not when either needs an edge-extending padding
-    mode that a bilinear map or a later stage cannot express."""
-    first = segment[0][0].border()
-    first_extends = first is not None and first[0] != "constant"
+def _joins(first, node) -> bool:
+    """Can ``node`` read through the composed map of a segment that starts with ``first``? Not when either needs
+    an edge-extending padding that a bilinear map or a later stage cannot express."""
+    border = first.border()
+    first_extends = border is not None and border[0] != "constant"
     border = node.border()
     if border is not None and border[0] != "constant":
         return False
     return not (first_extends and not node.exact)
 
 
-def window_needs(ops) -> tuple[int, bool] | None:
-    """(reach, mirrored): the ``F.window_source`` that serves a segment of these exact ops, constant padding only.
+class Window(NamedTuple):
+    """The images as a compiled CPU run's first segment reads them: ``F.window_source(images, plan, ...)``."""
+
+    source: Tensor
+    plan: F.WindowPlan
+
+
+def window_plan(ops) -> F.WindowPlan | None:
+    """The ``F.window_source`` whose row windows the first segment of these ops reads (the leading geometric ops
+    that fuse into one map), or None when they interpolate or no geometric op comes first.
 
     Each op reads at most ``op.reach`` columns beyond its input, and its input lies within its predecessor's reach,
-    so the reaches add up. None when no source can serve them (an edge-extending padding, an interpolating op).
+    so the reaches add up. An edge-extending first crop (reflect, replicate) has its padding made in the copy
+    instead, and reads inside it.
     """
-    if not ops or not all(op.exact and (op.border() is None or op.border()[0] == "constant") for op in ops):
+    segment = []
+    for op in ops:
+        if not isinstance(op, GeometricOp) or (segment and not _joins(segment[0], op)):
+            break
+        segment.append(op)
+    if not segment or not all(op.exact for op in segment):
         return None
-    return sum(op.reach for op in ops), any(op.mirrors for op in ops)
+    mirrored = any(op.mirrors for op in segment)
+    border = segment[0].border()
+    if border is not None and border[0] != "constant":
+        return F.WindowPlan(sum(op.reach for op in segment[1:]), mirrored, segment[0].padding, border[0])
+    return F.WindowPlan(sum(op.reach for op in segment), mirrored)
 
 
-def _serves(window, segment, images) -> bool:
-    """Can ``window`` (a window source of the original images) be read for this segment?"""
-    needs = window_needs([op for op, _ in segment])
-    if window is None or needs is None:
-        return False
-    reach, mirrored = needs
-    return reach <= F.window_reach(window, images.numel()) and (window.shape[0] == 2 or not mirrored)
+def _plain(window: Window | None, images: Tensor) -> bool:
+    """Is ``window`` a plain float copy of uint8 ``images``, for a read other than row windows?"""
+    return window is not None and images.dtype == torch.uint8 and window.plan == F.WindowPlan()
 
 
 def warp(state: dict, segment: list, dtype, window=None, tables: list | None = None) -> dict:
@@ -99,7 +116,8 @@ def warp(state: dict, segment: list, dtype, window=None, tables: list | None = N
     product of the matrices after it, and writing that op's fill where the point falls outside. Boxes and
     keypoints are few, so they are moved op by op: each op clips them to its own output.
     ``window``: the images as ``F.window_source`` prepared them, for the first segment of a compiled CPU run: read
-    as row windows by an exact segment it serves, and as a plain float copy by a bilinear one.
+    as row windows by the exact segment it was planned for (``window_plan``), and as a plain float copy by a
+    bilinear one.
     ``tables``: where the per-sample tensors that every pixel reads are noted (see ``run``).
     """
     x = state["images"]
@@ -123,17 +141,18 @@ def warp(state: dict, segment: list, dtype, window=None, tables: list | None = N
     mode, fill = segment[first][0].border() if first is not None else ("constant", 0.0)
     masks = state.get("masks")
     if all(op.exact for op, _ in segment):
-        windowed = _serves(window, segment, x)
+        # The window is read when it was made for these ops (a changed op falls back to reading the images).
+        windowed = window is not None and window.plan == window_plan(op for op, _ in segment)
         if not windowed or masks is not None:
             rows, cols = F.index_map(suffix[0], out_size)
             if tables is not None:
                 tables.extend((rows, cols))
         if windowed:
-            x = F.gather_windows(window, suffix[0], out_size, x.shape, fill, uint8=x.dtype == torch.uint8,
-                                 tables=tables)
-        elif window is not None and x.dtype == torch.uint8 and mode != "constant":
-            # An edge-extending first crop gathers from the plain float copy (Pipeline._window): no fill to scale.
-            x = F.gather_separable(F.window_images(window, x.shape), rows, cols, mode, fill, dtype) / 255
+            matrix, (left, top) = suffix[0], window.plan.padding[:2]
+            if left or top:  # the copy's padding moves the images right and down
+                matrix = matrix + matrix.new_tensor([[0, 0, left], [0, 0, top], [0, 0, 0]])
+            x = F.gather_windows(window.source, matrix, out_size, window.plan.padded_shape(x.shape), fill,
+                                 uint8=x.dtype == torch.uint8, tables=tables)
         else:
             x = F.gather_separable(x, rows, cols, mode, fill, dtype)
         if masks is not None:
@@ -141,8 +160,8 @@ def warp(state: dict, segment: list, dtype, window=None, tables: list | None = N
     else:
         extend = "edge" if first is None else "fill"
         source, uint8 = x, False
-        if window is not None and x.dtype == torch.uint8:  # its four taps are read from the float copy
-            source, uint8 = F.window_images(window, x.shape), True
+        if _plain(window, x):  # its four taps are read from the float copy
+            source, uint8 = F.window_images(window.source, x.shape), True
         if all(op.axis_aligned for op, _ in segment):
             x = F.resample_separable(source, suffix[0], out_size, fill, extend, dtype, uint8=uint8, tables=tables)
         else:
@@ -185,10 +204,10 @@ def run(steps, state: dict, dtype, fuse: bool = True, window=None, keep_in=None,
     flat = [leaf for node, params in steps for leaf in node.steps(params)]
     stages = _segments(flat) if fuse else [[s] if isinstance(s[0], GeometricOp) else s for s in flat]
     images = state["images"]
-    if window is not None and images.dtype == torch.uint8 and not (stages and isinstance(stages[0], list)):
+    if _plain(window, images) and not (stages and isinstance(stages[0], list)):
         # Compiled on a CPU with no geometric op first: read the plain float copy, as a bilinear first read does
         # (Pipeline._window); the same values as to_float's.
-        state = {**state, "images": F.window_images(window, images.shape) / 255}
+        state = {**state, "images": F.window_images(window.source, images.shape) / 255}
     owned = False  # may ops overwrite the images? Not while they are the caller's tensor
     for n, stage in enumerate(stages):
         if isinstance(stage, list):

@@ -174,12 +174,11 @@ class Pipeline(_Composite):
         # never share one, and freed with the thread.
         self._kept = threading.local()
         self._stage_cuts: dict = {}  # (shape, dtype) -> [(step index, image shape)]: see _stages
-        # (reach, mirrored) of the copy, from the leading geometric ops, which form the first segment: padded and
-        # mirrored when all of them are exact with constant padding; otherwise None, and _window makes a plain copy
-        # of uint8 images (read by a bilinear segment, an edge-extending crop's gather, or a first op that is not
-        # geometric). An op changed later only makes warp fall back to reading the images.
+        # The window copy that the first segment reads as rows (padded, mirrored) when all its ops are exact;
+        # otherwise None, and _window makes a plain copy of uint8 images (read by a bilinear segment or a first op
+        # that is not geometric). An op changed later only makes warp fall back to reading the images.
+        self._window_plan = fuse.window_plan(_static_steps(self.nodes))
         leading = list(itertools.takewhile(lambda op: isinstance(op, GeometricOp), _static_steps(self.nodes)))
-        self._window_needs = fuse.window_needs(leading)  # None whenever one of them interpolates
         self._separable_first = not all(op.exact for op in leading) and all(op.axis_aligned for op in leading)
         self._buffer_slots = None  # (module, buffer name) of every buffer, found on first use (_follow)
 
@@ -219,7 +218,7 @@ class Pipeline(_Composite):
         state, _ = self._compiled("run", state["images"].device)(steps, state, dtype, window=window)
         return state
 
-    def _window(self, images: Tensor, dtype) -> Tensor | None:
+    def _window(self, images: Tensor, dtype) -> fuse.Window | None:
         """The images as the first segment of a compiled CPU run reads them (``F.window_source``), or None.
 
         Inductor's C++ loops load a per-pixel gather lane by lane, and uint8 a quarter vector at a time through a
@@ -229,21 +228,23 @@ class Pipeline(_Composite):
         rotation), its taps are gathered lane by lane in any case, but from a plain float copy rather than from
         uint8: one stack buffer per gather instead of two (ImageNet recipe, 2 threads: 49.9 -> 41 ms a call). When
         no geometric op comes first, the first op reads a plain copy too (CIFAR batch, Brightness alone, 2 threads:
-        0.96 -> 0.41 ms a call, medians of 300), and so does the gather of a reflect- or replicate-padded first crop
-        (such a crop alone: 2.28 -> 1.87 ms). The copy's memory is kept for the next call (one copy per calling
-        thread, remade when the shape changes, freed with the thread): fresh memory costs a page fault per 4 KiB,
-        about as much as the whole read.
+        0.96 -> 0.41 ms a call, medians of 300). A reflect- or replicate-padded first crop reads rows of a copy
+        padded that way, as a constant-padded one does (that crop, a flip, jitter, Normalize, Cutout and CutMix:
+        4.5 -> 1.2 ms). The copy's memory is kept for the next call (one copy per calling thread, remade when the
+        shape changes, freed with the thread): fresh memory costs a page fault per 4 KiB, about as much as the
+        whole read.
         """
         if not self.compiled or images.device.type != "cpu":
             return None
-        needs = self._window_needs
-        if images.dtype == torch.uint8 and needs is None:
-            needs = (0, False)  # a plain copy, read as floats: by a gather or a bilinear read, or by the first op
-        if needs is None:
+        plan = self._window_plan
+        if images.dtype == torch.uint8 and plan is None:
+            plan = F.WindowPlan()  # a plain copy, read as floats: by a bilinear read, or by the first op
+        if plan is None:
             return None
-        window = F.window_source(images, *needs, dtype, out=getattr(self._kept, "window", None))
-        self._kept.window = window
-        return window
+        kept = getattr(self._kept, "window", None)
+        source = F.window_source(images, plan, dtype, out=None if kept is None else kept.source)
+        self._kept.window = fuse.Window(source, plan)
+        return self._kept.window
 
     def _stages(self, shape: Shape, dtype, device: torch.device) -> list[tuple[int, Tensor]]:
         """Where a compiled CPU call stops: (step index, buffer) for each op that reads its whole input (contrast's
@@ -291,7 +292,7 @@ class Pipeline(_Composite):
         """Bytes of the buffers this pipeline keeps for the calling thread between compiled CPU calls: its window copy
         (``_window``) and stage buffers (``_stages``). Remade on a shape change, freed with the thread, not pickled."""
         window = getattr(self._kept, "window", None)
-        kept = ([] if window is None else [window]) + [b for _, b in getattr(self._kept, "stages", [])]
+        kept = ([] if window is None else [window.source]) + [b for _, b in getattr(self._kept, "stages", [])]
         unique = {b.untyped_storage().data_ptr(): b.untyped_storage().nbytes() for b in kept}
         return sum(unique.values())
 

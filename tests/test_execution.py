@@ -14,7 +14,7 @@ import torch._dynamo
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import augpipe as A
-from augpipe import fuse, graph, memory
+from augpipe import functional as F, fuse, graph, memory
 
 
 def every_op_cifar(compile):
@@ -63,6 +63,14 @@ def flips_and_constant_crops(compile):
         A.CutMix(), seed=2, num_classes=7, compile=compile)
 
 
+def reflect_padded_crop_first(compile):
+    """An edge-extending first crop: on a CPU, compiled, the one read is of row windows of a reflect-padded copy."""
+    return A.Pipeline(
+        A.RandomCrop(30, padding=(3, 1, 2, 4), padding_mode="reflect"), A.HorizontalFlip(), A.VerticalFlip(p=0.3),
+        A.RandomCrop(28, padding=2, fill=0.4), A.Brightness(0.2), A.Contrast(0.2), A.Cutout(8), A.CutMix(),
+        seed=8, num_classes=7, compile=compile)
+
+
 def batch(b, size, seed=0):
     g = torch.Generator().manual_seed(seed)
     return (torch.randint(0, 256, (b, 3, size, size), generator=g, dtype=torch.uint8),
@@ -82,7 +90,7 @@ def compiled_cifar():
 
 @pytest.mark.parametrize("make, size", [(every_op_cifar, 32), (every_op_imagenet, 40), (imagenet_recipe, 36),
                                         (padded_then_resized, 32), (flips_and_constant_crops, 32),
-                                        (photometric_first, 32)])
+                                        (reflect_padded_crop_first, 32), (photometric_first, 32)])
 def test_compiled_equals_eager_for_every_op(make, size):
     compiled, eager = make(True), make(False)
     x, y = batch(16, size)
@@ -107,18 +115,35 @@ def test_a_compiled_pipeline_replays_given_params_as_eager_does():
 def test_a_window_copy_is_padded_for_exact_leading_ops_and_plain_for_other_first_reads_of_uint8():
     x = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
     read_by_windows = A.Pipeline(A.VerticalFlip(), A.HorizontalFlip(), A.RandomCrop(12, padding=2), compile=True)
-    assert read_by_windows._window(x, torch.float32).shape == (2, x.numel() + 2 * 2)  # mirrored, reach 2
+    window = read_by_windows._window(x, torch.float32)
+    assert window.plan == F.WindowPlan(2, True) and window.source.shape == (2, x.numel() + 2 * 2)
+    for floats in (x, x.float() / 255):  # float images are read as windows too
+        edge_extending = A.Pipeline(A.RandomCrop(12, padding=(2, 1, 0, 3), padding_mode="reflect"),
+                                    A.HorizontalFlip(), A.RandomCrop(10, padding=1), compile=True)
+        window = edge_extending._window(floats, torch.float32)  # padded in the crop's mode, the later crop's reach
+        assert window.plan == F.WindowPlan(1, True, (2, 1, 0, 3), "reflect")
+        assert window.source.shape == (2, 2 * 3 * 20 * 18 + 2)
     resampled = A.Pipeline(A.HorizontalFlip(), A.RandomResizedCrop(12), compile=True)  # one bilinear read
     plain = resampled._window(x, torch.float32)
-    assert torch.equal(plain, x.float().reshape(1, -1))  # the values, not divided by 255
+    assert plain.plan == F.WindowPlan() and torch.equal(plain.source, x.float().reshape(1, -1))  # not divided
     assert resampled._window(x.float() / 255, torch.float32) is None  # float images are read as they are
     photometric = A.Pipeline(A.Brightness(0.3), A.HorizontalFlip(), compile=True)  # the first op reads every pixel
-    assert torch.equal(photometric._window(x, torch.float32), x.float().reshape(1, -1))
+    assert torch.equal(photometric._window(x, torch.float32).source, x.float().reshape(1, -1))
     assert photometric._window(x.float() / 255, torch.float32) is None
-    edge_extending = A.Pipeline(A.RandomCrop(12, padding=2, padding_mode="reflect"), compile=True)
-    assert torch.equal(edge_extending._window(x, torch.float32), x.float().reshape(1, -1))  # gathered as floats
-    assert edge_extending._window(x.float() / 255, torch.float32) is None
     assert A.Pipeline(A.HorizontalFlip(), compile=False)._window(x, torch.float32) is None
+
+
+def test_an_op_changed_after_the_first_call_is_read_right_by_the_compiled_pipeline():
+    """The window copy is planned from the ops when the pipeline is made; a crop changed later (its padding mode,
+    its padding) recompiles, and the copy that no longer fits is not read as windows: the images are."""
+    crop = A.RandomCrop(14, padding=2, padding_mode="reflect")
+    compiled = A.Pipeline(crop, A.HorizontalFlip(), A.Brightness(0.3), seed=1, compile=True)
+    eager = A.Pipeline(crop, A.HorizontalFlip(), A.Brightness(0.3))  # the same op objects
+    x, _ = batch(8, 16)
+    for mode, padding in (("reflect", 2), ("replicate", 2), ("constant", 3)):
+        crop.padding_mode, crop.padding = mode, (padding,) * 4
+        out = compiled(x)
+        torch.testing.assert_close(out, eager(x, params=compiled.last_params), atol=1e-5, rtol=0)
 
 
 def mix_then_cutmix(compile):
@@ -156,7 +181,7 @@ def test_a_staged_cpu_call_keeps_its_stored_images_between_calls_and_never_hands
         entering = fuse.run(steps[:stops[-1]], {"images": x, "targets": None}, torch.float32)["images"]
         torch.testing.assert_close(kept[-1][1], entering, atol=1e-5, rtol=0)
     assert kept_at[0] == kept_at[1] == kept_at[2]  # the same memory, call after call
-    windows = [w for w in [getattr(compiled._kept, "window", None)] if w is not None]
+    windows = [w.source for w in [getattr(compiled._kept, "window", None)] if w is not None]
     assert compiled.kept_bytes() == kept[0][1].nbytes + sum(w.nbytes for w in windows)
     assert {key for key in compiled._compiled_fns if key[2]} == ({("sample_run", "cpu", True)}
                                                                   if make is imagenet_recipe else set())

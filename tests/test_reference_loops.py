@@ -501,27 +501,48 @@ def test_two_padded_crops_in_a_row_match_loop():
 
 
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
-def test_window_reads_of_flips_and_padded_crops_match_loop(dtype):
-    """The compiled CPU read (contiguous windows of a padded, mirrored copy, ``fuse.window_needs`` wide) gives the
-    loop's images; run here eagerly, so a window that left the copy would raise instead of reading memory."""
+@pytest.mark.parametrize("first", ["flip", "reflect", "replicate"])
+def test_window_reads_of_flips_and_padded_crops_match_loop(dtype, first):
+    """The compiled CPU read (contiguous windows of a padded, mirrored copy, planned by ``fuse.window_plan``) gives
+    the loop's images; run here eagerly, so a window that left the copy would raise instead of reading memory.
+    An edge-extending first crop reads a copy padded in its mode; the later crop's constant padding is the reach."""
     x = torch.randint(0, 256, (64, 3, 11, 9), generator=gen(25), dtype=torch.uint8)
     x = x if dtype == torch.uint8 else x.float() / 255
-    ops = [augpipe.HorizontalFlip(), augpipe.RandomCrop((10, 9), padding=(3, 1, 2, 4), fill=0.25),
-           augpipe.VerticalFlip(), augpipe.RandomCrop(8, padding=2)]
+    mode = "constant" if first == "flip" else first
+    crop = augpipe.RandomCrop((10, 9), padding=(3, 1, 2, 4), fill=0.25, padding_mode=mode)
+    ops = ([augpipe.HorizontalFlip(), crop] if first == "flip" else [crop, augpipe.HorizontalFlip()]) + [
+        augpipe.VerticalFlip(), augpipe.RandomCrop(8, padding=2)]
     pipe = augpipe.Pipeline(*ops, seed=12)
     params = pipe.sample(Shape(*x.shape), pipe.generator("cpu"), "cpu")
-    assert augpipe.fuse.window_needs(ops) == (5, True)
-    window = AF.window_source(x, 5, True, torch.float32)
+    plan = augpipe.fuse.window_plan(ops)
+    assert plan == (AF.WindowPlan(5, True) if first == "flip" else AF.WindowPlan(2, True, (3, 1, 2, 4), mode))
+    window = augpipe.fuse.Window(AF.window_source(x, plan, torch.float32), plan)
     out = augpipe.fuse.run(list(zip(pipe.nodes, params)), {"images": x}, torch.float32, window=window)["images"]
     ref = x.float() / 255 if dtype == torch.uint8 else x.clone()
     for op, p in zip(ops, params):
         if isinstance(op, augpipe.RandomCrop):
-            ref = pad_crop_ref(ref, p["top"].tolist(), p["left"].tolist(), op.size, op.padding, "constant", op.fill)
+            ref = pad_crop_ref(ref, p["top"].tolist(), p["left"].tolist(), op.size, op.padding, op.padding_mode,
+                               op.fill)
         else:
             ref = torch.stack([r.flip(-1 if op.axis == 0 else -2) if f else r for r, f in zip(ref, p["flip"])])
-    lefts = params[1]["left"]
-    assert lefts.min() == 0 and lefts.max() == 5  # both extremes of the first crop's reach are read
+    lefts, tops = params[ops.index(crop)]["left"], params[ops.index(crop)]["top"]
+    assert lefts.min() == 0 and lefts.max() == 5 and tops.max() == 6  # the first crop's extremes are all read
     torch.testing.assert_close(out, ref, rtol=0, atol=0)
+
+
+def test_a_window_source_is_the_padded_images_flattened_between_zeros():
+    """Row 0: the images padded by F.pad in the plan's mode, then ``reach`` zeros at each end; row 1 reversed."""
+    x = torch.randint(0, 256, (2, 3, 5, 6), generator=gen(26), dtype=torch.uint8)
+    for plan in (AF.WindowPlan(), AF.WindowPlan(3, True), AF.WindowPlan(1, True, (2, 0, 1, 3), "reflect"),
+                 AF.WindowPlan(0, False, (4, 1, 0, 2), "replicate")):
+        source = AF.window_source(x, plan, torch.float32)
+        l, t, r, b = plan.padding
+        flat = (TF.pad(x.float(), (l, r, t, b), mode=plan.mode) if plan.mode else x.float()).reshape(-1)
+        zeros = torch.zeros(plan.reach)
+        rows = [torch.cat((zeros, flat, zeros))] + ([torch.cat((zeros, flat.flip(0), zeros))] if plan.mirrored else [])
+        assert torch.equal(source, torch.stack(rows))
+        previous = AF.window_source(255 - x, plan, torch.float32)  # a copy of other images is reused
+        assert AF.window_source(x, plan, torch.float32, out=previous) is previous and torch.equal(previous, source)
 
 
 # ================================================================================ RandomResizedCrop
