@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # For a lent GPU: the CUDA tests and the side-by-side benchmark on the device, in about five minutes.
 #
-#   bash benchmarks/gpu_check.sh          # ./out/: bench_cuda.json, bench_cuda_roofline_b{1024,131072}.json and
-#   OUT=/some/dir PYTHON=python3 bash benchmarks/gpu_check.sh    # gpu_check_logs.tgz (every log, and the Triton code
+#   bash benchmarks/gpu_check.sh          # ./out/: bench_cuda.json, bench_cuda_roofline_b{1024,131072}.json,
+#   OUT=/some/dir PYTHON=python3 bash benchmarks/gpu_check.sh    # bench_cuda_roofline_b131072_store_none.json and
+#                                                                # gpu_check_logs.tgz (every log, and the Triton code
 #                                                                # inductor wrote for the batch-131072 run)
-# Four files, because a lent machine hands back only a few (eight): the logs travel as one archive, packed on exit.
+# Five files, because a lent machine hands back only a few (eight): the logs travel as one archive, packed on exit.
 #
 # Python: $PYTHON, else ./.venv/bin/python, else python3 (on the lent GPU machines that is the one with CUDA torch).
 # Installs nothing when that Python already has torch; otherwise it installs as the README's test command does.
@@ -66,6 +67,17 @@ for b in 1024 131072; do
         "${run[@]}" 2>&1 | tee "$LOGS/bench_cuda_roofline_b$b.log" || roof_rc=$?
     fi
 done
+
+# 5. The same batch-131072 run with inductor told to store no intermediate image (every threshold raised): on a
+#    CPU stand-in of the CUDA graph that leaves one pass after the contrast mean, gathering each pixel and its
+#    CutMix partner from uint8 (about 7 bytes a pixel moved, where the defaults store and reread the CutMix input:
+#    18). Measured once before the per-sample tables were stored, slower; this says whether it is faster now.
+store_none=bench_cuda_roofline_b131072_store_none
+TORCH_LOGS=output_code timeout 75 "$PY" benchmarks/bench_peers.py --device cuda --recipe cifar --batch 131072 \
+    --runs 3 --no-memory --impls roofline,augpipe-compiled --json "$OUT/$store_none.json" --inductor-options \
+    '{"assert_indirect_indexing": false, "realize_opcount_threshold": 1000, "realize_reads_threshold": 1000,
+      "realize_acc_reads_threshold": 1000}' 2> "$LOGS/$store_none.stderr_output_code.txt" \
+    | tee "$LOGS/$store_none.log" || roof_rc=$?
 
 echo "gpu_check: syncs exit $syncs_rc, tests exit $tests_rc, benchmark exit $bench_rc (roofline run exit $roof_rc)," \
      "$((SECONDS - start)) s"
