@@ -69,9 +69,10 @@ for b in 1024 131072; do
 done
 
 # 5. The same batch-131072 run with inductor told to store no intermediate image (every threshold raised): on a
-#    CPU stand-in of the CUDA graph that leaves one pass after the contrast mean, gathering each pixel and its
-#    CutMix partner from uint8 (about 7 bytes a pixel moved, where the defaults store and reread the CutMix input:
-#    18). Measured once before the per-sample tables were stored, slower; this says whether it is faster now.
+#    CPU stand-in of the CUDA graph that leaves one pass after the contrast mean, which gathers each pixel from
+#    uint8 for the one sample it shows (F.SAMPLE_GATHER_DEVICES): about 6 bytes a pixel moved, where the defaults
+#    store the CutMix input and read it back (14; 18 before the CutMix gathered). Measured once before the
+#    per-sample tables were stored, slower; this says whether it is faster now.
 store_none=bench_cuda_roofline_b131072_store_none
 TORCH_LOGS=output_code timeout 75 "$PY" benchmarks/bench_peers.py --device cuda --recipe cifar --batch 131072 \
     --runs 3 --no-memory --impls roofline,augpipe-compiled --json "$OUT/$store_none.json" --inductor-options \

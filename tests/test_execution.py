@@ -102,6 +102,22 @@ def test_compiled_equals_eager_for_every_op(make, size):
     assert window is not None
 
 
+def test_a_compiled_cutmix_that_gathers_each_pixel_from_the_sample_it_shows_equals_eager(monkeypatch):
+    """The GPU form of a compiled CutMix (``F.SAMPLE_GATHER_DEVICES``), run here on the CPU: the same pixels as the
+    eager select, for images and for label maps, partial and empty boxes and a sample that is its own partner."""
+    monkeypatch.setattr(F, "SAMPLE_GATHER_DEVICES", frozenset({"cpu"}))
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(6, 3, 9, 11, generator=g)
+    labels = torch.randint(0, 5, (6, 1, 9, 11), generator=g)
+    boxes = torch.tensor([[0, 0, 9, 11], [2, 3, 7, 5], [0, 0, 0, 0], [4, 9, 9, 11], [1, 1, 2, 2], [3, 0, 8, 6]])
+    perm = torch.tensor([3, 1, 5, 0, 2, 4])  # sample 1 is its own partner
+    compiled = torch.compile(F.cutmix, fullgraph=True)
+    for images in (x, labels):
+        out = compiled(images, boxes, perm)
+        assert torch.equal(out, F.cutmix(images, boxes, perm))
+        assert not torch.equal(out, images)
+
+
 def test_a_compiled_pipeline_replays_given_params_as_eager_does():
     """forward(..., params=...) compiles the run without sampling; a bilinear first read uses the float copy there
     too."""
