@@ -654,15 +654,6 @@ def mixup(x: Tensor, lam: Tensor, perm: Tensor) -> Tensor:
     return partner(x, perm).lerp_(x, lam)
 
 
-def cutmix(x: Tensor, boxes: Tensor, perm: Tensor, inplace: bool = False) -> Tensor:
-    """Paste the partner's pixels x[perm] inside each sample's box (B, 4)."""
-    mask = box_mask(boxes, x.shape[-2:])
-    if torch.compiler.is_compiling() and x.device.type in SAMPLE_GATHER_DEVICES:
-        own = torch.arange(x.shape[0], device=x.device).view(-1, 1, 1, 1)
-        return torch.gather(x, 0, torch.where(mask, perm.view(-1, 1, 1, 1), own).expand_as(x))
-    return select(x, partner(x, perm), mask, inplace)
-
-
 # Device types on which a compiled CutMix reads each pixel from the one sample it shows, its own or its partner's
 # (a gather over the batch), where ``where(mask, x[perm], x)`` loads both. Inductor stores x once either way under
 # its default options (so a GPU pass reads 4 bytes a pixel less); with its realize thresholds raised, only the
@@ -671,6 +662,15 @@ def cutmix(x: Tensor, boxes: Tensor, perm: Tensor, inplace: bool = False) -> Ten
 # option). Not on a CPU, whose C++ loops load a gathered sample lane by lane: CIFAR recipe, 2 threads, 8.4 ms
 # against 1.1.
 SAMPLE_GATHER_DEVICES = frozenset({"cuda"})
+
+
+def cutmix(x: Tensor, boxes: Tensor, perm: Tensor, inplace: bool = False) -> Tensor:
+    """Paste the partner's pixels x[perm] inside each sample's box (B, 4)."""
+    mask = box_mask(boxes, x.shape[-2:])
+    if torch.compiler.is_compiling() and x.device.type in SAMPLE_GATHER_DEVICES:
+        own = torch.arange(x.shape[0], device=x.device).view(-1, 1, 1, 1)
+        return torch.gather(x, 0, torch.where(mask, perm.view(-1, 1, 1, 1), own).expand_as(x))
+    return select(x, partner(x, perm), mask, inplace)
 
 
 def cutmix_lambda(boxes: Tensor, size: tuple[int, int]) -> Tensor:

@@ -230,7 +230,7 @@ class Pipeline(_Composite):
         no geometric op comes first, the first op reads a plain copy too (CIFAR batch, Brightness alone, 2 threads:
         0.96 -> 0.41 ms a call, medians of 300). A reflect- or replicate-padded first crop reads rows of a copy
         padded that way, as a constant-padded one does (that crop, a flip, jitter, Normalize, Cutout and CutMix:
-        4.5 -> 1.2 ms). The copy's memory is kept for the next call (one copy per calling thread, remade when the
+        4.5 -> 1.4 ms). The copy's memory is kept for the next call (one copy per calling thread, remade when the
         shape changes, freed with the thread): fresh memory costs a page fault per 4 KiB, about as much as the
         whole read.
         """
