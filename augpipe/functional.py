@@ -263,14 +263,16 @@ def gather_windows(source: Tensor, matrix: Tensor, size: tuple[int, int], in_sha
     out = source.unfold(1, w, 1)[copy, start]  # (B, C, h, w)
     if uint8:
         out = out / 255
-    # Output column j lies in the image for j in [lo, hi): a float test on the loop index, no per-pixel index.
-    j = torch.arange(w, device=dev, dtype=source.dtype)
-    lo = torch.where(cs < 0, c0 - W + 1, -c0).to(source.dtype)
-    hi = torch.where(cs < 0, c0 + 1, W - c0).to(source.dtype)
-    row_inside = (rows >= 0) & (rows < H)
+    # Output column j lies in the image for j in [lo, hi): per sample, a row test (B, h) and a column test (B, w),
+    # 0 or 1 in float, stored once (``tables``), whose product each pixel tests (see ``box_mask``).
+    j = torch.arange(w, device=dev)
+    lo = torch.where(cs < 0, c0 - W + 1, -c0)
+    hi = torch.where(cs < 0, c0 + 1, W - c0)
+    row_inside = ((rows >= 0) & (rows < H)).to(source.dtype)
+    col_inside = ((j >= lo) & (j < hi)).to(source.dtype)
     if tables is not None:
-        tables.extend((start, copy, lo, hi, row_inside))
-    inside = row_inside[:, None, :, None] & ((j >= lo) & (j < hi))[:, None, None, :]
+        tables.extend((start, copy, row_inside, col_inside))
+    inside = row_inside[:, None, :, None] * col_inside[:, None, None, :] != 0
     return torch.where(inside, out, _scalar(fill, out))
 
 
@@ -587,29 +589,36 @@ def contrast(x: Tensor, factor: Tensor, inplace: bool = False) -> Tensor:
     return _scaled(x, f, inplace).add_((1 - f) * m).clamp_(0, 1)
 
 
-def normalize(x: Tensor, mean: Tensor, std: Tensor, inplace: bool = False) -> Tensor:
-    """(x - mean) / std per channel; mean and std are (C,)."""
+def normalize(x: Tensor, mean: Tensor, std: Tensor, inplace: bool = False, tables: list | None = None) -> Tensor:
+    """(x - mean) / std per channel; mean and std are (C,). ``tables``: see ``box_mask``."""
+    if tables is not None:
+        tables.extend((mean, std))
     mean, std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
     return (x.sub_(mean) if inplace else x - mean).div_(std)
 
 
 # ----------------------------------------------------------------------------------------------- erase and mix
-def box_mask(boxes: Tensor, size: tuple[int, int]) -> Tensor:
+def box_mask(boxes: Tensor, size: tuple[int, int], tables: list | None = None) -> Tensor:
     """(B, 1, H, W) bool, true inside any of the boxes (B, N, 4) or (B, 4) of (y1, x1, y2, x2).
 
-    Built from a row test (B, N, H, 1) and a column test (B, N, 1, W): one pass over the image per box.
+    Built from a row test (B, N, H) and a column test (B, N, W), each 0 or 1 in float32: a pixel is inside a box
+    where their product is 1. ``tables``: compiled, the two tests are appended (see ``fuse.run``), so inductor
+    stores them once and each pixel loads its column test as part of a vector, where it would otherwise compare a
+    vector of indices with the box's edges itself, converted from int64. CIFAR recipe, 2 threads, medians of 400
+    calls in three alternating runs: 1.19-1.21 ms before; 1.06-1.07 with Cutout's and CutMix's tests stored so
+    (and Normalize's mean and std); 0.995-1.006 with a window read's crop edges too (``gather_windows``).
     """
     if boxes.dim() == 2:
         boxes = boxes[:, None]
     h, w = size
-    # Compared in float32 (exact for pixel indices): a compiled CPU loop tests a vector of float32 indices in one
-    # instruction, where int64 indices take two registers, two compares and mask conversions.
     ys = torch.arange(h, device=boxes.device, dtype=torch.float32)
     xs = torch.arange(w, device=boxes.device, dtype=torch.float32)
     boxes = boxes.to(torch.float32)
-    rows = (ys >= boxes[..., 0, None]) & (ys < boxes[..., 2, None])  # (B, N, H)
-    cols = (xs >= boxes[..., 1, None]) & (xs < boxes[..., 3, None])  # (B, N, W)
-    inside = rows[..., :, None] & cols[..., None, :]  # (B, N, H, W)
+    rows = ((ys >= boxes[..., 0, None]) & (ys < boxes[..., 2, None])).to(torch.float32)  # (B, N, H)
+    cols = ((xs >= boxes[..., 1, None]) & (xs < boxes[..., 3, None])).to(torch.float32)  # (B, N, W)
+    if tables is not None:
+        tables.extend((rows, cols))
+    inside = rows[..., :, None] * cols[..., None, :] != 0  # (B, N, H, W)
     return (inside[:, 0] if inside.shape[1] == 1 else inside.any(1))[:, None]
 
 
@@ -633,9 +642,9 @@ def select(x: Tensor, other: Tensor, mask: Tensor, inplace: bool = False) -> Ten
     return x.lerp_(other, weight) if inplace else torch.lerp(x, other, weight)
 
 
-def cutout(x: Tensor, boxes: Tensor, fill: float = 0.0, inplace: bool = False) -> Tensor:
-    """Set the pixels inside the boxes (B, N, 4) to ``fill`` (images or label maps)."""
-    return select(x, fill, box_mask(boxes, x.shape[-2:]), inplace)
+def cutout(x: Tensor, boxes: Tensor, fill: float = 0.0, inplace: bool = False, tables: list | None = None) -> Tensor:
+    """Set the pixels inside the boxes (B, N, 4) to ``fill`` (images or label maps). ``tables``: see ``box_mask``."""
+    return select(x, fill, box_mask(boxes, x.shape[-2:], tables), inplace)
 
 
 def partner(x: Tensor, perm: Tensor) -> Tensor:
@@ -664,9 +673,9 @@ def mixup(x: Tensor, lam: Tensor, perm: Tensor) -> Tensor:
 SAMPLE_GATHER_DEVICES = frozenset({"cuda"})
 
 
-def cutmix(x: Tensor, boxes: Tensor, perm: Tensor, inplace: bool = False) -> Tensor:
-    """Paste the partner's pixels x[perm] inside each sample's box (B, 4)."""
-    mask = box_mask(boxes, x.shape[-2:])
+def cutmix(x: Tensor, boxes: Tensor, perm: Tensor, inplace: bool = False, tables: list | None = None) -> Tensor:
+    """Paste the partner's pixels x[perm] inside each sample's box (B, 4). ``tables``: see ``box_mask``."""
+    mask = box_mask(boxes, x.shape[-2:], tables)
     if torch.compiler.is_compiling() and x.device.type in SAMPLE_GATHER_DEVICES:
         own = torch.arange(x.shape[0], device=x.device).view(-1, 1, 1, 1)
         return torch.gather(x, 0, torch.where(mask, perm.view(-1, 1, 1, 1), own).expand_as(x))

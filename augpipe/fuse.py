@@ -197,7 +197,7 @@ def run(steps, state: dict, dtype, fuse: bool = True, window=None, keep_in=None,
     ``keep_in``: a tensor the images are written into and returned as, when its shape and dtype are theirs (a
     compiled CPU stage writes there; see ``Pipeline._stages``).
     ``tables``: a list that collects the per-sample tensors every pixel's formula reads (composed sampling matrices,
-    source rows and columns). A compiled caller returns it: inductor stores a tensor that the graph returns and
+    source rows and columns, the row and column tests of crop edges and boxes, Normalize's mean and std). A compiled caller returns it: inductor stores a tensor that the graph returns and
     that other nodes read, and those then load it, where otherwise each pixel would work out its sample's matrix
     product again (on an H200, CIFAR recipe at batch 131072, that made storing no intermediate image slower than
     storing two)."""
@@ -219,7 +219,7 @@ def run(steps, state: dict, dtype, fuse: bool = True, window=None, keep_in=None,
             if hasattr(node, "select"):  # OneOf / RandomApply over a sub-graph: run the branches, pick per sample
                 state = node.select(state, params, lambda s, sub: run(sub, s, dtype, fuse, tables=tables))
             else:
-                state = node.apply(state, params, inplace=owned)
+                state = node.apply(state, params, inplace=owned, tables=tables)
         owned = owned or state["images"] is not images
         images = state["images"]
     state = as_float(state, dtype)

@@ -107,8 +107,9 @@ class Op(nn.Module):
     def sample(self, shape: Shape, generator: torch.Generator, device: torch.device) -> dict[str, Tensor]:
         raise NotImplementedError
 
-    def apply(self, state: dict, params: dict[str, Tensor], inplace: bool = False) -> dict:
-        """The new state. ``inplace``: the images are a tensor the executor made, which the op may overwrite."""
+    def apply(self, state: dict, params: dict[str, Tensor], inplace: bool = False, tables: list | None = None) -> dict:
+        """The new state. ``inplace``: the images are a tensor the executor made, which the op may overwrite.
+        ``tables``: compiled, the small per-sample tensors that every pixel reads are appended (see ``fuse.run``)."""
         raise NotImplementedError
 
     def steps(self, params):
@@ -407,7 +408,7 @@ class _Factor(Op):
 class Brightness(_Factor):
     """out = clamp(f x, 0, 1), f ~ U[max(0, 1 - b), 1 + b] per sample."""
 
-    def apply(self, state, params, inplace=False):
+    def apply(self, state, params, inplace=False, tables=None):
         return {**state, "images": F.brightness(state["images"], params["factor"], inplace)}
 
 
@@ -420,7 +421,7 @@ class Contrast(_Factor):
         if shape.channels not in (1, 3):
             raise ValueError(f"{self!r}: needs 1 or 3 channels for the grayscale mean, got {shape.channels}")
 
-    def apply(self, state, params, inplace=False):
+    def apply(self, state, params, inplace=False, tables=None):
         return {**state, "images": F.contrast(state["images"], params["factor"], inplace)}
 
 
@@ -449,9 +450,9 @@ class Normalize(Op):
     def sample(self, shape, generator, device):
         return {}
 
-    def apply(self, state, params, inplace=False):
+    def apply(self, state, params, inplace=False, tables=None):
         x = state["images"]
-        return {**state, "images": F.normalize(x, self.mean.to(x), self.std.to(x), inplace)}
+        return {**state, "images": F.normalize(x, self.mean.to(x), self.std.to(x), inplace, tables)}
 
 
 # ----------------------------------------------------------------------------------------------- erase and mix
@@ -484,8 +485,8 @@ class Cutout(Op):
     def skip(self, params, keep):
         return {"boxes": params["boxes"] * keep.view(-1, 1, 1)}  # all-zero box = empty
 
-    def apply(self, state, params, inplace=False):
-        out = {**state, "images": F.cutout(state["images"], params["boxes"], self.fill, inplace)}
+    def apply(self, state, params, inplace=False, tables=None):
+        out = {**state, "images": F.cutout(state["images"], params["boxes"], self.fill, inplace, tables)}
         if self.mask_fill is not None and state.get("masks") is not None:
             out["masks"] = F.cutout(state["masks"], params["boxes"], self.mask_fill)
         return out
@@ -524,7 +525,7 @@ class Mixup(Op):
     def skip(self, params, keep):
         return {**params, "lam": torch.where(keep, params["lam"], 1.0)}
 
-    def apply(self, state, params, inplace=False):
+    def apply(self, state, params, inplace=False, tables=None):
         lam, perm = params["lam"], params["perm"]
         return {**state, "images": F.mixup(state["images"], lam, perm),
                 "targets": _mix_targets(state["targets"], lam, perm)}
@@ -562,10 +563,10 @@ class CutMix(Op):
     def skip(self, params, keep):
         return {**params, "box": params["box"] * keep.view(-1, 1)}
 
-    def apply(self, state, params, inplace=False):
+    def apply(self, state, params, inplace=False, tables=None):
         x, box, perm = state["images"], params["box"], params["perm"]
         lam = F.cutmix_lambda(box, x.shape[-2:])
-        out = {**state, "images": F.cutmix(x, box, perm, inplace),
+        out = {**state, "images": F.cutmix(x, box, perm, inplace, tables),
                "targets": _mix_targets(state["targets"], lam, perm)}
         if state.get("masks") is not None:
             out["masks"] = F.cutmix(state["masks"], box, perm)
@@ -587,7 +588,7 @@ class LabelSmoothing(Op):
     def sample(self, shape, generator, device):
         return {}
 
-    def apply(self, state, params, inplace=False):
+    def apply(self, state, params, inplace=False, tables=None):
         t = state["targets"]
         return {**state, "targets": None if t is None else F.label_smoothing(t, self.eps)}
 
@@ -623,7 +624,7 @@ class FractionalPool(Op):
                                      generator=generator, device=device)
         return {"row_bounds": rows, "col_bounds": cols}
 
-    def apply(self, state, params, inplace=False):
+    def apply(self, state, params, inplace=False, tables=None):
         x = state["images"]
         pooled = F.fractional_max_pool2d_from_bounds(x, params["row_bounds"], params["col_bounds"], self.overlapping)
         return {**state, "images": F.upsample_nearest(pooled, x.shape[-2:])}
