@@ -22,7 +22,8 @@ torchvision.transforms.v2 (only where importable: it is no dependency of augpipe
 the output shape: the least any implementation must read and write. Each peer's builder says what differs.
 
 Timing: every implementation is called a few times first (warm-up), then ``--runs`` timed runs; a run loops
-enough calls to last >= 50 ms and its time is divided by the calls. Runs are interleaved (run 1 of every
+enough calls to last >= 50 ms (counted once every implementation has warmed up) and its time is divided by
+the calls. Runs are interleaved (run 1 of every
 implementation, then run 2 ...), so that load from other processes on a shared machine falls on every row
 alike; the load average before and after is printed. The table gives the median over runs. On CUDA each run
 ends with torch.cuda.synchronize(). Speed ratios are augpipe's images/s over the row's.
@@ -319,24 +320,30 @@ def dynamo_graphs() -> int:
         return 0
 
 
-def warm_up(call, x, y, device, warmup: int, min_run_s: float) -> dict:
-    """Call ``warmup`` times (the first call compiles, if anything does), then size a run to >= min_run_s."""
+def warm_up(call, x, y, device, warmup: int) -> dict:
+    """Call ``warmup`` times; the first call compiles, if anything does."""
     t0 = time.perf_counter()
     call(x, y)
     sync(device)
     first_s = time.perf_counter() - t0
     for _ in range(warmup - 1):
         call(x, y)
+    return {"first_call_s": first_s, "runs_s": [], "graphs_compiled_while_timing": 0}
+
+
+def size_run(call, x, y, device, min_run_s: float) -> int:
+    """Calls per run, for a run to last >= min_run_s: from the fastest of three calls (one slow call made runs far
+    shorter than min_run_s). Done once every implementation has warmed up, so that the calls are sized in the state
+    the timed runs meet: sized right after its own warm-up, a compiled CPU call still met the page faults of a
+    fresh process (3.9 ms, where the timed runs took 1.2), and its runs lasted 16 ms."""
     per_call = []
-    for _ in range(3):  # the fastest of three sizes the run: one slow call made runs far shorter than min_run_s
+    for _ in range(3):
         sync(device)
         t0 = time.perf_counter()
         call(x, y)
         sync(device)
         per_call.append(time.perf_counter() - t0)
-    per_call = min(per_call)
-    return {"first_call_s": first_s, "calls_per_run": max(1, math.ceil(min_run_s / max(per_call, 1e-9))),
-            "runs_s": [], "graphs_compiled_while_timing": 0}
+    return max(1, math.ceil(min_run_s / max(min(per_call), 1e-9)))
 
 
 def time_interleaved(calls: dict, timings: dict, x, y, device, runs: int) -> None:
@@ -606,12 +613,14 @@ def main(argv=None) -> None:
             rows[key] = {"key": key, "label": label}
             try:
                 calls[key], notes[key] = builder(r, device, x, y)
-                timings[key] = warm_up(calls[key], x, y, device, warmup, min_run_s)
+                timings[key] = warm_up(calls[key], x, y, device, warmup)
             except ImportError as e:
                 rows[key]["skipped"] = f"not importable ({e})"
             except Exception as e:  # a peer that breaks on this machine is reported, not fatal
                 rows[key]["skipped"] = f"failed: {type(e).__name__}: {e}"[:200]
         calls = {k: c for k, c in calls.items() if k in timings}
+        for key, call in calls.items():
+            timings[key]["calls_per_run"] = size_run(call, x, y, device, min_run_s)
         print(f"  {name}: warmed up {', '.join(calls)}; timing {runs} interleaved runs", flush=True)
         time_interleaved(calls, timings, x, y, device, runs)
         for key, t in timings.items():
