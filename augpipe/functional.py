@@ -602,11 +602,12 @@ def box_mask(boxes: Tensor, size: tuple[int, int], tables: list | None = None) -
     """(B, 1, H, W) bool, true inside any of the boxes (B, N, 4) or (B, 4) of (y1, x1, y2, x2).
 
     Built from a row test (B, N, H) and a column test (B, N, W), each 0 or 1 in float32: a pixel is inside a box
-    where their product is 1. ``tables``: compiled, the two tests are appended (see ``fuse.run``), so inductor
-    stores them once and each pixel loads its column test as part of a vector, where it would otherwise compare a
-    vector of indices with the box's edges itself, converted from int64. CIFAR recipe, 2 threads, medians of 400
-    calls in three alternating runs: 1.19-1.21 ms before; 1.06-1.07 with Cutout's and CutMix's tests stored so
-    (and Normalize's mean and std); 0.995-1.006 with a window read's crop edges too (``gather_windows``).
+    where their product is 1. ``tables``: compiled, the two tests are appended (see ``fuse.run``), so inductor stores
+    them once and each pixel loads its column test as part of a vector, where it would otherwise compare a vector of
+    indices with the box's edges itself, converted from int64. CIFAR recipe, 2 threads, with the crop edges of
+    ``gather_windows`` and Normalize's mean and std stored the same way, alternating runs: 1.19-1.21 -> 0.995-1.006
+    ms back to back, 2.14-2.31 -> 2.05-2.21 ms in a CPU training loop (a small CNN's step between calls), no change
+    in ``benchmarks/bench_peers.py``.
     """
     if boxes.dim() == 2:
         boxes = boxes[:, None]

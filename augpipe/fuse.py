@@ -197,10 +197,10 @@ def run(steps, state: dict, dtype, fuse: bool = True, window=None, keep_in=None,
     ``keep_in``: a tensor the images are written into and returned as, when its shape and dtype are theirs (a
     compiled CPU stage writes there; see ``Pipeline._stages``).
     ``tables``: a list that collects the per-sample tensors every pixel's formula reads (composed sampling matrices,
-    source rows and columns, the row and column tests of crop edges and boxes, Normalize's mean and std). A compiled caller returns it: inductor stores a tensor that the graph returns and
-    that other nodes read, and those then load it, where otherwise each pixel would work out its sample's matrix
-    product again (on an H200, CIFAR recipe at batch 131072, that made storing no intermediate image slower than
-    storing two)."""
+    source rows and columns, the row and column tests of crop edges and boxes, Normalize's mean and std). A compiled
+    caller returns it: inductor stores a tensor that the graph returns and that other nodes read, and those then load
+    it, where otherwise each pixel would work out its sample's matrix product again (on an H200, CIFAR recipe at
+    batch 131072, that made storing no intermediate image slower than storing two)."""
     flat = [leaf for node, params in steps for leaf in node.steps(params)]
     stages = _segments(flat) if fuse else [[s] if isinstance(s[0], GeometricOp) else s for s in flat]
     images = state["images"]

@@ -107,7 +107,8 @@ class Op(nn.Module):
     def sample(self, shape: Shape, generator: torch.Generator, device: torch.device) -> dict[str, Tensor]:
         raise NotImplementedError
 
-    def apply(self, state: dict, params: dict[str, Tensor], inplace: bool = False, tables: list | None = None) -> dict:
+    def apply(self, state: dict, params: dict[str, Tensor], inplace: bool = False,
+              tables: list | None = None) -> dict:
         """The new state. ``inplace``: the images are a tensor the executor made, which the op may overwrite.
         ``tables``: compiled, the small per-sample tensors that every pixel reads are appended (see ``fuse.run``)."""
         raise NotImplementedError

@@ -21,12 +21,12 @@ torchvision.transforms.v2 (only where importable: it is no dependency of augpipe
 ``out.copy_(x)`` of the uint8 input (for imagenet its 224 x 224 corner) into a preallocated float32 tensor of
 the output shape: the least any implementation must read and write. Each peer's builder says what differs.
 
-Timing: every implementation is called a few times first (warm-up), then ``--runs`` timed runs; a run loops
-enough calls to last >= 50 ms (counted once every implementation has warmed up) and its time is divided by
-the calls. Runs are interleaved (run 1 of every
-implementation, then run 2 ...), so that load from other processes on a shared machine falls on every row
-alike; the load average before and after is printed. The table gives the median over runs. On CUDA each run
-ends with torch.cuda.synchronize(). Speed ratios are augpipe's images/s over the row's.
+Timing: every implementation is called a few times first (warm-up), then ``--runs`` timed runs; a run loops enough
+calls to last >= 50 ms (counted once every implementation has warmed up) and its time is divided by the calls.
+Runs are interleaved (run 1 of every implementation, then run 2 ...), so that load from other processes on a
+shared machine falls on every row alike; the load average before and after is printed. The table gives the median
+over runs. On CUDA each run ends with torch.cuda.synchronize(). Speed ratios are augpipe's images/s over the
+row's.
 
 Peak memory of one call:
   cpu   torch's CPU allocations are invisible to tracemalloc, and albumentations/OpenCV allocate outside torch,
