@@ -346,19 +346,32 @@ def size_run(call, x, y, device, min_run_s: float) -> int:
     return max(1, math.ceil(min_run_s / max(min(per_call), 1e-9)))
 
 
+def page_faults() -> int | None:
+    """Minor page faults of this process so far (None where the OS does not count them): a fresh 4 KiB page each,
+    the cost that separates a run of calls reusing freed memory from one that maps it anew (see augpipe.memory)."""
+    try:
+        import resource
+    except ImportError:  # not Unix
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def time_interleaved(calls: dict, timings: dict, x, y, device, runs: int) -> None:
     """Run r of every implementation, then run r + 1 of every one: load from other processes on a shared machine
-    then falls on all rows alike instead of on whichever happened to run at that moment."""
+    then falls on all rows alike instead of on whichever happened to run at that moment. Each run also notes the
+    page faults its calls met, per call."""
     for _ in range(runs):
         for key, call in calls.items():
             t = timings[key]
-            graphs = dynamo_graphs()
+            graphs, faults = dynamo_graphs(), page_faults()
             t0 = time.perf_counter()
             for _ in range(t["calls_per_run"]):
                 call(x, y)
             sync(device)
             t["runs_s"].append((time.perf_counter() - t0) / t["calls_per_run"])
             t["graphs_compiled_while_timing"] += dynamo_graphs() - graphs
+            if faults is not None:
+                t.setdefault("page_faults_per_call", []).append((page_faults() - faults) / t["calls_per_run"])
     for t in timings.values():
         t["s_per_call"] = statistics.median(t["runs_s"])
 
@@ -507,7 +520,9 @@ def print_table(r: Recipe, rows: list[dict], device, load) -> None:
             extra.append(row["memory_note"])
         print(f"  {row['label']}: {row['note']}" + "".join(f"; {e}" for e in extra)
               + f" [{row['calls_per_run']} calls/run, runs ms: "
-              + ", ".join(f"{t * 1e3:.2f}" for t in row["runs_s"]) + "]")
+              + ", ".join(f"{t * 1e3:.2f}" for t in row["runs_s"])
+              + ("; page faults a call: " + ", ".join(f"{f:.0f}" for f in row["page_faults_per_call"])
+                 if "page_faults_per_call" in row else "") + "]")
 
 
 def profile_augpipe(r: Recipe, device, x, y) -> None:
