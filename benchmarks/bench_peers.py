@@ -26,7 +26,8 @@ calls to last >= 50 ms (counted once every implementation has warmed up) and its
 Runs are interleaved (run 1 of every implementation, then run 2 ...), so that load from other processes on a
 shared machine falls on every row alike; the load average before and after is printed. The table gives the median
 over runs. On CUDA each run ends with torch.cuda.synchronize(). Speed ratios are augpipe's images/s over the
-row's.
+row's. Each run also counts its page faults per call (minor faults, from getrusage, where the OS has it): printed
+after the run times, and in the JSON.
 
 Peak memory of one call:
   cpu   torch's CPU allocations are invisible to tracemalloc, and albumentations/OpenCV allocate outside torch,
