@@ -31,20 +31,21 @@ PAGE = mmap.PAGESIZE
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
 
-def _madvise():
-    """libc's madvise with its argument types, or None where there is no MADV_HUGEPAGE (not Linux)."""
-    if not sys.platform.startswith("linux") or not hasattr(mmap, "MADV_HUGEPAGE"):
+def _libc(name: str, *argtypes):
+    """The Linux libc function ``name`` returning an int, with these argument types; None elsewhere."""
+    if not sys.platform.startswith("linux"):
         return None
     try:
-        fn = ctypes.CDLL(None, use_errno=True).madvise
+        fn = getattr(ctypes.CDLL(None, use_errno=True), name)
     except (OSError, AttributeError):
         return None
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    fn.argtypes = list(argtypes)
     fn.restype = ctypes.c_int
     return fn
 
 
-_MADVISE = _madvise()
+_MADVISE = (_libc("madvise", ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+            if hasattr(mmap, "MADV_HUGEPAGE") else None)  # None where there is no MADV_HUGEPAGE (not Linux)
 
 
 def empty(shape, dtype: torch.dtype, device=None) -> Tensor:
@@ -76,13 +77,8 @@ def keep_freed_memory(trim_bytes: int = 256 * 2**20) -> bool:
     """
     if not isinstance(trim_bytes, int) or isinstance(trim_bytes, bool) or trim_bytes < 0:
         raise ValueError(f"keep_freed_memory: trim_bytes must be a non-negative int, got {trim_bytes!r}")
-    if not sys.platform.startswith("linux"):
+    mallopt = _libc("mallopt", ctypes.c_int, ctypes.c_int)
+    if mallopt is None:
         return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
     trim = min(trim_bytes, 2**31 - 1)  # mallopt takes an int
     return bool(mallopt(_M_MMAP_THRESHOLD, LARGE_BYTES)) and bool(mallopt(_M_TRIM_THRESHOLD, trim))
