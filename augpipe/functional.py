@@ -198,10 +198,14 @@ def window_source(x: Tensor, plan: WindowPlan, dtype: torch.dtype, out: Tensor |
 
     Row 0 is x cast to ``dtype``, each image padded by ``plan.padding`` (an edge-extending crop's, which then
     reads inside the copy), flattened, with ``plan.reach`` zeros at each end; when ``plan.mirrored`` (M = 2), row
-    1 is the same, reversed. uint8 values are not divided by 255 here: ``gather_windows`` divides what it reads, in
-    the compiled loop, where a pass of its own over the copy took as long as making it (CIFAR batch, 2 threads:
-    118 us). ``out``, when given, is a tensor this function made before for the same shape: only the image values
-    are written again.
+    1 is the same with each image's values reversed in place. Image by image, not the whole row reversed: a sample's
+    mirror then lies where the sample does, so the thread that reads a sample in the compiled loop finds it where
+    its own share of this copy was written. When this VM's two vCPUs sit on different caches (their round trip
+    440 ns against 120; it comes and goes every 10 s to minutes), the compiled CIFAR recipe took 1.44 ms with the
+    whole row reversed and 1.24 ms so; 1.00 ms both otherwise (medians, alternating, one process).
+    uint8 values are not divided by 255 here: ``gather_windows`` divides what it reads, in the compiled loop, where
+    a pass of its own over the copy took as long as making it (CIFAR batch, 2 threads: 118 us). ``out``, when
+    given, is a tensor this function made before for the same shape: only the image values are written again.
     """
     if plan.mode:  # padded in x's dtype, then converted with the copy: CIFAR batch, uint8, reflect 4, mirrored,
         # 0.35 ms, where copying the image and then each band into the float copy took 0.93 (bands 4 wide)
@@ -211,9 +215,9 @@ def window_source(x: Tensor, plan: WindowPlan, dtype: torch.dtype, out: Tensor |
     shape = (1 + plan.mirrored, n + 2 * reach)
     if out is None or out.shape != shape or out.dtype != dtype or out.device != x.device:
         out = torch.zeros(shape, dtype=dtype, device=x.device)
-    flat = x.reshape(-1)
-    for m, values in enumerate((flat, flat.flip(0))[:shape[0]]):
-        out[m, reach:reach + n].copy_(values)
+    images = x.reshape(x.shape[0], -1)
+    for m, values in enumerate((images, images.flip(1))[:shape[0]]):
+        out[m, reach:reach + n].view_as(images).copy_(values)
     return out
 
 
@@ -255,10 +259,12 @@ def gather_windows(source: Tensor, matrix: Tensor, size: tuple[int, int], in_sha
     mirrored = (cs < 0)[:, :, None]  # (B, 1, 1): this sample reads its columns right to left
     first = ((torch.arange(B, device=dev)[:, None, None] * C + torch.arange(C, device=dev)[None, :, None]) * H
              + rows.clamp(0, H - 1)[:, None, :]) * W + c0[:, :, None]  # (B, C, h): flat index of the first value
-    # Reading right to left from ``first`` is reading the reversed copy left to right from n - 1 - first.
+    # Reading right to left from ``first``, in image b of m values, is reading the copy whose images are each
+    # reversed left to right from (2 b + 1) m - 1 - first.
     # Clamped, though in range for any map of the ops the source was made for: compiled CPU loops do not check
     # indices (graph.INDUCTOR_OPTIONS), so a replayed params list of another graph must not read past the source.
-    start = (reach + torch.where(mirrored, n - 1 - first, first)).clamp(0, source.shape[1] - w)
+    reversed_first = (2 * torch.arange(B, device=dev)[:, None, None] + 1) * (C * H * W) - 1 - first
+    start = (reach + torch.where(mirrored, reversed_first, first)).clamp(0, source.shape[1] - w)
     copy = mirrored.long() if source.shape[0] == 2 else torch.zeros_like(mirrored, dtype=torch.long)
     out = source.unfold(1, w, 1)[copy, start]  # (B, C, h, w)
     if uint8:

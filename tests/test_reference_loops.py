@@ -534,15 +534,18 @@ def test_window_reads_of_flips_and_padded_crops_match_loop(dtype, first, monkeyp
 
 
 def test_a_window_source_is_the_padded_images_flattened_between_zeros():
-    """Row 0: the images padded by F.pad in the plan's mode, then ``reach`` zeros at each end; row 1 reversed."""
+    """Row 0: the images padded by F.pad in the plan's mode, then ``reach`` zeros at each end; row 1 the same with
+    each image's values reversed (the image's mirror where the image is)."""
     x = torch.randint(0, 256, (2, 3, 5, 6), generator=gen(26), dtype=torch.uint8)
     for plan in (AF.WindowPlan(), AF.WindowPlan(3, True), AF.WindowPlan(1, True, (2, 0, 1, 3), "reflect"),
                  AF.WindowPlan(0, False, (4, 1, 0, 2), "replicate")):
         source = AF.window_source(x, plan, torch.float32)
         l, t, r, b = plan.padding
-        flat = (TF.pad(x.float(), (l, r, t, b), mode=plan.mode) if plan.mode else x.float()).reshape(-1)
+        padded = TF.pad(x.float(), (l, r, t, b), mode=plan.mode) if plan.mode else x.float()
+        flat = padded.reshape(-1)
+        mirror = torch.cat([image.reshape(-1).flip(0) for image in padded])
         zeros = torch.zeros(plan.reach)
-        rows = [torch.cat((zeros, flat, zeros))] + ([torch.cat((zeros, flat.flip(0), zeros))] if plan.mirrored else [])
+        rows = [torch.cat((zeros, flat, zeros))] + ([torch.cat((zeros, mirror, zeros))] if plan.mirrored else [])
         assert torch.equal(source, torch.stack(rows))
         previous = AF.window_source(255 - x, plan, torch.float32)  # a copy of other images is reused
         assert AF.window_source(x, plan, torch.float32, out=previous) is previous and torch.equal(previous, source)
