@@ -183,7 +183,7 @@ class WindowPlan(NamedTuple):
     """
 
     reach: int = 0  # zeros at each end of a row: the columns the ops may read beyond the (padded) images
-    mirrored: bool = False  # a second row holds the copy reversed, for samples that read columns right to left
+    mirrored: bool = False  # a second row holds each image reversed, for samples that read columns right to left
     padding: tuple[int, int, int, int] = (0, 0, 0, 0)  # (left, top, right, bottom) added to each image in ``mode``
     mode: str | None = None  # with padding, "reflect" (as ``F.pad``: the edge not repeated) or "replicate"
 
