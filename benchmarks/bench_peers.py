@@ -27,7 +27,9 @@ Runs are interleaved (run 1 of every implementation, then run 2 ...), so that lo
 shared machine falls on every row alike; the load average before and after is printed. The table gives the median
 over runs. On CUDA each run ends with torch.cuda.synchronize(). Speed ratios are augpipe's images/s over the
 row's. Each run also counts its page faults per call (minor faults, from getrusage, where the OS has it): printed
-after the run times, and in the JSON.
+after the run times, and in the JSON. On a CPU each round of runs starts with ``cross_thread.round_trip_ns()``, how
+long a cache line takes between two cores and back: on a shared VM it says whether the host had put the vCPUs on
+different caches, which slows whatever one thread writes and another reads (README, "CPU").
 
 Peak memory of one call:
   cpu   torch's CPU allocations are invisible to tracemalloc, and albumentations/OpenCV allocate outside torch,
@@ -71,6 +73,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as `python benchmarks/bench_peers.py` from a checkout
     sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cross_thread  # noqa: E402  (this folder's probe of the machine, see its docstring)
 
 SEED = 0
 
@@ -357,11 +361,15 @@ def page_faults() -> int | None:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def time_interleaved(calls: dict, timings: dict, x, y, device, runs: int) -> None:
+def time_interleaved(calls: dict, timings: dict, x, y, device, runs: int) -> list:
     """Run r of every implementation, then run r + 1 of every one: load from other processes on a shared machine
     then falls on all rows alike instead of on whichever happened to run at that moment. Each run also notes the
-    page faults its calls met, per call."""
+    page faults its calls met, per call. Returns, on a CPU, the cross-thread round trip measured before each round
+    (``cross_thread.round_trip_ns``, None where there is no probe): which state of a shared VM each round met."""
+    probes = []
     for _ in range(runs):
+        if device.type == "cpu":
+            probes.append(cross_thread.round_trip_ns())
         for key, call in calls.items():
             t = timings[key]
             graphs, faults = dynamo_graphs(), page_faults()
@@ -375,6 +383,7 @@ def time_interleaved(calls: dict, timings: dict, x, y, device, runs: int) -> Non
                 t.setdefault("page_faults_per_call", []).append((page_faults() - faults) / t["calls_per_run"])
     for t in timings.values():
         t["s_per_call"] = statistics.median(t["runs_s"])
+    return probes
 
 
 def _proc_status_bytes(key: str) -> int:
@@ -638,7 +647,7 @@ def main(argv=None) -> None:
         for key, call in calls.items():
             timings[key]["calls_per_run"] = size_run(call, x, y, device, min_run_s)
         print(f"  {name}: warmed up {', '.join(calls)}; timing {runs} interleaved runs", flush=True)
-        time_interleaved(calls, timings, x, y, device, runs)
+        probes = time_interleaved(calls, timings, x, y, device, runs)
         for key, t in timings.items():
             rows[key].update(note=notes[key], **t, images_per_s=r.batch / t["s_per_call"])
         for key in list(calls):
@@ -666,9 +675,13 @@ def main(argv=None) -> None:
             if "roofline" in by_key:
                 row["roofline_fraction"] = by_key["roofline"]["s_per_call"] / t
         print_table(r, rows, device, load)
+        if any(p is not None for p in probes):
+            print("  cross-thread round trip before each round of runs (benchmarks/cross_thread.py), ns: "
+                  + ", ".join("n/a" if p is None else f"{p:.0f}" for p in probes))
         report["recipes"][name if len(batches) == 1 else f"{name}_b{r.batch}"] = {"batch": r.batch, "input": [r.batch, 3, r.size, r.size],
                                    "output": [r.batch, 3, r.out, r.out], "classes": r.classes, "ops": r.title,
-                                   "output_bytes": out_bytes, "load_average_before": load, "rows": rows}
+                                   "output_bytes": out_bytes, "load_average_before": load,
+                                   "cross_thread_round_trip_ns": probes, "rows": rows}
         if args.profile:
             profile_augpipe(r, device, x, y)
     elapsed = time.perf_counter() - started
