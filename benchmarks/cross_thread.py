@@ -83,8 +83,11 @@ def _binary() -> Path | None:
         return None
     folder = Path(tempfile.mkdtemp(prefix="augpipe_cross_thread_"))
     (folder / "probe.c").write_text(_SOURCE)
-    built = subprocess.run([compiler, "-O2", "-pthread", "-o", str(folder / "probe"), str(folder / "probe.c")],
-                           capture_output=True, timeout=60)
+    try:
+        built = subprocess.run([compiler, "-O2", "-pthread", "-o", str(folder / "probe"), str(folder / "probe.c")],
+                               capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
     return folder / "probe" if built.returncode == 0 else None
 
 
@@ -97,11 +100,12 @@ def round_trip_ns(rounds: int = 100_000) -> float | None:
         return None
     tries = []
     for _ in range(3):
-        run = subprocess.run([str(binary), str(cores[0]), str(cores[1]), str(rounds)], capture_output=True,
-                             text=True, timeout=60)
-        if run.returncode != 0:
+        try:  # a probe that cannot run here (a core taken away, a hung thread) only loses its number
+            run = subprocess.run([str(binary), str(cores[0]), str(cores[1]), str(rounds)], capture_output=True,
+                                 text=True, timeout=10, check=True)
+            tries.append(float(run.stdout))
+        except (OSError, ValueError, subprocess.SubprocessError):
             return None
-        tries.append(float(run.stdout))
     return sorted(tries)[1]
 
 
