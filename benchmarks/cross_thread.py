@@ -16,6 +16,7 @@ None.
 from __future__ import annotations
 
 import argparse
+import atexit
 import functools
 import os
 import shutil
@@ -82,6 +83,7 @@ def _binary() -> Path | None:
     if compiler is None or not hasattr(os, "sched_getaffinity"):
         return None
     folder = Path(tempfile.mkdtemp(prefix="augpipe_cross_thread_"))
+    atexit.register(shutil.rmtree, folder, True)
     (folder / "probe.c").write_text(_SOURCE)
     try:
         built = subprocess.run([compiler, "-O2", "-pthread", "-o", str(folder / "probe"), str(folder / "probe.c")],
