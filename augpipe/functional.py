@@ -216,7 +216,7 @@ def window_source(x: Tensor, plan: WindowPlan, dtype: torch.dtype, out: Tensor |
     if out is None or out.shape != shape or out.dtype != dtype or out.device != x.device:
         out = torch.zeros(shape, dtype=dtype, device=x.device)
     images = x.reshape(x.shape[0], -1)
-    for m, values in enumerate((images, images.flip(1))[:shape[0]]):
+    for m, values in enumerate((images, images.flip(1)) if plan.mirrored else (images,)):
         out[m, reach:reach + n].view_as(images).copy_(values)
     return out
 
@@ -257,13 +257,14 @@ def gather_windows(source: Tensor, matrix: Tensor, size: tuple[int, int], in_sha
     rows = axis_index(matrix, 1, h)  # (B, h)
     c0, cs = index_steps(matrix, 0)
     mirrored = (cs < 0)[:, :, None]  # (B, 1, 1): this sample reads its columns right to left
-    first = ((torch.arange(B, device=dev)[:, None, None] * C + torch.arange(C, device=dev)[None, :, None]) * H
+    b = torch.arange(B, device=dev)[:, None, None]
+    first = ((b * C + torch.arange(C, device=dev)[None, :, None]) * H
              + rows.clamp(0, H - 1)[:, None, :]) * W + c0[:, :, None]  # (B, C, h): flat index of the first value
     # Reading right to left from ``first``, in image b of m values, is reading the copy whose images are each
     # reversed left to right from (2 b + 1) m - 1 - first.
     # Clamped, though in range for any map of the ops the source was made for: compiled CPU loops do not check
     # indices (graph.INDUCTOR_OPTIONS), so a replayed params list of another graph must not read past the source.
-    reversed_first = (2 * torch.arange(B, device=dev)[:, None, None] + 1) * (C * H * W) - 1 - first
+    reversed_first = (2 * b + 1) * (C * H * W) - 1 - first
     start = (reach + torch.where(mirrored, reversed_first, first)).clamp(0, source.shape[1] - w)
     copy = mirrored.long() if source.shape[0] == 2 else torch.zeros_like(mirrored, dtype=torch.long)
     out = source.unfold(1, w, 1)[copy, start]  # (B, C, h, w)
