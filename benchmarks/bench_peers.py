@@ -71,10 +71,10 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as `python benchmarks/bench_peers.py` from a checkout
-    sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import cross_thread  # noqa: E402  (this folder's probe of the machine, see its docstring)
+for folder in (ROOT, ROOT / "benchmarks"):  # augpipe from a checkout, and this folder's cross_thread
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+import cross_thread  # noqa: E402  (the machine's core-to-core round trip, see its docstring)
 
 SEED = 0
 
