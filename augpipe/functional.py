@@ -462,19 +462,21 @@ def affine_rows(m00: Tensor, m01: Tensor, m02: Tensor, m10: Tensor, m11: Tensor,
 
 
 def affine_matrix(angle: Tensor, translate: Tensor, scale: Tensor, shear: Tensor, size: tuple[int, int]) -> Tensor:
-    """Sampling matrix (B, 3, 3) of the affine map about the image centre (torchvision RandomAffine parameters).
+    """Sampling matrix (B, 3, 3) of the affine map about the image centre, in torchvision's ``affine`` convention.
 
-    The forward map is p -> c + t + R(angle) Sh(shear) s (p - c): angle in degrees counter-clockwise on screen,
-    translate (B, 2) = (tx, ty) pixels, scale (B,), shear (B, 2) = (x, y) degrees. Returned is its inverse, as
-    every sampling matrix maps output to input.
+    The forward map is p -> c + t + s R(angle) Shy(shear y) Shx(shear x) (p - c) with torchvision's signs: a
+    positive angle turns the image clockwise on screen, Shx(a) = [[1, -tan a], [0, 1]], Shy(a) = [[1, 0],
+    [-tan a, 1]]; translate (B, 2) = (tx, ty) pixels, scale (B,), shear (B, 2) = (x, y) degrees. (torchvision's
+    ``rotate``, and so RandomRotation, turns the other way: it passes -angle.) Returned is the inverse, as every
+    sampling matrix maps output to input.
     """
     dt = torch.float64
     a = torch.deg2rad(angle.to(dt))
     tan_x, tan_y = torch.tan(torch.deg2rad(shear.to(dt))).unbind(-1)
     cos, sin, s = torch.cos(a), torch.sin(a), scale.to(dt)
-    # R (y axis points down, so counter-clockwise is [[cos, sin], [-sin, cos]]) times Sh = [[1, tx], [ty, 1 + ty tx]]
-    m00, m01 = s * (cos + sin * tan_y), s * (cos * tan_x + sin * (1 + tan_y * tan_x))
-    m10, m11 = s * (-sin + cos * tan_y), s * (-sin * tan_x + cos * (1 + tan_y * tan_x))
+    # R (y axis points down, so clockwise is [[cos, -sin], [sin, cos]]) times Shy Shx = [[1, -tx], [-ty, 1 + ty tx]]
+    m00, m01 = s * (cos + sin * tan_y), s * (-cos * tan_x - sin * (1 + tan_y * tan_x))
+    m10, m11 = s * (sin - cos * tan_y), s * (-sin * tan_x + cos * (1 + tan_y * tan_x))
     det = m00 * m11 - m01 * m10
     i00, i01, i10, i11 = m11 / det, -m01 / det, -m10 / det, m00 / det  # inverse of the 2 x 2 part
     cx, cy = size[1] / 2, size[0] / 2

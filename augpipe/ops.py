@@ -320,9 +320,9 @@ def _symmetric_range(value, name: str, op: str) -> tuple[float, float]:
 
 
 class RandomAffine(GeometricOp):
-    """A per-sample affine map about the image centre, torchvision's parameters and sampling:
+    """A per-sample affine map about the image centre, torchvision's parameters, sampling and signs:
 
-    angle ~ U(degrees) (a number d means (-d, d)), shift (tx, ty) ~ round(U(-a W, a W)), round(U(-b H, b H)) for
+    angle ~ U(degrees) (a number d means (-d, d); positive turns clockwise, as torchvision's affine), shift (tx, ty) ~ round(U(-a W, a W)), round(U(-b H, b H)) for
     translate=(a, b), zoom ~ U(scale), shear x ~ U(shear[0:2]) and y ~ U(shear[2:4]) degrees (one number s means
     x ~ U(-s, s)). Bilinear; pixels from outside the image take ``fill``. Not applied: the identity map.
     """
@@ -384,6 +384,10 @@ class RandomRotation(RandomAffine):
 
     def extra_repr(self) -> str:
         return f"degrees={self.degrees}, fill={self.fill}"
+
+    def matrix(self, params, size):
+        # torchvision's rotate turns counter-clockwise, its affine clockwise: the same map with the angle negated
+        return F.affine_matrix(-params["angle"], params["translate"], params["scale"], params["shear"], size)
 
 
 # ----------------------------------------------------------------------------------------------- photometric

@@ -83,7 +83,7 @@ def catalogue(size: int) -> list[Preview]:
         Preview("random_resized_crop", "box = top, left, height x width in the original, resized to the tile",
                 [RandomResizedCrop(size)]),
         Preview("random_rotation", "angle in degrees, counter-clockwise", [RandomRotation(30)]),
-        Preview("random_affine", "angle, shift (x, y) px, scale, shear (x, y) degrees",
+        Preview("random_affine", "angle (clockwise, as torchvision), shift (x, y) px, scale, shear (x, y) degrees",
                 [RandomAffine(15, translate=(0.1, 0.1), scale=(0.8, 1.2), shear=10)]),
         Preview("brightness", "out = clamp(f x, 0, 1)", [Brightness(0.4)]),
         Preview("contrast", "out = clamp(f x + (1 - f) gray mean, 0, 1)", [Contrast(0.4)]),

@@ -192,6 +192,26 @@ def test_resized_crop_uint8_matches_cv2_inter_linear_within_rounding():
     assert (out - out.round()).abs().max() > 0.1  # interpolated, so the comparison above is not trivially exact
 
 
+# ================================================================================ rotation and affine
+@pytest.mark.parametrize("ours, theirs", [
+    (dict(degrees=(20, 20), scale=(1.2, 1.2), shear=(10, 10, -5, -5)),
+     dict(degrees=(20.0, 20.0), scale=(1.2, 1.2), shear=(10.0, 10.0, -5.0, -5.0))),
+    (dict(degrees=(-35, -35), shear=(0, 0, 15, 15)), dict(degrees=(-35.0, -35.0), shear=(0.0, 0.0, 15.0, 15.0))),
+])
+def test_random_affine_matches_kornia_angle_and_shear_signs(ours, theirs):
+    """kornia's RandomAffine follows torchvision's affine (a positive angle turns clockwise); fixed ranges make
+    both deterministic, and both read bilinear with zeros outside, so the whole image agrees."""
+    x = torch.rand(4, 3, 16, 20, generator=gen(18))
+    out = augpipe.Pipeline(augpipe.RandomAffine(**ours))(x)
+    torch.testing.assert_close(out, kornia.augmentation.RandomAffine(p=1.0, **theirs)(x), rtol=0, atol=1e-5)
+
+
+def test_random_rotation_matches_kornia_counter_clockwise():
+    x = torch.rand(4, 3, 16, 20, generator=gen(19))
+    out = augpipe.Pipeline(augpipe.RandomRotation((30, 30)))(x)
+    torch.testing.assert_close(out, kornia.augmentation.RandomRotation((30.0, 30.0), p=1.0)(x), rtol=0, atol=1e-5)
+
+
 # ================================================================================ fractional max pooling
 def torch_fixed_window_starts(n_in: int, n_out: int, k: int, u: float) -> list[int]:
     """ATen's FractionalMaxPool2d intervals: alpha' = (n_in - k) / (n_out - 1), start_i = floor((i + u) alpha')

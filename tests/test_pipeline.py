@@ -330,6 +330,26 @@ def test_rotation_by_90_degrees_is_rot90_counter_clockwise():
     torch.testing.assert_close(out, torch.rot90(x, 1, dims=(-2, -1)))
 
 
+def test_affine_by_90_degrees_is_rot90_clockwise_as_torchvision_affine():
+    """torchvision's affine turns a positive angle clockwise, its rotate counter-clockwise: so do these two."""
+    x = images(h=9, w=9, dtype=torch.float64)
+    out = A.Pipeline(A.RandomAffine((90, 90)))(x)
+    torch.testing.assert_close(out, torch.rot90(x, -1, dims=(-2, -1)))
+    torch.testing.assert_close(A.Pipeline(A.RandomAffine((-90, -90)))(x), A.Pipeline(A.RandomRotation((90, 90)))(x))
+
+
+def test_affine_shear_x_moves_lower_rows_left():
+    """torchvision's Shx(a) = [[1, -tan a], [0, 1]]: with shear x = 45 degrees the row d below the centre is
+    shifted d pixels to the left (a 0/1 column image makes the shift exact)."""
+    x = torch.zeros(1, 1, 9, 9, dtype=torch.float64)
+    x[..., 4] = 1.0  # the centre column
+    out = A.Pipeline(A.RandomAffine(0, shear=(45, 45)))(x)
+    centre = 4.5  # pixel centres are at i + 0.5; the map is about (W / 2, H / 2)
+    for row in range(9):
+        d = row + 0.5 - centre
+        assert out[0, 0, row].argmax().item() == 4 - d, row
+
+
 def test_affine_whole_pixel_translation_shifts_and_fills():
     x = images(b=8, h=7, w=9, dtype=torch.float32)
     pipe = A.Pipeline(A.RandomAffine(0, translate=(0.4, 0.4), fill=0.5), seed=3)
