@@ -163,6 +163,7 @@ class Pipeline(_Composite):
         self.seed = int(torch.Generator().seed() if seed is None else seed)
         self._generators: dict[str, torch.Generator] = {}
         self._saved_states: dict[str, Tensor] = {}
+        self._worker_seed: int | None = None  # the DataLoader worker's seed the generators were made for, if any
         self.last_params = None
         self.compiled = bool(compile)
         self._forget_compiled()
@@ -329,14 +330,25 @@ class Pipeline(_Composite):
 
     # ------------------------------------------------------------------------------------------- randomness
     def generator(self, device) -> torch.Generator:
-        """This pipeline's generator on ``device``, created from ``seed`` on first use."""
+        """This pipeline's generator on ``device``, created from ``seed`` on first use.
+
+        In a DataLoader worker it is seeded from ``seed`` and the worker's seed instead: every worker starts as a
+        copy of the pipeline, so the same stream would give each worker, and each epoch's fresh workers, the same
+        draws. The worker's seed differs per worker and per epoch, and follows the main process's torch seed (or
+        the DataLoader's generator), as every torch draw in a worker does."""
         device = torch.device(device)
         if device.type != "cpu" and device.index is None:
             device = torch.device(device.type, torch.get_device_module(device.type).current_device())
+        worker = torch.utils.data.get_worker_info()
+        worker_seed = None if worker is None else worker.seed
+        if worker_seed != self._worker_seed:  # first use in this worker: the copied streams are not its own
+            self._generators.clear()
+            self._saved_states.clear()
+            self._worker_seed = worker_seed
         key = str(device)
         if key not in self._generators:
             g = torch.Generator(device=device)
-            g.manual_seed(self.seed)
+            g.manual_seed(self.seed if worker_seed is None else _worker_stream_seed(self.seed, worker_seed))
             if key in self._saved_states:
                 g.set_state(self._saved_states.pop(key))
             self._generators[key] = g
@@ -550,6 +562,12 @@ def _own_copy(fn):
     name = f"{fn.__name__}_{next(_copies)}"
     code = fn.__code__.replace(co_name=name, co_qualname=name)
     return types.FunctionType(code, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+
+
+def _worker_stream_seed(seed: int, worker_seed: int) -> int:
+    """The seed of a pipeline's stream in a DataLoader worker, from the pipeline's and the worker's. Python's hash
+    of a tuple of ints is the same in every process (only str and bytes hashes are salted)."""
+    return hash((seed, worker_seed)) % 2**64
 
 
 def _static_steps(nodes):

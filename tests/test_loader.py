@@ -96,3 +96,38 @@ def test_per_sample_use_inside_a_dataset():
     out = pipe(image)
     assert out.shape == (3, 6, 5)
     torch.testing.assert_close(out, image.flip(-1).float() / 255)
+
+
+class Drawn(Dataset):
+    """Returns the params its own pipeline drew for each item: a crop offset and a brightness factor."""
+
+    def __init__(self, seed):
+        self.pipe = A.Pipeline(A.RandomCrop(8, padding=4), A.Brightness(0.5), seed=seed)
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        self.pipe(torch.zeros(3, 8, 8, dtype=torch.uint8))
+        crop, brightness = self.pipe.last_params
+        return torch.stack([crop["top"][0].double(), crop["left"][0].double(), brightness["factor"][0].double()])
+
+
+@pytest.mark.parametrize("seed", [None, 0])
+def test_a_pipeline_in_dataset_workers_draws_anew_per_worker_and_epoch(seed):
+    """Each worker starts as a copy of the pipeline; from one stream they would all draw the same, and every
+    epoch's fresh workers would repeat the last. The worker's seed (per worker, per epoch) makes them differ, and
+    follows the main process's torch seed, as torch draws in workers do (with the pipeline's seed fixed, the
+    run is reproducible)."""
+    def epochs(torch_seed):
+        torch.manual_seed(torch_seed)
+        loader = DataLoader(Drawn(seed), batch_size=1, num_workers=2)  # worker k gets items k, k + 2, ...
+        return [torch.cat(list(loader)) for _ in range(2)]
+
+    first, second = epochs(1)
+    assert not torch.equal(first[0::2], first[1::2])  # the two workers' draws, item by item
+    assert not torch.equal(first, second)
+    assert len({tuple(row.tolist()) for row in torch.cat([first, second])}) == 16  # no draw repeats at all
+    if seed is not None:  # seed=None seeds the pipeline from the OS, on purpose not reproducible
+        again = epochs(1)
+        assert torch.equal(again[0], first) and torch.equal(again[1], second)  # reproducible from the torch seed
