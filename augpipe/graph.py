@@ -170,7 +170,7 @@ class Pipeline(_Composite):
 
     def _forget_compiled(self) -> None:
         self._compiled_fns: dict = {}  # (which, device type, scalar) -> compiled callable, made on first use
-        self._plans: dict = {}  # (shape, device) -> the plan of its draws: see _plan
+        self._plans: dict = {}  # (shape, device) -> (Op.edits, the plan of its draws): see _plan
         # The calling thread's window copy (``window``) and stage buffers (``stages``): per thread, so that threads
         # never share one, and freed with the thread.
         self._kept = threading.local()
@@ -365,15 +365,20 @@ class Pipeline(_Composite):
 
     def _plan(self, shape: Shape, device: torch.device) -> tuple[list, list, list]:
         """(requests, draws, where): the draws ``sample`` asks for at this shape and how ``augpipe.draws.plan``
-        groups them; planned on the first call at a shape by a dry run of ``sample``, which draws nothing."""
+        groups them; planned on the first call at a shape by a dry run of ``sample``, which draws nothing, and
+        checked by another dry run after any op's attributes changed (``Op.edits``)."""
         key = (shape, str(device))
-        if key not in self._plans:
+        edits, plan = self._plans.get(key, (None, None))
+        if edits != Op.edits:
             planner = D.Planner(device)
             self.sample(shape, planner, device)
+            if plan is None or planner.requests != plan[0]:  # kept when equal: a compiled call's guards hold
+                plan = (planner.requests, *D.plan(planner.requests))
+            self._plans.pop(key, None)
             if len(self._plans) >= PLANS_KEPT:  # images of ever-new sizes must not grow this without end
                 del self._plans[next(iter(self._plans))]
-            self._plans[key] = (planner.requests, *D.plan(planner.requests))
-        return self._plans[key]
+            self._plans[key] = (Op.edits, plan)
+        return plan
 
     def _planned_draws(self, shape: Shape, device: torch.device) -> D.Replay:
         """This call's draws, made from the generator as planned, for ``sample`` to take."""

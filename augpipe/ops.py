@@ -97,6 +97,14 @@ class Op(nn.Module):
     # apply reads more of its input than the pixel it writes (the image's mean, another sample's pixels), so its
     # input is computed in full before it runs.
     reads_whole_input = False
+    # Counts attribute assignments on every op. A Pipeline plans its draws once per input shape; an op changed
+    # between calls (Mixup's alpha on a schedule, Cutout's count) may ask for other draws, so a Pipeline that sees
+    # this count move plans again (Pipeline._plan).
+    edits = 0
+
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        Op.edits += 1
 
     def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
         return size

@@ -396,6 +396,26 @@ def test_no_per_sample_work_the_op_count_does_not_grow_with_the_batch(make, size
                    for name in counts[0])
 
 
+def test_ops_changed_between_calls_are_planned_again():
+    """Mixup's alpha on a schedule, or Cutout's count, change the draws sample asks for; the draw plan made on the
+    first call must follow. Reference: a pipeline built with the new values, from the same generator state."""
+    x, labels = torch.randint(0, 256, (8, 3, 12, 10), dtype=torch.uint8), torch.arange(8)
+    cutout, mixup = A.Cutout(4), A.Mixup(alpha=0.2)
+    pipe = A.Pipeline(cutout, mixup, seed=0, num_classes=10)
+    pipe(x, labels)
+    edits = A.ops.Op.edits
+    pipe(x, labels)
+    assert A.ops.Op.edits == edits  # a call changes no op, so a call plans nothing again
+    state = pipe.state_dict()
+    cutout.count, mixup.alpha = 2, 0.4
+    out, targets = pipe(x, labels)
+    reference = A.Pipeline(A.Cutout(4, count=2), A.Mixup(alpha=0.4), num_classes=10)
+    reference.load_state_dict(state)
+    expected, expected_targets = reference(x, labels)
+    assert torch.equal(out, expected) and torch.equal(targets, expected_targets)
+    assert pipe.last_params[0]["boxes"].shape[1] == 2
+
+
 def test_a_pipeline_keeps_the_draw_plans_of_its_latest_shapes_only(monkeypatch):
     """Variable-size images must not grow the plan cache without end; a dropped plan is made again and draws the
     same as one that was kept."""
