@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 import threading
 import types
 from typing import Sequence
@@ -160,7 +161,7 @@ class Pipeline(_Composite):
             raise ValueError(f"Pipeline: num_classes must be a positive int, got {num_classes!r}")
         self.nodes = nn.ModuleList(nodes)
         self.num_classes = num_classes
-        self.seed = int(torch.Generator().seed() if seed is None else seed)
+        self.seed = _check_seed(torch.Generator().seed() if seed is None else seed)
         self._generators: dict[str, torch.Generator] = {}
         self._saved_states: dict[str, Tensor] = {}
         self._worker_seed: int | None = None  # the DataLoader worker's seed the generators were made for, if any
@@ -413,7 +414,7 @@ class Pipeline(_Composite):
 
     def manual_seed(self, seed: int) -> "Pipeline":
         """Restart every stream from ``seed`` (for example seed + rank per process)."""
-        self.seed = int(seed)
+        self.seed = _check_seed(seed)
         self._generators.clear()
         self._saved_states.clear()
         return self
@@ -567,6 +568,17 @@ def _own_copy(fn):
     name = f"{fn.__name__}_{next(_copies)}"
     code = fn.__code__.replace(co_name=name, co_qualname=name)
     return types.FunctionType(code, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+
+
+def _check_seed(seed) -> int:
+    """torch.Generator takes seeds in [-2**63, 2**64): say so here rather than on the first call."""
+    try:
+        value = operator.index(seed)  # ints, numpy integers; not floats
+    except TypeError:
+        raise TypeError(f"Pipeline: seed must be an int, got {type(seed).__name__} {seed!r}") from None
+    if isinstance(seed, bool) or not -2**63 <= value < 2**64:
+        raise ValueError(f"Pipeline: seed must be an int in [-2**63, 2**64), got {seed!r}")
+    return value
 
 
 def _worker_stream_seed(seed: int, worker_seed: int) -> int:

@@ -280,6 +280,17 @@ def test_float16_computes_in_float32_and_returns_float16():
     (lambda: A.FractionalPool(alpha=3), ValueError, r"FractionalPool: alpha must be in \(1, 2\]"),
     (lambda: A.RandomCrop(4, padding_mode="wrap"), ValueError, "padding_mode"),
     (lambda: A.HorizontalFlip()(torch.zeros(1, 1, 2, 2)), TypeError, "put it in augpipe.Pipeline"),
+    # at construction, not at the first call: sizes, non-finite numbers, seeds torch.Generator refuses
+    (lambda: A.RandomResizedCrop((0, 5)), ValueError, r"RandomResizedCrop: size must be positive, got \(0, 5\)"),
+    (lambda: A.RandomCrop(-3), ValueError, "RandomCrop: size must be positive"),
+    (lambda: A.Mixup(float("inf")), ValueError, "Mixup: alpha must be finite, got inf"),
+    (lambda: A.Brightness(float("nan")), ValueError, "Brightness: the strength must be finite"),
+    (lambda: A.RandomRotation(float("inf")), ValueError, "RandomRotation: degrees must be finite"),
+    (lambda: A.RandomAffine(0, scale=(1, float("inf"))), ValueError, "RandomAffine: scale must be finite"),
+    (lambda: A.Normalize((0.5, float("nan")), (1, 1)), ValueError, "Normalize: mean and std must be finite"),
+    (lambda: A.Cutout(4, fill=float("inf")), ValueError, "Cutout: fill must be finite"),
+    (lambda: A.Pipeline(seed=2 ** 64), ValueError, r"Pipeline: seed must be an int in \[-2\*\*63, 2\*\*64\)"),
+    (lambda: A.Pipeline(seed=1.5), TypeError, "Pipeline: seed must be an int, got float"),
 ])
 def test_bad_input_gets_a_clear_error(call, error, match):
     with pytest.raises(error, match=match):
