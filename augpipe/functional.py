@@ -646,6 +646,8 @@ def select(x: Tensor, other: Tensor, mask: Tensor, inplace: bool = False) -> Ten
     broadcast boolean where on a CPU; label maps (integers) and compiled graphs use where.
     """
     if not x.is_floating_point() or torch.compiler.is_compiling():  # compiled, where fuses into its neighbours
+        if not x.is_floating_point() and not isinstance(other, Tensor):
+            other = _scalar(other, x)  # a Python int would promote a bool or int8 label map to int64
         return torch.where(mask, other, x)
     weight = mask.to(x.dtype)
     other = _scalar(other, x) if not isinstance(other, Tensor) else other

@@ -500,6 +500,8 @@ class Cutout(Op):
         _finite("Cutout", "fill", fill)
         self.size, self.count, self.fill = size, count, float(fill)
         self.p = _check_probability(p, "Cutout")
+        if mask_fill is not None and (isinstance(mask_fill, bool) or not isinstance(mask_fill, int)):
+            raise TypeError(f"Cutout: mask_fill must be an int label (or None), got {mask_fill!r}")
         self.mask_fill = mask_fill  # e.g. the loss's ignore_index; None leaves masks alone
 
     def extra_repr(self) -> str:
@@ -519,8 +521,14 @@ class Cutout(Op):
 
     def apply(self, state, params, inplace=False, tables=None):
         out = {**state, "images": F.cutout(state["images"], params["boxes"], self.fill, inplace, tables)}
-        if self.mask_fill is not None and state.get("masks") is not None:
-            out["masks"] = F.cutout(state["masks"], params["boxes"], self.mask_fill)
+        masks = state.get("masks")
+        if self.mask_fill is not None and masks is not None:
+            info = None if masks.dtype == torch.bool else torch.iinfo(masks.dtype)
+            lo, hi = (0, 1) if info is None else (info.min, info.max)
+            if not lo <= self.mask_fill <= hi:
+                raise ValueError(f"{self!r}: mask_fill {self.mask_fill} does not fit {masks.dtype} masks "
+                                 f"(values {lo} to {hi})")
+            out["masks"] = F.cutout(masks, params["boxes"], self.mask_fill)
         return out
 
 

@@ -142,6 +142,26 @@ def test_single_image_with_targets_keeps_its_shapes():
     assert out["keypoints"].tolist() == [[W - 1.0, 2.0]]
 
 
+@pytest.mark.parametrize("dtype", [torch.bool, torch.int8, torch.int16, torch.int32])
+def test_masks_keep_their_dtype_and_equal_the_int64_result(dtype):
+    """A Python int fill must not promote a bool or narrow label map to int64 (the README says dtype kept);
+    the reference is the same draw on int64 masks."""
+    images, masks = label_image()
+    masks = masks % 2 if dtype == torch.bool else masks // 2  # values that fit every dtype
+    pipe = A.Pipeline(A.RandomCrop(18, padding=3), A.HorizontalFlip(), A.RandomRotation(15),
+                      A.Cutout(6, mask_fill=1), A.CutMix(), seed=4)
+    out = pipe(images, masks=masks.to(dtype))["masks"]
+    reference = pipe(images, masks=masks.long(), params=pipe.last_params)["masks"]
+    assert out.dtype == dtype and torch.equal(out.long(), reference)
+    assert (reference == 0).any() and (reference == 1).any()
+
+
+@pytest.mark.parametrize("dtype, mask_fill", [(torch.int8, 255), (torch.uint8, -1), (torch.bool, 2)])
+def test_a_mask_fill_that_does_not_fit_the_masks_is_refused(dtype, mask_fill):
+    with pytest.raises(ValueError, match=f"mask_fill {mask_fill} does not fit {dtype} masks"):
+        A.Pipeline(A.Cutout(4, mask_fill=mask_fill))(torch.zeros(B, 3, H, W), masks=torch.zeros(B, H, W, dtype=dtype))
+
+
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"masks": torch.zeros(B, H, W)}, TypeError, "masks must be integer"),
     ({"masks": torch.zeros(B, H, W + 1, dtype=torch.long)}, ValueError, r"masks must be \(12, 20, 24\)"),
