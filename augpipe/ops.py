@@ -207,7 +207,8 @@ class VerticalFlip(_Flip):
 class RandomCrop(GeometricOp):
     """Pad by ``padding``, then take a ``size`` window at an offset uniform over every valid position.
 
-    padding: int, (left/right, top/bottom) or (left, top, right, bottom), as torchvision.
+    padding: int, (left/right, top/bottom) or (left, top, right, bottom), as torchvision. ``fill`` is a value of
+    the float image (in [0, 1] for uint8 input: 0.5 is mid-grey), as every op's fill.
     """
 
     MODES = ("constant", "reflect", "replicate")
