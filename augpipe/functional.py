@@ -372,7 +372,10 @@ def resample_separable(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: f
         for s in range(0, x.shape[0], step):
             g = slice(s, s + step)
             rows = take_rows(x[g], r0[g]).to(dtype).mul_(wr0[g]).addcmul_(take_rows(x[g], r1[g]), wr1[g])
-            torch.mul(take_cols(rows, c0[g]), wc0[g], out=out[g]).addcmul_(take_cols(rows, c1[g]), wc1[g])
+            if rows.requires_grad:  # an out= argument has no gradient: one more copy, for autograd only
+                out[g] = take_cols(rows, c0[g]).mul_(wc0[g]).addcmul_(take_cols(rows, c1[g]), wc1[g])
+            else:
+                torch.mul(take_cols(rows, c0[g]), wc0[g], out=out[g]).addcmul_(take_cols(rows, c1[g]), wc1[g])
     if extend == "fill":
         return out.add_(fill * (1 - (wr0 + wr1) / scale * (wc0 + wc1)))
     return select(out, fill, ~(in_r[:, None, :, None] & in_c[:, None, None, :]), inplace=True)
@@ -661,7 +664,7 @@ def cutout(x: Tensor, boxes: Tensor, fill: float = 0.0, inplace: bool = False, t
 
 def partner(x: Tensor, perm: Tensor) -> Tensor:
     """x[perm] as a new tensor: index_select copies whole samples (several times faster than x[perm] here)."""
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or x.requires_grad:  # an out= argument has no gradient
         return x.index_select(0, perm)
     return torch.index_select(x, 0, perm, out=memory.empty((len(perm), *x.shape[1:]), x.dtype, x.device))
 

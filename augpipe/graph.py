@@ -610,6 +610,8 @@ def _check_images(images) -> bool:
         raise ValueError(f"Pipeline: images must be (B, C, H, W) or (C, H, W), got shape {tuple(images.shape)}")
     if min(images.shape[-3:]) < 1:
         raise ValueError(f"Pipeline: images need C, H, W >= 1, got shape {tuple(images.shape)}")
+    if images.is_meta:
+        raise ValueError("Pipeline: images are on the meta device, which holds no values to draw for or augment")
     # On an accelerator this check would wait for the device, so it runs where it is free: on CPU tensors.
     if images.is_floating_point() and images.device.type == "cpu" and not _finite(images):
         raise ValueError("Pipeline: images contain NaN or infinity")

@@ -185,3 +185,27 @@ def test_compiled_resample_separable_reads_the_eager_taps_at_every_edge(in_size,
     expected = run(x, m)
     assert ((expected - 0.3).abs() < 1e-6).any() and ((expected - 0.3).abs() > 1e-3).any()  # outside, and inside
     torch.testing.assert_close(torch.compile(run, fullgraph=True, dynamic=False)(x, m), expected, rtol=0, atol=1e-6)
+
+
+NORMALIZE = ((0.5, 0.4, 0.3), (0.2, 0.25, 0.3))
+
+
+@pytest.mark.parametrize("nodes", [
+    (A.HorizontalFlip(),), (A.RandomCrop(8, padding=2),), (A.RandomCrop(8, padding=2, padding_mode="reflect"),),
+    (A.RandomResizedCrop(7),), (A.RandomRotation(20),),
+    (A.RandomAffine(10, translate=(0.1, 0.1), scale=(0.9, 1.1), shear=5),), (A.Brightness(0.3),),
+    (A.Contrast(0.3),), (A.Normalize(*NORMALIZE),), (A.Cutout(4),), (A.Mixup(),), (A.CutMix(),),
+    (A.FractionalPool(),),
+    (A.RandomCrop(10, padding=2), A.HorizontalFlip(), A.Brightness(0.2), A.Contrast(0.2), A.Normalize(*NORMALIZE),
+     A.Cutout(4), A.OneOf(A.Mixup(), A.CutMix())),
+], ids=lambda nodes: "+".join(type(n).__name__ for n in nodes))
+def test_gradients_flow_to_images_that_require_them(nodes):
+    """With its params fixed, every op is (piecewise) linear in the pixels: autograd must agree with finite
+    differences (float64 images away from Brightness's clamp). Eager kernels that write into out= buffers have no
+    gradient, so they must not be taken for such images."""
+    x = torch.rand(4, 3, 10, 12, dtype=torch.float64, generator=gen(7)) * 0.8 + 0.1
+    pipe = A.Pipeline(*nodes, seed=1)
+    pipe(x)
+    params = pipe.last_params
+    assert torch.autograd.gradcheck(lambda images: pipe(images, params=params), (x.clone().requires_grad_(),),
+                                    eps=1e-6, atol=1e-5, fast_mode=True)

@@ -262,6 +262,7 @@ def test_float16_computes_in_float32_and_returns_float16():
     (lambda: A.Pipeline()(torch.zeros(2, 3, 4, 4, dtype=torch.int32)), TypeError, "uint8 .* got torch.int32"),
     (lambda: A.Pipeline()(torch.zeros(4, 4)), ValueError, r"got shape \(4, 4\)"),
     (lambda: A.Pipeline()(torch.full((1, 1, 2, 2), float("nan"))), ValueError, "NaN"),
+    (lambda: A.Pipeline()(torch.zeros(2, 3, 4, 4, device="meta")), ValueError, "meta device"),
     (lambda: A.Pipeline(A.Normalize((0.5,), (0.2,)))(torch.zeros(2, 3, 4, 4)), ValueError,
      "Normalize.*1 mean/std values but the images have 3 channels"),
     (lambda: A.Pipeline(A.RandomCrop(40))(torch.zeros(2, 3, 32, 32)), ValueError,
