@@ -89,6 +89,22 @@ def test_resume_after_kill_9_mid_epoch_is_exact(reference, tmp_path):
     assert same_weights(resumed.model.state_dict(), result.model.state_dict())
 
 
+def test_workers_change_nothing_and_a_resume_with_workers_is_exact(tmp_path):
+    """--workers is a runtime flag: it must not move the global stream that dropout draws from (each DataLoader
+    iterator draws its workers' seed, from the global generator unless the loader has its own)."""
+    tiny = TINY + ["--epochs", "2", "--dropout", "0.3"]
+    plain = run(tiny + ["--out", str(tmp_path / "plain")])
+    workers = run(tiny + ["--out", str(tmp_path / "workers"), "--workers", "1"])
+    assert same_weights(plain.model.state_dict(), workers.model.state_dict())
+    cmd = [sys.executable, "-m", "training.train", *tiny, "--workers", "1", "--out", str(tmp_path / "killed"),
+           "--kill-after-steps", "9"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    resumed = run(TINY + ["--out", str(tmp_path / "killed"), "--resume", "--workers", "1"])
+    assert metrics(tmp_path / "killed") == metrics(tmp_path / "plain")
+    assert same_weights(resumed.model.state_dict(), plain.model.state_dict())
+
+
 def test_resume_without_checkpoint_starts_fresh(reference, tmp_path):
     out, _ = reference
     run(TINY + ["--epochs", "1", "--out", str(tmp_path), "--resume"])

@@ -186,8 +186,13 @@ def train_loader(dataset, args, d: Dist) -> DataLoader:
         raise ValueError(f"train: --batch-size {args.batch_size} is too large: {len(dataset)} training images give "
                          f"{len(sampler)} per process, fewer than one batch of {per_rank}")
     # drop_last: a last batch of 1 breaks batch norm, and every epoch sees a new order anyway.
+    # generator: each new iterator draws its workers' base seed, by default from torch's global generator, which
+    # dropout and fractional pooling draw from too. Persistent workers make one iterator, a resumed run another,
+    # and no workers one per epoch: each would shift the model's draws differently. A generator of its own keeps
+    # the global stream the same whatever --workers is and across a resume.
     return DataLoader(dataset, batch_size=per_rank, sampler=sampler, drop_last=True, num_workers=args.workers,
-                      pin_memory=d.device.type == "cuda", persistent_workers=args.workers > 0)
+                      pin_memory=d.device.type == "cuda", persistent_workers=args.workers > 0,
+                      generator=torch.Generator().manual_seed(seed_for(args.seed, "loader", d.rank)))
 
 
 def subset(dataset, limit: int | None):
