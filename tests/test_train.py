@@ -164,6 +164,20 @@ def test_bad_arguments_are_explained(tmp_path):
         run(["--activation", "swish"])
 
 
+@pytest.mark.parametrize("flag, value, says", [
+    ("--epochs", "0", "must be an int >= 1, got 0"), ("--label-smoothing", "-0.5", "must be a number >= 0 and < 1"),
+    ("--mix", "-1", "must be a number >= 0 and <= 1"), ("--weight-decay", "-1", "must be a number >= 0"),
+    ("--warmup", "-1", "must be a number >= 0"), ("--limit-test", "0", "must be an int >= 1"),
+    ("--lr", "nan", "must be a number >= 0, got nan"),
+])
+def test_out_of_range_flags_are_refused_before_anything_runs(flag, value, says, tmp_path, capsys):
+    """Each was taken silently (no epochs, smoothing or decay of the wrong sign) or failed late and unclearly."""
+    with pytest.raises(SystemExit):
+        run(TINY + ["--out", str(tmp_path), flag, value])
+    assert f"argument {flag}: {says}" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
 def test_lr_schedule_and_seeds():
     f = [lr_factor(s, 4, 20) for s in range(20)]
     assert f[:4] == [0.25, 0.5, 0.75, 1.0] and f[4] == 1.0 and f[-1] == pytest.approx(1 / 16)

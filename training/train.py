@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import signal
 import sys
@@ -40,11 +41,26 @@ PLOT = "metrics.png"
 RUNTIME_FLAGS = ("out", "resume", "device", "compile", "workers", "progress", "kill_after_steps")
 
 
+def number(kind, low, high=None, high_open=False):
+    """An argparse type: ``kind`` (int or float) in [low, high] (or [low, high) with ``high_open``); argparse
+    reports a value outside as "argument --flag: must be ..." and exits."""
+    def parse(text: str):
+        value = kind(text)
+        above = high is not None and (value >= high if high_open else value > high)
+        if not math.isfinite(value) or value < low or above:
+            upper = "" if high is None else f" and {'<' if high_open else '<='} {high}"
+            raise argparse.ArgumentTypeError(f"must be {'an int' if kind is int else 'a number'} >= {low}{upper}, "
+                                             f"got {text}")
+        return value
+    parse.__name__ = kind.__name__  # argparse's own message for text that is not a number names the type
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", default="runs/train", help="output directory: metrics.jsonl, metrics.png, checkpoint.pt")
-    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--epochs", type=number(int, 1), default=12)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/checkpoint.pt if it exists (an interrupted epoch is rerun)")
@@ -60,19 +76,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=float, default=0.0, help="drop probability (alpha dropout with selu)")
     p.add_argument("--pooling", choices=POOLINGS, default="max")
     p.add_argument("--no-batch-norm", dest="batch_norm", action="store_false")
-    p.add_argument("--batch-size", type=int, default=64, help="global batch, split evenly across processes")
-    p.add_argument("--lr", type=float, default=0.2, help="peak learning rate of SGD with Nesterov momentum 0.9")
-    p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--warmup", type=float, default=1.0, help="epochs of linear warm-up before the linear decay")
+    p.add_argument("--batch-size", type=number(int, 1), default=64, help="global batch, split evenly across processes")
+    p.add_argument("--lr", type=number(float, 0), default=0.2, help="peak learning rate of SGD with Nesterov momentum 0.9")
+    p.add_argument("--weight-decay", type=number(float, 0), default=5e-4)
+    p.add_argument("--warmup", type=number(float, 0), default=1.0, help="epochs of linear warm-up before the linear decay")
     p.add_argument("--augment", choices=("default", "none"), default="default",
                    help="default: pad+crop, brightness, contrast, Mixup/CutMix; none: only normalize")
     p.add_argument("--crop-padding", type=int, default=2)
-    p.add_argument("--mix", type=float, default=0.5, help="probability that a sample gets Mixup or CutMix")
-    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--mix", type=number(float, 0, 1), default=0.5, help="probability that a sample gets Mixup or CutMix")
+    p.add_argument("--label-smoothing", type=number(float, 0, 1, high_open=True), default=0.1)
     p.add_argument("--compile", action="store_true", help="torch.compile the model and the augmentation graph")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    p.add_argument("--limit-train", type=int, default=None, help="use only the first N training images")
-    p.add_argument("--limit-test", type=int, default=None, help="use only the first N test images")
+    p.add_argument("--workers", type=number(int, 0), default=0, help="DataLoader worker processes")
+    p.add_argument("--limit-train", type=number(int, 1), default=None, help="use only the first N training images")
+    p.add_argument("--limit-test", type=number(int, 1), default=None, help="use only the first N test images")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     p.add_argument("--kill-after-steps", type=int, default=None, help=argparse.SUPPRESS)  # tests: SIGKILL self
     return p
