@@ -44,6 +44,13 @@ def test_values_and_gradients_match_torch_float64(name):
 
 
 @pytest.mark.parametrize("name", A.NAMES)
+def test_nan_and_infinities_come_out_as_torch_gives_them(name):
+    """A NaN must survive (a diverged run must show); relu once sent it to 0."""
+    x = torch.tensor([math.nan, math.inf, -math.inf, 0.0], dtype=torch.float64)
+    torch.testing.assert_close(A.FUNCTIONS[name](x), REFERENCE[name](x), equal_nan=True)
+
+
+@pytest.mark.parametrize("name", A.NAMES)
 def test_module_wrapper_matches_function_and_get(name):
     x = torch.randn(4, 7, generator=torch.Generator().manual_seed(0))
     module = A.get(name)

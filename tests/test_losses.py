@@ -1,4 +1,6 @@
 """soft_cross_entropy against torch's cross_entropy (hard and probability targets, label smoothing)."""
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -62,3 +64,20 @@ def test_bad_inputs_name_the_function_and_shapes():
         soft_cross_entropy(logits, torch.zeros(4, dtype=torch.long), 1.5)
     with pytest.raises(TypeError, match=r"targets must be int labels or float probabilities, got torch.bool"):
         soft_cross_entropy(logits, torch.zeros(4, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"soft_cross_entropy: int labels must be in \[0, 3\) for 3 logits"):
+        soft_cross_entropy(logits, torch.tensor([0, 1, 2, 3]))
+
+
+@pytest.mark.parametrize("targets", [torch.tensor([0, 2]), torch.tensor([[0.7, 0.0, 0.3], [0.0, 0.0, 1.0]])])
+def test_a_masked_class_logit_of_minus_infinity_costs_nothing(targets):
+    """A class with logit -inf has probability 0, so the loss is the loss without that class (0 log 0 = 0; torch's
+    cross_entropy with probability targets gives NaN here), and its logit gets no gradient."""
+    logits = torch.tensor([[2.0, -math.inf, 0.5], [1.0, -math.inf, -1.0]], dtype=torch.float64, requires_grad=True)
+    ours = soft_cross_entropy(logits, targets)
+    kept = torch.tensor([0, 2])
+    reference = logits.detach()[:, kept].requires_grad_()
+    expected = F.cross_entropy(reference, targets // 2 if targets.dim() == 1 else targets[:, kept])
+    torch.testing.assert_close(ours, expected)
+    ours.backward(), expected.backward()
+    torch.testing.assert_close(logits.grad[:, kept], reference.grad)
+    assert torch.equal(logits.grad[:, 1], torch.zeros(2, dtype=torch.float64))

@@ -38,8 +38,8 @@ def tanh(x: Tensor) -> Tensor:
 
 
 def relu(x: Tensor) -> Tensor:
-    """max(0, x); gradient 0 at x = 0 like torch's relu."""
-    return torch.where(x > 0, x, torch.zeros_like(x))
+    """max(0, x); gradient 0 at x = 0 and NaN kept (a diverged run must show), like torch's relu."""
+    return torch.where(x <= 0, torch.zeros_like(x), x)
 
 
 def leaky_relu(x: Tensor, negative_slope: float = LEAKY_SLOPE) -> Tensor:

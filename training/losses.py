@@ -30,7 +30,10 @@ def soft_cross_entropy(logits: Tensor, targets: Tensor, label_smoothing: float =
     if targets.dtype in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
         if targets.shape != (B,):
             raise ValueError(f"soft_cross_entropy: int targets must be (B,) = ({B},), got {tuple(targets.shape)}")
-        q = F.one_hot(targets.long(), K).to(logits.dtype)  # (B, K)
+        try:
+            q = F.one_hot(targets.long(), K).to(logits.dtype)  # (B, K)
+        except RuntimeError as e:  # one_hot checks the range (and so reads it back from a GPU): say whose check
+            raise ValueError(f"soft_cross_entropy: int labels must be in [0, {K}) for {K} logits ({e})") from None
     elif targets.is_floating_point():
         if targets.shape != (B, K):
             raise ValueError(f"soft_cross_entropy: soft targets must be (B, K) = ({B}, {K}), "
@@ -40,7 +43,8 @@ def soft_cross_entropy(logits: Tensor, targets: Tensor, label_smoothing: float =
         raise TypeError(f"soft_cross_entropy: targets must be int labels or float probabilities, got {targets.dtype}")
     if label_smoothing:
         q = smooth(q, label_smoothing)
-    loss = -(q * F.log_softmax(logits, dim=-1)).sum(dim=-1)  # (B,)
+    # Where q is 0 a term is 0, even for a logit of -inf (a masked class), whose log-probability is -inf.
+    loss = -(q * F.log_softmax(logits, dim=-1)).masked_fill(q == 0, 0).sum(dim=-1)  # (B,)
     if reduction == "mean":
         return loss.mean()
     return loss.sum() if reduction == "sum" else loss
