@@ -1,4 +1,5 @@
 """Dropout statistics: inverted dropout keeps the mean, alpha dropout keeps mean 0 / variance 1 after SELU."""
+import numpy as np
 import pytest
 import torch
 
@@ -75,9 +76,15 @@ def test_global_rng_is_used_without_generator():
     assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("p", [-0.1, 1.0, 1.5, "0.5"])
+@pytest.mark.parametrize("p", [-0.1, 1.0, 1.5])
 def test_bad_p_is_rejected(p):
     with pytest.raises(ValueError, match=r"Dropout: p is the drop probability and must be in \[0, 1\), got"):
         Dropout(p)
     with pytest.raises(ValueError, match=r"alpha_dropout: p"):
         alpha_dropout(torch.zeros(2), p)
+
+
+def test_p_must_be_a_number_and_numpy_numbers_are():
+    with pytest.raises(TypeError, match="Dropout: p is the drop probability, a number, got str '0.5'"):
+        Dropout("0.5")
+    assert Dropout(np.float32(0.25)).p == 0.25

@@ -149,6 +149,14 @@ def test_atomic_write_keeps_old_file_when_writer_fails(tmp_path):
     assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["f.bin"]
 
 
+def test_atomic_write_gives_the_mode_a_plain_write_gives(tmp_path):
+    """mkstemp makes 0600 files; a checkpoint, metrics.jsonl or plot should read like any file the user writes."""
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"x")
+    checkpoint.atomic_write(tmp_path / "atomic", lambda f: f.write(b"x"))
+    assert (tmp_path / "atomic").stat().st_mode == plain.stat().st_mode
+
+
 def test_mlp_selu_fractional_flags_run(tmp_path):
     r = run(TINY + ["--epochs", "1", "--out", str(tmp_path / "m"), "--arch", "mlp", "--activation", "selu",
                     "--init", "lecun_normal", "--dropout", "0.1", "--augment", "none"])

@@ -24,6 +24,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None]) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file 0600; the result should read like any other
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -34,6 +35,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None]) -> None:
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)  # makes the rename itself durable
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it is to set it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -5,6 +5,8 @@ Training code may use torch's global RNG (seeded by ``torch.manual_seed`` and sa
 """
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import Tensor, nn
 
@@ -16,7 +18,9 @@ ALPHA_PRIME = -SELU_LAMBDA * SELU_ALPHA  # -1.7580993408473766
 
 
 def _check_p(name: str, p: float) -> float:
-    if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= p < 1.0:
+    if isinstance(p, bool) or not isinstance(p, numbers.Real):
+        raise TypeError(f"{name}: p is the drop probability, a number, got {type(p).__name__} {p!r}")
+    if not 0.0 <= p < 1.0:
         raise ValueError(f"{name}: p is the drop probability and must be in [0, 1), got {p!r}")
     return float(p)
 
