@@ -345,9 +345,10 @@ def _symmetric_range(value, name: str, op: str) -> tuple[float, float]:
 class RandomAffine(GeometricOp):
     """A per-sample affine map about the image centre, torchvision's parameters, sampling and signs:
 
-    angle ~ U(degrees) (a number d means (-d, d); positive turns clockwise, as torchvision's affine), shift (tx, ty) ~ round(U(-a W, a W)), round(U(-b H, b H)) for
-    translate=(a, b), zoom ~ U(scale), shear x ~ U(shear[0:2]) and y ~ U(shear[2:4]) degrees (one number s means
-    x ~ U(-s, s)). Bilinear; pixels from outside the image take ``fill``. Not applied: the identity map.
+    angle ~ U(degrees) (a number d means (-d, d); positive turns clockwise, as torchvision's affine), shift
+    (tx, ty) ~ round(U(-a W, a W)), round(U(-b H, b H)) for translate=(a, b), zoom ~ U(scale), shear x ~
+    U(shear[0:2]) and y ~ U(shear[2:4]) degrees (one number s means x ~ U(-s, s)). Bilinear; pixels from outside
+    the image take ``fill``. Not applied: the identity map.
     """
 
     exact = False

@@ -76,14 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=float, default=0.0, help="drop probability (alpha dropout with selu)")
     p.add_argument("--pooling", choices=POOLINGS, default="max")
     p.add_argument("--no-batch-norm", dest="batch_norm", action="store_false")
-    p.add_argument("--batch-size", type=number(int, 1), default=64, help="global batch, split evenly across processes")
-    p.add_argument("--lr", type=number(float, 0), default=0.2, help="peak learning rate of SGD with Nesterov momentum 0.9")
+    p.add_argument("--batch-size", type=number(int, 1), default=64,
+                   help="global batch, split evenly across processes")
+    p.add_argument("--lr", type=number(float, 0), default=0.2,
+                   help="peak learning rate of SGD with Nesterov momentum 0.9")
     p.add_argument("--weight-decay", type=number(float, 0), default=5e-4)
-    p.add_argument("--warmup", type=number(float, 0), default=1.0, help="epochs of linear warm-up before the linear decay")
+    p.add_argument("--warmup", type=number(float, 0), default=1.0,
+                   help="epochs of linear warm-up before the linear decay")
     p.add_argument("--augment", choices=("default", "none"), default="default",
                    help="default: pad+crop, brightness, contrast, Mixup/CutMix; none: only normalize")
     p.add_argument("--crop-padding", type=int, default=2)
-    p.add_argument("--mix", type=number(float, 0, 1), default=0.5, help="probability that a sample gets Mixup or CutMix")
+    p.add_argument("--mix", type=number(float, 0, 1), default=0.5,
+                   help="probability that a sample gets Mixup or CutMix")
     p.add_argument("--label-smoothing", type=number(float, 0, 1, high_open=True), default=0.1)
     p.add_argument("--compile", action="store_true", help="torch.compile the model and the augmentation graph")
     p.add_argument("--workers", type=number(int, 0), default=0, help="DataLoader worker processes")
