@@ -162,16 +162,15 @@ def build_kornia(r, device, images, labels):
     #   lambda) rows become (B, K) soft targets here;
     # - RandomMixUpV2 draws lambda ~ U(0, 1) per sample (no Beta(0.2, 0.2) option); the work is the same;
     # - ColorJitter is used (not ColorJiggle): its brightness multiplies and its contrast blends with the
-    #   grayscale mean, torchvision's formulas; order=(0, 1) fixes brightness then contrast as augpipe does.
+    #   grayscale mean, torchvision's formulas. It keeps its default random order per call, as albumentations'
+    #   and torchvision's ColorJitter do, where augpipe runs brightness then contrast: the same work, and kornia's
+    #   faster path. order=(0, 1) would fix augpipe's order but takes a branch-free path that runs every step and
+    #   selects after: measured in one process, 2 threads, whole kornia call, CIFAR 18.9 against 18.4 ms and
+    #   ImageNet 366 against 333 ms (two single-factor ColorJitters in a row: 19.1 and 365 ms).
     import kornia.augmentation as K
     mean = torch.tensor(r.mean, device=device)
     std = torch.tensor(r.std, device=device)
-    try:
-        jitter = K.ColorJitter(brightness=r.strength, contrast=r.strength, p=1.0, order=(0, 1))
-        jitter_note = ""
-    except TypeError:  # kornia < 0.9 has no fixed order: torchvision's random order per call
-        jitter = K.ColorJitter(brightness=r.strength, contrast=r.strength, p=1.0)
-        jitter_note = "; ColorJitter order random"
+    jitter = K.ColorJitter(brightness=r.strength, contrast=r.strength, p=1.0)
     if r.name == "cifar":
         seq = K.AugmentationSequential(
             K.RandomHorizontalFlip(p=0.5),
@@ -205,7 +204,7 @@ def build_kornia(r, device, images, labels):
             return out, soft_targets(lab[:, 0], lab[:, 1], lab[:, 2], r.classes)
         # MixUp (B, 3): out = (1 - lambda) x + lambda partner
         return out, soft_targets(lab[:, 0], lab[:, 1], 1 - lab[:, 2], r.classes)
-    return call, note + jitter_note
+    return call, note + "; ColorJitter in its random order per call"
 
 
 def build_albumentations(r, device, images, labels):
