@@ -14,6 +14,11 @@ from torch import Tensor
 
 _PER_SAMPLE_KEYS = {"image": "images", "label": "labels", "mask": "masks", "boxes": "boxes", "keypoints": "keypoints"}
 
+# PIL modes whose pixels are not L, RGB or RGBA values: palette indices, other colour spaces, 1-bit. Converted, so
+# that brightness, contrast and Normalize see colours (np.asarray of a "P" image gives indices, not colours).
+_PIL_CONVERT = {"1": "L", "P": "RGB", "PA": "RGBA", "LA": "RGBA", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB",
+                "HSV": "RGB", "RGBX": "RGB", "RGBa": "RGBA", "La": "RGBA"}
+
 
 def to_chw_uint8(image) -> Tensor:
     """A PIL image, an HWC (or HW) uint8 numpy array or a CHW uint8 tensor -> CHW uint8 tensor (no float)."""
@@ -29,6 +34,13 @@ def to_chw_uint8(image) -> Tensor:
         if Image is None or not isinstance(image, Image.Image):
             raise TypeError(f"collate: expected a PIL image, an HWC uint8 numpy array or a CHW uint8 tensor, "
                             f"got {type(image).__name__}")
+        if image.mode not in ("L", "RGB", "RGBA") and image.mode not in _PIL_CONVERT:
+            raise TypeError(f"collate: PIL mode {image.mode!r} holds 16-bit or float pixels; make them 8-bit in the "
+                            f"Dataset first (scale to 0..255, then .convert('L'))")
+        if image.mode == "P" and "transparency" in image.info:
+            image = image.convert("RGBA")
+        elif image.mode in _PIL_CONVERT:
+            image = image.convert(_PIL_CONVERT[image.mode])
         image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim not in (2, 3):
         raise TypeError(f"collate: a numpy image must be HW or HWC uint8, got {image.dtype} {image.shape}")
@@ -43,7 +55,9 @@ def _to_label_map(mask) -> Tensor:
     array = np.asarray(mask)
     if array.dtype.kind not in "iub":
         raise TypeError(f"collate: a mask must hold integer labels, got {array.dtype}")
-    return torch.from_numpy(np.ascontiguousarray(array))
+    if not (array.flags.writeable and array.flags.c_contiguous):  # PIL's arrays are read-only
+        array = np.array(array, order="C")
+    return torch.from_numpy(array)
 
 
 def _stack_same_size(tensors: list[Tensor], what: str) -> Tensor:
@@ -56,7 +70,16 @@ def _stack_same_size(tensors: list[Tensor], what: str) -> Tensor:
 
 def _pad_rows(rows: list, width: int, what: str) -> Tensor:
     """Stack (N_i, width) arrays into (B, max N, width) float32, padding with NaN rows."""
-    arrays = [torch.as_tensor(np.asarray(r, dtype=np.float32)).reshape(-1, width) for r in rows]
+    arrays = []
+    for i, r in enumerate(rows):
+        a = np.asarray(r, dtype=np.float32)
+        if a.size == 0:
+            a = a.reshape(0, width)
+        if a.ndim != 2 or a.shape[1] != width:
+            extra = "; drop the visibility column first" if what == "keypoints" and a.shape[-1:] == (3,) else ""
+            raise ValueError(f"collate: {what} must be (N, {width}) per sample, sample {i} has shape "
+                             f"{a.shape}{extra}")
+        arrays.append(torch.from_numpy(a))
     n = max((a.shape[0] for a in arrays), default=0)
     out = torch.full((len(arrays), n, width), math.nan)
     for i, a in enumerate(arrays):  # collate runs per sample on the CPU worker, before any device work
@@ -65,7 +88,11 @@ def _pad_rows(rows: list, width: int, what: str) -> Tensor:
 
 
 def _labels(labels: list) -> Tensor:
-    return torch.stack([torch.as_tensor(l) for l in labels])
+    try:
+        return torch.stack([torch.as_tensor(l) for l in labels])
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise TypeError(f"collate: labels must be numbers, numpy numbers or tensors of one shape, got "
+                        f"{sorted({type(l).__name__ for l in labels})} ({e})") from None
 
 
 def collate(samples: list):
@@ -79,7 +106,14 @@ def collate(samples: list):
     if not samples:
         raise ValueError("collate: got an empty list of samples")
     first = samples[0]
-    if isinstance(first, dict):
+    kind = _sample_kind(first)
+    for i, s in enumerate(samples):
+        if _sample_kind(s) != kind or (kind == "dict" and set(s) != set(first)):
+            described = f"keys {sorted(s)}" if isinstance(s, dict) else type(s).__name__
+            expected = f"keys {sorted(first)}" if kind == "dict" else kind
+            raise ValueError(f"collate: every sample of a batch must be alike; sample 0 is {expected}, sample {i} "
+                             f"is {described}")
+    if kind == "dict":
         unknown = set(first) - set(_PER_SAMPLE_KEYS)
         if unknown or "image" not in first:
             raise ValueError(f"collate: dict samples need 'image' and may have {sorted(_PER_SAMPLE_KEYS)}, got "
@@ -94,17 +128,23 @@ def collate(samples: list):
         if "keypoints" in first:
             batch["keypoints"] = _pad_rows([s["keypoints"] for s in samples], 2, "keypoints")
         return batch
-    if isinstance(first, (tuple, list)) and len(first) == 2:
+    if kind == "pair":
         images = _stack_same_size([to_chw_uint8(s[0]) for s in samples], "images")
         return images, _labels([s[1] for s in samples])
     return _stack_same_size([to_chw_uint8(s) for s in samples], "images")
 
 
+def _sample_kind(sample) -> str:
+    if isinstance(sample, dict):
+        return "dict"
+    return "pair" if isinstance(sample, (tuple, list)) and len(sample) == 2 else "an image"
+
+
 def _move(batch, device: torch.device, non_blocking: bool):
     """Move every tensor of a batch (tensor, tuple, list or dict) to the device."""
     if isinstance(batch, Tensor):
-        if device.type == "cuda" and not batch.is_pinned():
-            batch = batch.pin_memory()
+        if device.type == "cuda" and batch.device.type == "cpu" and not batch.is_pinned():
+            batch = batch.pin_memory()  # (a batch already on a GPU is copied, or kept, as it is)
         return batch.to(device, non_blocking=non_blocking)
     if isinstance(batch, dict):
         return {k: _move(v, device, non_blocking) for k, v in batch.items()}
@@ -142,10 +182,12 @@ class DeviceLoader:
         return len(self.loader)
 
     def set_epoch(self, epoch: int) -> None:
-        """Forward to a DistributedSampler (or any sampler with set_epoch), so each epoch reshuffles."""
-        sampler = getattr(self.loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
+        """Forward to a DistributedSampler (or any sampler with set_epoch), so each epoch reshuffles; also one
+        inside the loader's batch_sampler (DataLoader(batch_sampler=BatchSampler(DistributedSampler(...))))."""
+        batch_sampler = getattr(self.loader, "batch_sampler", None)
+        for sampler in (getattr(self.loader, "sampler", None), getattr(batch_sampler, "sampler", None)):
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
 
     def _augment(self, batch):
         if isinstance(batch, dict):

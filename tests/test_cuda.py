@@ -78,6 +78,13 @@ def test_device_loader_prefetches_to_cuda_and_augments_there():
     assert seen == 20
 
 
+def test_device_loader_takes_batches_already_on_the_gpu():
+    """pin_memory() refuses a CUDA tensor: only CPU batches may be pinned before the copy."""
+    x = torch.randint(0, 256, (8, 3, 8, 8), dtype=torch.uint8, device="cuda")
+    (out,) = list(A.DeviceLoader([x], A.Pipeline(A.HorizontalFlip(p=1.0)), "cuda"))
+    torch.testing.assert_close(out, x.flip(-1).float() / 255)
+
+
 def test_cuda_training_learns_and_resumes_after_kill_9(tmp_path):
     from test_train import ROOT, TINY, metrics
     from training.train import run

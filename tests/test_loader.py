@@ -131,3 +131,44 @@ def test_a_pipeline_in_dataset_workers_draws_anew_per_worker_and_epoch(seed):
     if seed is not None:  # seed=None seeds the pipeline from the OS, on purpose not reproducible
         again = epochs(1)
         assert torch.equal(again[0], first) and torch.equal(again[1], second)  # reproducible from the torch seed
+
+
+def test_collate_converts_palette_and_other_modes_to_colours():
+    """np.asarray of a "P" image gives palette indices, which brightness or Normalize would treat as colours."""
+    rgb = np.zeros((4, 5, 3), dtype=np.uint8)
+    rgb[..., 0] = 255
+    rgb[1, 2] = (10, 200, 30)
+    photo = Image.fromarray(rgb, "RGB")
+    for mode, channels in (("P", 3), ("CMYK", 3), ("YCbCr", 3), ("1", 1), ("LA", 4)):
+        images, _ = A.collate([(photo.convert(mode), 0)])
+        expected = np.asarray(photo.convert(mode).convert({"1": "L", "LA": "RGBA"}.get(mode, "RGB")))
+        assert images.shape == (1, channels, 4, 5), mode
+        assert np.array_equal(images[0].permute(1, 2, 0).numpy().squeeze(-1) if channels == 1
+                              else images[0].permute(1, 2, 0).numpy(), expected), mode
+    images, _ = A.collate([(photo.convert("P"), 0)])
+    assert images[0, :, 0, 0].tolist() == [255, 0, 0]  # the colour, not its palette index
+    with pytest.raises(TypeError, match="PIL mode 'I;16' holds 16-bit or float pixels"):
+        A.collate([(photo.convert("L").convert("I;16"), 0)])
+
+
+@pytest.mark.parametrize("samples, error, match", [
+    ([{"image": hwc(0), "keypoints": [[10, 20, 2]]}], ValueError,
+     r"keypoints must be \(N, 2\) per sample, sample 0 has shape \(1, 3\); drop the visibility column"),
+    ([{"image": hwc(0), "boxes": np.zeros((2, 6))}], ValueError, r"boxes must be \(N, 4\) per sample"),
+    ([{"image": hwc(0), "label": 0}, {"image": hwc(1), "label": 1, "boxes": np.zeros((1, 4))}], ValueError,
+     r"sample 0 is keys \['image', 'label'\], sample 1 is keys \['boxes', 'image', 'label'\]"),
+    ([{"image": hwc(0), "label": 0}, (hwc(1), 1)], ValueError, "sample 1 is tuple"),
+    ([(hwc(0), "cat"), (hwc(1), "dog")], TypeError, r"labels must be numbers.*\['str'\]"),
+])
+def test_collate_refuses_what_it_would_scramble_or_drop(samples, error, match):
+    """Keypoints with a visibility column were reshaped into wrong rows; a later sample's extra keys were dropped."""
+    with pytest.raises(error, match=match):
+        A.collate(samples)
+
+
+def test_set_epoch_reaches_a_distributed_sampler_inside_a_batch_sampler():
+    from torch.utils.data import BatchSampler
+    sampler = DistributedSampler(Squares(), num_replicas=2, rank=0, shuffle=True, seed=0)
+    loader = DataLoader(Squares(), batch_sampler=BatchSampler(sampler, 5, drop_last=False), collate_fn=A.collate)
+    A.DeviceLoader(loader, A.Pipeline(num_classes=3), device="cpu").set_epoch(5)
+    assert sampler.epoch == 5
