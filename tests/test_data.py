@@ -129,6 +129,19 @@ def test_image_folder_train_test_layout_and_grayscale_pixels(tmp_path):
     assert splits.train.labels.tolist() == [0, 0, 1, 1]
 
 
+def test_image_folder_scales_16_bit_grayscale_to_8_bit(tmp_path):
+    """PIL's convert("L") clips a 16-bit image at 255; a 16-bit PNG's 0..65535 must become 0..255."""
+    ramp = (np.arange(64, dtype=np.uint16) * 1000).reshape(8, 8)  # 0 .. 63000
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        for i in range(2):
+            Image.fromarray(ramp).save(tmp_path / c / f"{i}.png")  # 16-bit PNG: PIL reads it as mode I;16 or I
+    splits = load_image_folder(tmp_path, image_size=8, test_fraction=0.5)
+    expected = torch.from_numpy(np.rint(ramp * (255 / 65535)).astype(np.uint8))
+    assert torch.equal(splits.train.images[0, 0], expected)
+    assert len(expected.unique()) > 50
+
+
 def test_image_folder_errors_name_path_and_layout(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"load_image_folder: .*missing is not a directory; expected ROOT/<class>"):
         load_image_folder(tmp_path / "missing")

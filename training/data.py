@@ -17,6 +17,7 @@ import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -114,7 +115,7 @@ def _digits(image_size: int) -> tuple[Tensor, Tensor]:
 
 
 def load_digits(image_size: int = 32, test_fraction: float = 0.2, split_seed: int = 0) -> Splits:
-    """scikit-learn's digits as 1 x image_size x image_size uint8 images; 1,437 train / 360 test by default.
+    """scikit-learn's digits as 1 x image_size x image_size uint8 images; 1,438 train / 359 test by default.
 
     The 8x8 originals are too small for a pad-and-crop or a 3-stage CNN; bilinear upsampling gives smooth strokes
     at a size the CIFAR-style augmentations and models suit.
@@ -195,6 +196,18 @@ def _scan(root: Path, classes: tuple[str, ...] | None = None) -> tuple[list[Path
     return files, labels, names
 
 
+def _eight_bit(im):
+    """16-bit and float grayscale as 8-bit L: PIL's convert("L") clips these at 255 instead of scaling them (a
+    16-bit ramp 0..63000 came out as 0 and 255). Integer modes are read as 16-bit (0..65535, as PNG stores them),
+    float mode "F" as [0, 1]."""
+    from PIL import Image
+
+    if im.mode not in ("I", "F") and not im.mode.startswith("I;16"):
+        return im
+    values = np.asarray(im, dtype=np.float64) * (255.0 if im.mode == "F" else 255.0 / 65535.0)
+    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
+
+
 def _read_images(files: list[Path], image_size: int) -> Tensor:
     """Decode with PIL, resize to image_size (bilinear) and stack as uint8 (N, C, H, W); grayscale stays 1
     channel only if every image is grayscale."""
@@ -211,7 +224,7 @@ def _read_images(files: list[Path], image_size: int) -> Tensor:
         except Exception as e:
             raise ValueError(f"load_image_folder: cannot read image {path}: {type(e).__name__}: {e}") from e
     mode = "L" if all(im.mode in _GRAY_MODES for im in opened) else "RGB"
-    resized = [im.convert(mode) for im in opened]
+    resized = [_eight_bit(im).convert(mode) for im in opened]
     resized = [im if im.size == (image_size, image_size) else im.resize((image_size, image_size), Image.BILINEAR)
                for im in resized]
     return torch.stack([to_chw_uint8(im) for im in resized])  # (N, C, H, W) uint8
