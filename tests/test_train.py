@@ -67,12 +67,15 @@ def test_it_learns(tmp_path):
     assert r.history[-1]["test_acc"] > 0.5
 
 
-def test_resume_of_a_finished_run_changes_nothing(reference, tmp_path):
+def test_resume_of_a_finished_run_changes_nothing(reference, tmp_path, capsys):
     out, result = reference
     assert main(TINY + ["--epochs", "3", "--out", str(tmp_path)]) == 0
     resumed = run(TINY + ["--epochs", "3", "--out", str(tmp_path), "--resume"])
     assert metrics(tmp_path) == metrics(out)
     assert same_weights(resumed.model.state_dict(), result.model.state_dict())
+    assert "all 3 epochs already done, nothing to train" in capsys.readouterr().err
+    run(TINY + ["--epochs", "1", "--out", str(tmp_path)])  # without --resume: said before it happens
+    assert "holds a run already; starting afresh replaces it" in capsys.readouterr().err
 
 
 def test_resume_after_kill_9_mid_epoch_is_exact(reference, tmp_path):

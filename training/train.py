@@ -399,9 +399,14 @@ def _train(args, out: Path, saved: dict | None, d: Dist) -> TrainResult:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda"
                                                     else None)
     if d.main:
+        if saved is None and (out / CHECKPOINT).exists():  # the old run's files go once this one saves an epoch
+            print(f"train: {out} holds a run already; starting afresh replaces it at the end of the first epoch "
+                  f"(--resume continues it instead)", file=sys.stderr)
+        epochs = (f"epochs {start_epoch + 1}..{args.epochs}" if start_epoch < args.epochs
+                  else f"all {args.epochs} epochs already done, nothing to train")
         print(f"training {cfg.arch} ({count_parameters(bare):,} parameters) on {args.dataset}: "
               f"{len(splits.train)} train / {len(splits.test)} test images {splits.image_size}, {d.world} "
-              f"process(es) on {d.device}, epochs {start_epoch + 1}..{args.epochs}", file=sys.stderr)
+              f"process(es) on {d.device}, {epochs}", file=sys.stderr)
 
     last_plot = time.perf_counter()
     for epoch in range(start_epoch, args.epochs):
