@@ -109,7 +109,7 @@ def collate(samples: list):
     kind = _sample_kind(first)
     for i, s in enumerate(samples):
         if _sample_kind(s) != kind or (kind == "dict" and set(s) != set(first)):
-            described = f"keys {sorted(s)}" if isinstance(s, dict) else type(s).__name__
+            described = f"keys {sorted(s)}" if isinstance(s, dict) else _sample_kind(s)
             expected = f"keys {sorted(first)}" if kind == "dict" else kind
             raise ValueError(f"collate: every sample of a batch must be alike; sample 0 is {expected}, sample {i} "
                              f"is {described}")
@@ -128,7 +128,7 @@ def collate(samples: list):
         if "keypoints" in first:
             batch["keypoints"] = _pad_rows([s["keypoints"] for s in samples], 2, "keypoints")
         return batch
-    if kind == "pair":
+    if kind == "an (image, label) pair":
         images = _stack_same_size([to_chw_uint8(s[0]) for s in samples], "images")
         return images, _labels([s[1] for s in samples])
     return _stack_same_size([to_chw_uint8(s) for s in samples], "images")
@@ -137,7 +137,7 @@ def collate(samples: list):
 def _sample_kind(sample) -> str:
     if isinstance(sample, dict):
         return "dict"
-    return "pair" if isinstance(sample, (tuple, list)) and len(sample) == 2 else "an image"
+    return "an (image, label) pair" if isinstance(sample, (tuple, list)) and len(sample) == 2 else "an image"
 
 
 def _move(batch, device: torch.device, non_blocking: bool):

@@ -157,7 +157,7 @@ def test_collate_converts_palette_and_other_modes_to_colours():
     ([{"image": hwc(0), "boxes": np.zeros((2, 6))}], ValueError, r"boxes must be \(N, 4\) per sample"),
     ([{"image": hwc(0), "label": 0}, {"image": hwc(1), "label": 1, "boxes": np.zeros((1, 4))}], ValueError,
      r"sample 0 is keys \['image', 'label'\], sample 1 is keys \['boxes', 'image', 'label'\]"),
-    ([{"image": hwc(0), "label": 0}, (hwc(1), 1)], ValueError, "sample 1 is tuple"),
+    ([{"image": hwc(0), "label": 0}, (hwc(1), 1)], ValueError, r"sample 1 is an \(image, label\) pair"),
     ([(hwc(0), "cat"), (hwc(1), "dog")], TypeError, r"labels must be numbers.*\['str'\]"),
 ])
 def test_collate_refuses_what_it_would_scramble_or_drop(samples, error, match):
