@@ -104,6 +104,11 @@ def test_bad_config_is_rejected(field, value, match):
         ModelConfig(**{field: value})
 
 
+def test_fractional_pooling_is_refused_for_the_mlp_which_has_no_pooling():
+    with pytest.raises(ValueError, match="ModelConfig: pooling 'fractional' is the CNN's downsampling; the MLP"):
+        ModelConfig(arch="mlp", pooling="fractional")
+
+
 def test_mlp_rejects_wrong_input_shape():
     model = MLP(ModelConfig(arch="mlp", image_size=8, widths=(4,)))
     with pytest.raises(ValueError, match=r"MLP: expected input \(B, 1, 8, 8\), got \(2, 1, 16, 16\)"):

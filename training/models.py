@@ -43,6 +43,8 @@ class ModelConfig:
         for field, value, valid in checks:
             if value not in valid:
                 raise ValueError(f"ModelConfig: unknown {field} {value!r}; expected one of {', '.join(valid)}")
+        if self.arch == "mlp" and self.pooling != "max":
+            raise ValueError(f"ModelConfig: pooling {self.pooling!r} is the CNN's downsampling; the MLP has none")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"ModelConfig: dropout is a drop probability in [0, 1), got {self.dropout}")
         if not 1.0 < self.fractional_alpha <= 2.0:

@@ -41,6 +41,16 @@ PLOT = "metrics.png"
 RUNTIME_FLAGS = ("out", "resume", "device", "compile", "workers", "progress", "kill_after_steps")
 
 
+class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults in --help, but not for on/off flags ("--no-progress (default: True)" read as if it were on) or
+    for flags whose default is None (their help says what None means)."""
+
+    def _get_help_string(self, action):
+        if action.nargs == 0 or action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def number(kind, low, high=None, high_open=False):
     """An argparse type: ``kind`` (int or float) in [low, high] (or [low, high) with ``high_open``); argparse
     reports a value outside as "argument --flag: must be ..." and exits."""
@@ -58,7 +68,7 @@ def number(kind, low, high=None, high_open=False):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=_DefaultsHelp)
     p.add_argument("--out", default="runs/train", help="output directory: metrics.jsonl, metrics.png, checkpoint.pt")
     p.add_argument("--epochs", type=number(int, 1), default=12)
     p.add_argument("--seed", type=int, default=0)
