@@ -372,10 +372,10 @@ def resample_separable(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: f
         for s in range(0, x.shape[0], step):
             g = slice(s, s + step)
             rows = take_rows(x[g], r0[g]).to(dtype).mul_(wr0[g]).addcmul_(take_rows(x[g], r1[g]), wr1[g])
-            if rows.requires_grad:  # an out= argument has no gradient: one more copy, for autograd only
-                out[g] = take_cols(rows, c0[g]).mul_(wc0[g]).addcmul_(take_cols(rows, c1[g]), wc1[g])
-            else:
-                torch.mul(take_cols(rows, c0[g]), wc0[g], out=out[g]).addcmul_(take_cols(rows, c1[g]), wc1[g])
+            target = None if rows.requires_grad else out[g]  # an out= argument has no gradient
+            cols = torch.mul(take_cols(rows, c0[g]), wc0[g], out=target).addcmul_(take_cols(rows, c1[g]), wc1[g])
+            if target is None:  # one more copy, for autograd only
+                out[g] = cols
     if extend == "fill":
         return out.add_(fill * (1 - (wr0 + wr1) / scale * (wc0 + wc1)))
     return select(out, fill, ~(in_r[:, None, :, None] & in_c[:, None, None, :]), inplace=True)

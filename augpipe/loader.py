@@ -128,16 +128,19 @@ def collate(samples: list):
         if "keypoints" in first:
             batch["keypoints"] = _pad_rows([s["keypoints"] for s in samples], 2, "keypoints")
         return batch
-    if kind == "an (image, label) pair":
+    if kind == _PAIR:
         images = _stack_same_size([to_chw_uint8(s[0]) for s in samples], "images")
         return images, _labels([s[1] for s in samples])
     return _stack_same_size([to_chw_uint8(s) for s in samples], "images")
 
 
+_PAIR = "an (image, label) pair"
+
+
 def _sample_kind(sample) -> str:
     if isinstance(sample, dict):
         return "dict"
-    return "an (image, label) pair" if isinstance(sample, (tuple, list)) and len(sample) == 2 else "an image"
+    return _PAIR if isinstance(sample, (tuple, list)) and len(sample) == 2 else "an image"
 
 
 def _move(batch, device: torch.device, non_blocking: bool):

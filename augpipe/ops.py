@@ -68,7 +68,7 @@ def _pair(value, name: str, op: str) -> tuple[int, int]:
     return int(value[0]), int(value[1])
 
 
-def _finite(op: str, name: str, *values) -> None:
+def _check_finite(op: str, name: str, *values) -> None:
     """Constructor arguments that are inf or NaN would pass every range check below and fail later, or not at all
     (a NaN factor makes NaN images): say so where they are given."""
     if not all(math.isfinite(v) for v in values):
@@ -78,12 +78,12 @@ def _finite(op: str, name: str, *values) -> None:
 def _factor_range(value, name: str) -> tuple[float, float]:
     """torchvision ColorJitter: b -> [max(0, 1 - b), 1 + b]; a pair (lo, hi) is taken as it is."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        _finite(name, "the strength", value)
+        _check_finite(name, "the strength", value)
         if value < 0:
             raise ValueError(f"{name}({value}): the strength must be >= 0")
         return max(0.0, 1.0 - value), 1.0 + value
     if isinstance(value, Sequence) and len(value) == 2 and 0 <= value[0] <= value[1]:
-        _finite(name, "the range", *value)
+        _check_finite(name, "the range", *value)
         return float(value[0]), float(value[1])
     raise ValueError(f"{name}: expected a strength >= 0 or a range (lo, hi) with 0 <= lo <= hi, got {value!r}")
 
@@ -216,7 +216,7 @@ class RandomCrop(GeometricOp):
     def __init__(self, size, padding=0, fill: float = 0.0, padding_mode: str = "constant"):
         super().__init__()
         self.size = _pair(size, "size", "RandomCrop")
-        _finite("RandomCrop", "fill", fill)
+        _check_finite("RandomCrop", "fill", fill)
         self.padding = self._padding(padding)
         if padding_mode not in self.MODES:
             raise ValueError(f"RandomCrop: padding_mode must be one of {self.MODES}, got {padding_mode!r}")
@@ -289,7 +289,7 @@ class RandomResizedCrop(GeometricOp):
         if not (0 < scale[0] <= scale[1] and 0 < ratio[0] <= ratio[1]):
             raise ValueError(f"RandomResizedCrop: need 0 < scale[0] <= scale[1] and 0 < ratio[0] <= ratio[1], "
                              f"got scale={scale}, ratio={ratio}")
-        _finite("RandomResizedCrop", "scale and ratio", *scale, *ratio)
+        _check_finite("RandomResizedCrop", "scale and ratio", *scale, *ratio)
         self.scale, self.ratio = tuple(map(float, scale)), tuple(map(float, ratio))
 
     def extra_repr(self) -> str:
@@ -332,12 +332,12 @@ class RandomResizedCrop(GeometricOp):
 def _symmetric_range(value, name: str, op: str) -> tuple[float, float]:
     """torchvision: a number d means (-d, d); a pair is taken as it is."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        _finite(op, name, value)
+        _check_finite(op, name, value)
         if value < 0:
             raise ValueError(f"{op}: {name} must be >= 0 when one number, got {value}")
         return -float(value), float(value)
     if isinstance(value, Sequence) and len(value) == 2 and value[0] <= value[1]:
-        _finite(op, name, *value)
+        _check_finite(op, name, *value)
         return float(value[0]), float(value[1])
     raise ValueError(f"{op}: {name} must be a number >= 0 or a pair (min, max), got {value!r}")
 
@@ -363,8 +363,8 @@ class RandomAffine(GeometricOp):
         if scale is not None and not (len(scale) == 2 and 0 < scale[0] <= scale[1]):
             raise ValueError(f"{name}: scale must be (lo, hi) with 0 < lo <= hi, got {scale!r}")
         if scale is not None:
-            _finite(name, "scale", *scale)
-        _finite(name, "fill", fill)
+            _check_finite(name, "scale", *scale)
+        _check_finite(name, "fill", fill)
         self.translate, self.scale = translate, scale
         if shear is None:
             self.shear = ((0.0, 0.0), (0.0, 0.0))
@@ -466,7 +466,7 @@ class Normalize(Op):
         if mean.shape != std.shape or mean.numel() == 0:
             raise ValueError(f"Normalize: mean and std need the same number (> 0) of values, got {mean.numel()} "
                              f"and {std.numel()}")
-        _finite("Normalize", "mean and std", *mean.tolist(), *std.tolist())
+        _check_finite("Normalize", "mean and std", *mean.tolist(), *std.tolist())
         if not bool((std > 0).all()):
             raise ValueError(f"Normalize: std must be > 0, got {std.tolist()}")
         self.register_buffer("mean", mean, persistent=False)
@@ -499,7 +499,7 @@ class Cutout(Op):
         super().__init__()
         if not (isinstance(size, int) and size > 0 and isinstance(count, int) and count > 0):
             raise ValueError(f"Cutout: size and count must be positive ints, got size={size!r}, count={count!r}")
-        _finite("Cutout", "fill", fill)
+        _check_finite("Cutout", "fill", fill)
         self.size, self.count, self.fill = size, count, float(fill)
         self.p = _check_probability(p, "Cutout")
         if mask_fill is not None and (isinstance(mask_fill, bool) or not isinstance(mask_fill, int)):
@@ -552,7 +552,7 @@ class Mixup(Op):
         super().__init__()
         if not alpha > 0:
             raise ValueError(f"Mixup: alpha must be > 0, got {alpha}")
-        _finite("Mixup", "alpha", alpha)
+        _check_finite("Mixup", "alpha", alpha)
         self.alpha, self.per_batch = float(alpha), bool(per_batch)
         self.p = _check_probability(p, "Mixup")
 
@@ -587,7 +587,7 @@ class CutMix(Op):
         super().__init__()
         if not alpha > 0:
             raise ValueError(f"CutMix: alpha must be > 0, got {alpha}")
-        _finite("CutMix", "alpha", alpha)
+        _check_finite("CutMix", "alpha", alpha)
         self.alpha = float(alpha)
         self.p = _check_probability(p, "CutMix")
 
