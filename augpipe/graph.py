@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from . import draws as D
 from . import functional as F
 from . import fuse, memory
+from .explain import explain
 from .functional import compute_dtype
 from .ops import GeometricOp, Op, Shape, _bernoulli, _check_probability
 
@@ -265,14 +266,7 @@ class Pipeline(_Composite):
             return []
         key = (shape, dtype)
         if key not in self._stage_cuts:
-            cuts, size = [], shape.size
-            for i, op in enumerate(_static_steps(self.nodes)):
-                image = (shape.batch, shape.channels, *size)
-                large = math.prod(image) * dtype.itemsize >= STAGE_MIN_BYTES
-                if i and large and getattr(op, "reads_whole_input", False):
-                    cuts.append((i, image))
-                size = op.output_size(size)
-            self._stage_cuts[key] = cuts
+            self._stage_cuts[key] = stage_cuts(list(_static_steps(self.nodes)), shape, dtype)
         cuts = self._stage_cuts[key]
         if not cuts:
             return []
@@ -289,6 +283,12 @@ class Pipeline(_Composite):
         if device.type != "cpu" or math.prod(out) * dtype.itemsize < memory.LARGE_BYTES:
             return None
         return memory.empty(out, dtype)
+
+    def explain(self, images_shape, dtype: torch.dtype = torch.uint8, device="cpu") -> str:
+        """The plan of a call on images of ``images_shape``, ``dtype`` and ``device``, in words: which read each run
+        of geometric ops gets and why, the steps after it, where a compiled CPU call stops, and the buffers kept
+        between calls. Nothing is run or drawn."""
+        return explain(self, images_shape, dtype, device)
 
     def kept_bytes(self) -> int:
         """Bytes of the buffers this pipeline keeps for the calling thread between compiled CPU calls: its window copy
@@ -585,6 +585,19 @@ def _worker_stream_seed(seed: int, worker_seed: int) -> int:
     """The seed of a pipeline's stream in a DataLoader worker, from the pipeline's and the worker's. Python's hash
     of a tuple of ints is the same in every process (only str and bytes hashes are salted)."""
     return hash((seed, worker_seed)) % 2**64
+
+
+def stage_cuts(ops, shape: Shape, dtype) -> list[tuple[int, tuple[int, ...]]]:
+    """(step index, image shape) where a compiled CPU call on ``shape`` stops (``Pipeline._stages``): before each op
+    but the first that reads its whole input, when that input is an image of STAGE_MIN_BYTES or more."""
+    cuts, size = [], shape.size
+    for i, op in enumerate(ops):
+        image = (shape.batch, shape.channels, *size)
+        large = math.prod(image) * dtype.itemsize >= STAGE_MIN_BYTES
+        if i and large and getattr(op, "reads_whole_input", False):
+            cuts.append((i, image))
+        size = op.output_size(size)
+    return cuts
 
 
 def _static_steps(nodes):
