@@ -65,15 +65,14 @@ def explain(pipe, images_shape, dtype: torch.dtype = torch.uint8, device="cpu") 
                              f"4 KiB")
                 kept += sum(math.prod(s) for s in {s for _, s in cuts}) * work.itemsize
             else:
-                lines.append("compiled calls: 1 (no op reads the whole of an image of "
-                             f"{_mb(memory.LARGE_BYTES)} or more, so nothing is worth keeping between calls)")
+                large = _mb(memory.LARGE_BYTES)
+                lines.append(f"compiled calls: 1 (no whole-input read of an image of {large} or more)")
             if window is None and dtype == torch.uint8:
                 window = F.WindowPlan()
             if window is not None:
                 source = _window_bytes(window, shape, work)
                 kept += source
-                lines.append(f"window copy: {_mb(source)}, made by ATen before the compiled call and kept for the "
-                             f"next call of this shape")
+                lines.append(f"window copy: {_mb(source)}, made by ATen before the compiled call, kept for the next")
             out_bytes = math.prod(out_shape) * out_dtype.itemsize
             if out_bytes >= memory.LARGE_BYTES:
                 lines.append(f"output: {_mb(out_bytes)} of fresh memory a call, mapped in 2 MiB pages")
@@ -89,8 +88,7 @@ def _read(segment, window, dtype, windowed: bool) -> str:
         if window is not None:
             copy = "a float copy" + (f" padded by {window.mode}" if window.mode else "") \
                 + (" with mirrored rows" if window.mirrored else "")
-            return (f"whole pixels, read as contiguous row windows of {copy} (compiled on a CPU: row windows load as "
-                    f"whole vectors, where a per-pixel gather loads lane by lane)")
+            return f"whole pixels, as row windows of {copy} (whole-vector loads, where a gather loads lane by lane)"
         return "whole pixels, one gather through per-sample row and column tables"
     if windowed and dtype == torch.uint8:
         source = " from a plain float copy of the uint8 images"
@@ -103,10 +101,10 @@ def _read(segment, window, dtype, windowed: bool) -> str:
 
 def _step(node) -> str:
     if hasattr(node, "select"):
-        return "a per-sample choice: every branch runs on the batch, and each sample keeps its own"
+        return "a per-sample choice: each branch runs, each sample keeps its own"
     if getattr(node, "reads_whole_input", False):
-        return "reads its whole input (a mean, a partner sample), so its input is complete first"
-    return "pixel by pixel, fused with its neighbours when compiled"
+        return "reads its whole input (a mean, a partner sample), which is complete first"
+    return "per pixel"
 
 
 def _window_bytes(plan: F.WindowPlan, shape: Shape, dtype: torch.dtype) -> int:
