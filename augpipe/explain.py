@@ -44,8 +44,8 @@ def explain(pipe, images_shape, dtype: torch.dtype = torch.uint8, device="cpu") 
                 size = op.output_size(size)
             split = (" (a read of its own: reflect or replicate padding only starts a run, and only a run of "
                      "whole-pixel ops)") if isinstance(previous, list) else ""
-            lines.append(f"{n + 1}. geometry {_names(segment)} -> {size[0]}x{size[1]}: "
-                         f"{_read(segment, window if n == 0 else None, dtype, windowed and n == 0)}{split}")
+            lines.append(f"{n + 1}. geometry {_names(segment)} -> {size[0]}x{size[1]}:")
+            lines.append(f"   {_read(segment, window if n == 0 else None, dtype, windowed and n == 0)}{split}")
         else:
             node = stage[0]
             size = node.output_size(size)

@@ -38,7 +38,8 @@ def counted_reads(pipe, x, monkeypatch) -> list[str]:
 def test_explain_names_the_reads_an_eager_call_makes(nodes, reads, monkeypatch):
     pipe = A.Pipeline(*nodes, seed=0)
     text = pipe.explain((4, 3, 16, 16), torch.float32)
-    described = [line for line in text.splitlines() if re.match(r"\d+\. geometry", line)]
+    lines = text.splitlines()
+    described = [lines[i + 1] for i, line in enumerate(lines) if re.match(r"\d+\. geometry", line)]
     assert len(described) == len(reads)
     for line, read in zip(described, reads):
         assert READS[read] in line
@@ -51,9 +52,10 @@ def test_explain_lists_every_step_with_its_output_size_and_dtypes():
     lines = pipe.explain((6, 3, 20, 24)).splitlines()
     assert lines[0] == "Pipeline, eager, on cpu: uint8 (6, 3, 20, 24) -> float32 (6, 3, 10, 10), computed in float32"
     assert lines[2].startswith("1. geometry [RandomResizedCrop(") and "-> 10x10" in lines[2]
-    assert lines[3].startswith("2. Brightness(") and lines[4].startswith("3. OneOf(Mixup(") and "CutMix(" in lines[4]
-    assert lines[5].startswith("4. LabelSmoothing(")
-    assert "per-sample choice" in lines[4]
+    assert lines[3].startswith("   axis-aligned, one separable bilinear read")
+    assert lines[4].startswith("2. Brightness(") and lines[5].startswith("3. OneOf(Mixup(") and "CutMix(" in lines[5]
+    assert lines[6].startswith("4. LabelSmoothing(")
+    assert "per-sample choice" in lines[5]
     assert lines[-1] == "kept between calls: nothing"
     # a single (C, H, W) image is a batch of one
     assert "uint8 (1, 3, 20, 24) -> float32 (1, 3, 10, 10)" in pipe.explain((3, 20, 24))
