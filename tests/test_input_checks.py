@@ -1,13 +1,15 @@
 """Input checks a new user meets first: channels-last images, grayscale batches passed as one image, float images
-outside [0, 1].
+outside [0, 1], and collate's handling of HWC tensors and of mixed grayscale / colour samples.
 
-Each refusal is checked for what its message names (the problem and the fix) and for its fix giving the
-reference, and legal inputs for passing unchanged and without a warning.
+Each refusal is checked for what its message names (the problem and the fix), each conversion against a reference
+(``permute``, PIL's ``convert``), and legal inputs for passing unchanged and without a warning.
 """
 import warnings
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import augpipe as A
 from augpipe.graph import RANGE_SLACK, looks_channels_last
@@ -147,3 +149,60 @@ def test_uint8_images_are_not_range_checked_and_nan_is_still_named():
     x[0, 1, 2, 3] = float("nan")
     with pytest.raises(ValueError, match="NaN or infinity"):
         flip()(x)
+
+
+# ------------------------------------------------------------------------------------------- collate
+def hwc(seed, h=32, w=48, c=3):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, c), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("c", [1, 3, 4])
+def test_collate_permutes_hwc_tensors_to_chw(c):
+    arrays = [hwc(i, c=c) for i in range(2)]
+    tensors = [torch.from_numpy(a) for a in arrays]
+    before = [t.clone() for t in tensors]
+    images, labels = A.collate([(t, i) for i, t in enumerate(tensors)])
+    assert images.shape == (2, c, 32, 48) and images.dtype == torch.uint8
+    torch.testing.assert_close(images, torch.stack([t.permute(2, 0, 1) for t in before]), rtol=0, atol=0)
+    torch.testing.assert_close(images, A.collate([(a, 0) for a in arrays])[0], rtol=0, atol=0)  # as numpy arrays
+    assert all(torch.equal(t, b) for t, b in zip(tensors, before))
+    # The collated batch is what a Pipeline reads: (B, C, H, W), not 32 channels.
+    torch.testing.assert_close(quiet(lambda: flip()(images)), flipped(images), rtol=0, atol=0)
+
+
+def test_collate_keeps_chw_tensors_and_reads_hw_tensors_as_one_channel():
+    chw = uint8(3, 32, 4)  # (C, H, W) and (H, W, C) both possible: kept as documented, (C, H, W)
+    assert torch.equal(A.collate([chw, chw])[0], chw)
+    hw = uint8(6, 5)
+    assert torch.equal(A.collate([hw])[0], hw[None])
+
+
+def test_collate_still_refuses_other_tensor_ranks_naming_the_layouts():
+    with pytest.raises(TypeError, match="uint8 \\(C, H, W\\), \\(H, W, C\\) or \\(H, W\\)"):
+        A.collate([uint8(1, 3, 8, 8)])
+
+
+@pytest.mark.parametrize("modes", [("L", "RGB"), ("RGB", "L"), ("L", "RGBA"), ("RGB", "RGBA"), ("L", "RGB", "RGBA")])
+def test_collate_brings_mixed_grayscale_and_colour_to_the_most_channels_as_pil_does(modes):
+    pictures = [Image.fromarray(hwc(i, c=4)).convert(mode) for i, mode in enumerate(modes)]
+    target = "RGBA" if "RGBA" in modes else "RGB"
+    images, _ = A.collate([(p, 0) for p in pictures])
+    reference = torch.stack([torch.from_numpy(np.array(p.convert(target))).permute(2, 0, 1) for p in pictures])
+    torch.testing.assert_close(images, reference, rtol=0, atol=0)
+
+
+def test_collate_brings_a_grayscale_array_and_tensor_to_rgb_too():
+    gray, colour = hwc(0, c=1)[..., 0], torch.from_numpy(hwc(1)).permute(2, 0, 1)
+    images = A.collate([gray, colour])
+    torch.testing.assert_close(images[0], torch.from_numpy(gray).expand(3, 32, 48), rtol=0, atol=0)
+    torch.testing.assert_close(images[1], colour, rtol=0, atol=0)
+
+
+def test_collate_names_a_channel_difference_it_does_not_convert():
+    with pytest.raises(ValueError, match="different channel counts \\[2, 3\\]"):
+        A.collate([hwc(0, c=2), hwc(1, c=3)])
+
+
+def test_collate_of_grayscale_and_colour_of_different_sizes_blames_the_size():
+    with pytest.raises(ValueError, match="different sizes"):
+        A.collate([hwc(0, c=1), hwc(1, h=31)])
