@@ -9,8 +9,11 @@ from __future__ import annotations
 import itertools
 import math
 import operator
+import os
+import sys
 import threading
 import types
+import warnings
 from typing import Sequence
 
 import torch
@@ -152,6 +155,12 @@ class Pipeline(_Composite):
     float (B, K). Every parameter is drawn from this pipeline's generator, seeded by ``seed``; ``last_params``
     holds the last call's, and ``pipe(images, labels, params=...)`` replays them.
     ``compile=True`` runs the fused executor through torch.compile.
+
+    Inputs that are refused or warned about: a shape that reads as channels last, (H, W, C) or (B, H, W, C) with
+    C = 1, 3 or 4 and H, W > 4, is refused (``img.permute(2, 0, 1)``, ``images.permute(0, 3, 1, 2)``). A 3-dim
+    tensor is one image, so a (B, H, W) grayscale batch would read as B channels: more than 4 channels warn; pass
+    ``x.unsqueeze(1)`` for (B, 1, H, W), or a multi-channel image as ``x.unsqueeze(0)``. Float images outside
+    [0, 1] (``RANGE_SLACK`` aside) or not finite are refused: a ValueError on a CPU, a device-side assert on CUDA.
     """
 
     def __init__(self, *nodes, seed: int | None = None, num_classes: int | None = None, compile: bool = False):
@@ -625,21 +634,82 @@ def _check_images(images) -> bool:
         raise ValueError(f"Pipeline: images need C, H, W >= 1, got shape {tuple(images.shape)}")
     if images.is_meta:
         raise ValueError("Pipeline: images are on the meta device, which holds no values to draw for or augment")
-    # On an accelerator this check would wait for the device, so it runs where it is free: on CPU tensors.
-    if images.is_floating_point() and images.device.type == "cpu" and not _finite(images):
-        raise ValueError("Pipeline: images contain NaN or infinity")
+    _check_layout(tuple(images.shape))
+    if images.is_floating_point():
+        _check_range(images)
     return images.dim() == 3
 
 
-def _finite(images: Tensor) -> bool:
-    """No NaN or infinity: the smallest and largest values are finite (a NaN makes both NaN).
+def looks_channels_last(shape: tuple[int, ...]) -> bool:
+    """Whether a (..., A, B, K) image shape reads as (H, W, C) rather than (C, H, W): K is 1, 3 or 4 and A and B
+    are both larger than 4. Such a (C, H, W) image would have more than 4 channels and be 1, 3 or 4 pixels wide
+    yet more than 4 tall; an (H, W, C) picture is larger than 4 by 4 pixels. A small multi-band patch, (200, 3, 3)
+    say, is not taken for (H, W, C)."""
+    return len(shape) >= 3 and shape[-1] in (1, 3, 4) and shape[-3] > 4 and shape[-2] > 4
 
-    One min/max pass, where ``isfinite(images).all()`` also writes and reads a bool per value: float32, 2 threads,
-    CIFAR batch 0.92 -> 0.06 ms, ImageNet batch (64 x 3 x 256 x 256) 16.7 -> 1.3 ms."""
-    if not images.numel():
-        return True
+
+def _check_layout(shape: tuple[int, ...]) -> None:
+    """Refuse channels-last images; warn where one image may be a batch of grayscale images."""
+    if looks_channels_last(shape):
+        if len(shape) == 3:
+            raise ValueError(f"Pipeline: an image of shape {shape} looks like (H, W, C) = channels last, where "
+                             f"augpipe reads (C, H, W) and would see {shape[0]} channels; pass img.permute(2, 0, 1)")
+        raise ValueError(f"Pipeline: images of shape {shape} look like (B, H, W, C) = channels last, where augpipe "
+                         f"reads (B, C, H, W) and would see {shape[1]} channels; pass images.permute(0, 3, 1, 2)")
+    if len(shape) == 3 and shape[0] > 4:
+        warnings.warn(f"Pipeline: a tensor of shape {shape} is read as one (C, H, W) image with {shape[0]} "
+                      f"channels. If it is a batch of {shape[0]} grayscale images, add their channel axis: "
+                      f"x.unsqueeze(1) is (B, 1, H, W). Pass a multi-channel image as a batch of one, "
+                      f"x.unsqueeze(0), to silence this warning.", UserWarning, stacklevel=_outside_stacklevel())
+
+
+def _outside_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first caller outside augpipe and torch.nn (the line that
+    called the pipeline), so that Python shows it once per such line."""
+    inside = (os.path.dirname(__file__) + os.sep, os.path.dirname(nn.__file__) + os.sep)
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(inside):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+# How far outside [0, 1] a float image may stray: float arithmetic on valid images (a resize, a colour conversion)
+# can leave values a rounding step outside. Under a quarter of one 8-bit level, so [0, 255] or normalized images
+# are still refused; for bfloat16, whose rounding step at 1 is larger, one of its steps.
+RANGE_SLACK = 1e-3
+
+
+def _range_slack(dtype: torch.dtype) -> float:
+    return max(RANGE_SLACK, torch.finfo(dtype).eps)
+
+
+def _check_range(images: Tensor) -> None:
+    """Float images must be finite and within [0, 1] (up to ``RANGE_SLACK``).
+
+    On a CPU one min/max pass reads the range, and a bad batch raises a ValueError at once. On CUDA the host is
+    not made to wait: the same comparison becomes a device-side assert (torch._assert_async), which fails at the
+    next synchronizing call (``.item()``, ``.cpu()``, a print) with "device-side assert triggered" (torch
+    versions that keep the message print it from the device), and the CUDA context cannot be used afterwards:
+    restart the process, and look at the batch on the CPU or with CUDA_LAUNCH_BLOCKING=1. A host-side check would
+    make every call wait for the device. Other accelerators are not checked."""
+    if not images.numel() or images.device.type not in ("cpu", "cuda"):
+        return
+    slack = _range_slack(images.dtype)
+    # One min/max pass, where isfinite(images).all() would also write and read a bool per value; a NaN makes both
+    # NaN.
     lo, hi = torch.aminmax(images)
-    return math.isfinite(lo.item()) and math.isfinite(hi.item())
+    if images.device.type == "cuda":
+        inside = (lo >= -slack) & (hi <= 1 + slack)  # False for NaN too
+        torch._assert_async(inside, "Pipeline: float images must be in [0, 1] and finite; divide by 255 or pass "
+                                    "uint8")
+        return
+    lo, hi = lo.item(), hi.item()
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError("Pipeline: images contain NaN or infinity")
+    if lo < -slack or hi > 1 + slack:
+        raise ValueError(f"Pipeline: float images must be in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; divide "
+                         f"by 255 (images / 255) or pass uint8 images in [0, 255]"
+                         f"{'; normalize after augmenting (augpipe.Normalize last)' if lo < 0 else ''}")
 
 
 def _dense_and_points(shape: Shape, single: bool, **given) -> dict:

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .graph import looks_channels_last
+
 _PER_SAMPLE_KEYS = {"image": "images", "label": "labels", "mask": "masks", "boxes": "boxes", "keypoints": "keypoints"}
 
 # PIL modes whose pixels are not L, RGB or RGBA values: palette indices, other colour spaces, 1-bit. Converted, so
@@ -21,11 +23,18 @@ _PIL_CONVERT = {"1": "L", "P": "RGB", "PA": "RGBA", "LA": "RGBA", "CMYK": "RGB",
 
 
 def to_chw_uint8(image) -> Tensor:
-    """A PIL image, an HWC (or HW) uint8 numpy array or a CHW uint8 tensor -> CHW uint8 tensor (no float)."""
+    """A PIL image, an HWC (or HW) uint8 numpy array or a uint8 tensor -> CHW uint8 tensor (no float).
+
+    A tensor is read as (C, H, W), or as (H, W) grayscale, except one whose shape reads as (H, W, C)
+    (``graph.looks_channels_last``: last dimension 1, 3 or 4, the other two larger than 4, as
+    ``torch.from_numpy`` of a decoded picture gives), which is permuted to (C, H, W)."""
     if isinstance(image, Tensor):
-        if image.dtype != torch.uint8 or image.dim() != 3:
-            raise TypeError(f"collate: a tensor image must be CHW uint8, got {image.dtype} {tuple(image.shape)}")
-        return image
+        if image.dtype != torch.uint8 or image.dim() not in (2, 3):
+            raise TypeError(f"collate: a tensor image must be uint8 (C, H, W), (H, W, C) or (H, W), got "
+                            f"{image.dtype} {tuple(image.shape)}")
+        if image.dim() == 2:
+            return image.unsqueeze(0)
+        return image.permute(2, 0, 1) if looks_channels_last(tuple(image.shape)) else image
     if not isinstance(image, np.ndarray):
         try:
             from PIL import Image
@@ -58,6 +67,31 @@ def _to_label_map(mask) -> Tensor:
     if not (array.flags.writeable and array.flags.c_contiguous):  # PIL's arrays are read-only
         array = np.array(array, order="C")
     return torch.from_numpy(array)
+
+
+# Channels a picture may have, and how a sample with fewer is brought to more, as PIL's convert does: grayscale
+# repeated into R, G and B, an opaque alpha (255) added.
+_PICTURE_CHANNELS = (1, 3, 4)
+
+
+def _with_channels(image: Tensor, channels: int) -> Tensor:
+    """A (c, H, W) uint8 picture (c = 1 or 3) as (channels, H, W), channels = 3 or 4."""
+    colour = image.expand(3, *image.shape[1:]) if image.shape[0] == 1 else image
+    if channels == 3:
+        return colour
+    return torch.cat((colour, torch.full_like(image[:1], 255)))
+
+
+def _stack_images(images: list[Tensor]) -> Tensor:
+    """Stack CHW uint8 images; a batch that mixes grayscale, RGB and RGBA is brought to the most channels."""
+    channels = sorted({t.shape[0] for t in images})
+    if len(channels) > 1:
+        if not set(channels) <= set(_PICTURE_CHANNELS):
+            raise ValueError(f"collate: images in one batch have different channel counts {channels}; only "
+                             f"grayscale (1), RGB (3) and RGBA (4) are brought to the most channels here, so give "
+                             f"every sample the same channels in the Dataset first")
+        images = [t if t.shape[0] == channels[-1] else _with_channels(t, channels[-1]) for t in images]
+    return _stack_same_size(images, "images")
 
 
 def _stack_same_size(tensors: list[Tensor], what: str) -> Tensor:
@@ -98,9 +132,13 @@ def _labels(labels: list) -> Tensor:
 def collate(samples: list):
     """DataLoader ``collate_fn``: (image, label) pairs -> (uint8 (B, C, H, W), labels); dicts -> a dict.
 
-    Images may be PIL images, HWC uint8 arrays or CHW uint8 tensors; nothing is converted to float. A dict sample
-    may hold "image", "label", "mask" (H, W) integer, "boxes" (N, 4) xyxy and "keypoints" (K, 2) xy; the batch
-    dict uses the Pipeline's argument names ("images", "labels", "masks", "boxes", "keypoints") so that
+    Images may be PIL images, HW or HWC uint8 arrays, or uint8 tensors: (C, H, W), (H, W), or (H, W, C) when the
+    shape reads so (last dimension 1, 3 or 4, the others larger than 4), which is permuted to (C, H, W). A batch
+    that mixes grayscale, RGB and RGBA samples is brought to the most channels, as PIL's convert would (grayscale
+    repeated, alpha 255); nothing is converted to float.
+
+    A dict sample may hold "image", "label", "mask" (H, W) integer, "boxes" (N, 4) xyxy and "keypoints" (K, 2) xy;
+    the batch dict uses the Pipeline's argument names ("images", "labels", "masks", "boxes", "keypoints") so that
     ``pipe(**batch)`` works. Boxes and keypoints of different counts are padded with NaN rows.
     """
     if not samples:
@@ -118,7 +156,7 @@ def collate(samples: list):
         if unknown or "image" not in first:
             raise ValueError(f"collate: dict samples need 'image' and may have {sorted(_PER_SAMPLE_KEYS)}, got "
                              f"keys {sorted(first)}")
-        batch = {"images": _stack_same_size([to_chw_uint8(s["image"]) for s in samples], "images")}
+        batch = {"images": _stack_images([to_chw_uint8(s["image"]) for s in samples])}
         if "label" in first:
             batch["labels"] = _labels([s["label"] for s in samples])
         if "mask" in first:
@@ -129,9 +167,9 @@ def collate(samples: list):
             batch["keypoints"] = _pad_rows([s["keypoints"] for s in samples], 2, "keypoints")
         return batch
     if kind == _PAIR:
-        images = _stack_same_size([to_chw_uint8(s[0]) for s in samples], "images")
+        images = _stack_images([to_chw_uint8(s[0]) for s in samples])
         return images, _labels([s[1] for s in samples])
-    return _stack_same_size([to_chw_uint8(s) for s in samples], "images")
+    return _stack_images([to_chw_uint8(s) for s in samples])
 
 
 _PAIR = "an (image, label) pair"

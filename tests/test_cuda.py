@@ -1,9 +1,11 @@
 """On a CUDA device: the same images and targets as on the CPU, compiled (Triton) equal to eager, no host sync in a
-call, the DeviceLoader's prefetch and a short training run. Skipped without CUDA; benchmarks/gpu_check.sh runs them.
+call (the range check of float images included: a device-side assert), the DeviceLoader's prefetch and a short
+training run. Skipped without CUDA; benchmarks/gpu_check.sh runs them.
 
 The CPU is the reference: a CUDA pipeline's parameters (``last_params``) are replayed by the same pipeline on the
 CPU, so the two must agree up to float32 rounding.
 """
+import os
 import signal
 import subprocess
 import sys
@@ -63,6 +65,52 @@ def test_cuda_call_has_no_host_sync(make, size, compile):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert out.is_cuda and targets.is_cuda and out.shape[0] == 64
+
+
+def test_cuda_float_images_are_range_checked_without_a_host_sync():
+    pipe = A.Pipeline(A.HorizontalFlip(), A.Brightness(0.2), A.Normalize((0.5,) * 3, (0.25,) * 3), seed=0)
+    x = batch(64, 32)[0].cuda().float() / 255
+    pipe(x)  # the first call creates the generator and moves the constants
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = pipe(x)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.cuda.synchronize()  # an in-range batch leaves no failed device assert behind
+    assert out.is_cuda and out.shape == x.shape
+
+
+# A failed device-side assert leaves the process's CUDA context unusable, so the bad call runs in a process of its
+# own. The call must return without waiting for the device; the error comes at the next synchronizing call.
+OUT_OF_RANGE = """
+import torch
+import augpipe as A
+pipe = A.Pipeline(A.HorizontalFlip(p=1.0), seed=0)
+x = torch.rand(8, 3, 16, 16, device="cuda", generator=torch.Generator("cuda").manual_seed(0))
+pipe(x)
+torch.cuda.synchronize()
+torch.cuda.set_sync_debug_mode("error")
+out = pipe(x * 255)
+torch.cuda.set_sync_debug_mode("default")
+print("returned without a sync", flush=True)
+try:
+    torch.cuda.synchronize()
+except RuntimeError as e:
+    print("raised at the sync:", e, flush=True)
+    raise SystemExit(3)
+print("no error at the sync", flush=True)
+"""
+
+
+def test_cuda_out_of_range_float_images_raise_at_the_next_sync():
+    from test_train import ROOT
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_LAUNCH_BLOCKING"}
+    proc = subprocess.run([sys.executable, "-c", OUT_OF_RANGE], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    said = proc.stdout + proc.stderr
+    assert "returned without a sync" in proc.stdout, said
+    assert proc.returncode == 3 and "raised at the sync" in proc.stdout and "device-side assert" in said, said
 
 
 def test_device_loader_prefetches_to_cuda_and_augments_there():

@@ -303,8 +303,8 @@ def test_any_nan_or_infinity_anywhere_in_the_batch_is_refused(dtype):
     gen = torch.Generator().manual_seed(3)
     pipe = A.Pipeline(A.Brightness(0.2), seed=0)
     clean = torch.rand(3, 2, 5, 7, generator=gen).to(dtype)
-    pipe(clean)  # finite values, the smallest and the largest included, pass
-    pipe(torch.cat((clean, torch.full((1, 2, 5, 7), torch.finfo(dtype).max, dtype=dtype))))
+    clean.view(-1)[0], clean.view(-1)[-1] = 0, 1  # the ends of the valid range, in the first and last places
+    pipe(clean)
     for bad in (float("nan"), float("inf"), -float("inf")):
         for pos in torch.randint(0, clean.numel(), (4,), generator=gen).tolist() + [0, clean.numel() - 1]:
             x = clean.clone()

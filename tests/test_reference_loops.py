@@ -206,7 +206,7 @@ def test_fractional_max_pool2d_random_sequences_per_sample(overlapping):
 
 @pytest.mark.parametrize("pseudo_random", [True, False])
 def test_fractional_pool_op_pools_then_resizes_back(pseudo_random):
-    x = torch.randn(6, 2, 32, 20, generator=gen(7))
+    x = torch.rand(6, 2, 32, 20, generator=gen(7))  # an image in [0, 1], as Pipeline asks
     pipe = augpipe.Pipeline(augpipe.FractionalPool(2 ** 0.5, overlapping=True, pseudo_random=pseudo_random), seed=3)
     out = pipe(x)
     params = pipe.last_params[0]
