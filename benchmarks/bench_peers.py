@@ -1,10 +1,12 @@
-"""augpipe against its peers: the same inputs, the same recipe, one process, side by side.
+"""augpipe against its peers: the same inputs, the same recipe, the same cores, side by side.
 
     python benchmarks/bench_peers.py                      # both recipes, CPU, 7 timed runs each
     python benchmarks/bench_peers.py --quick              # smoke test: fewer, shorter runs
     python benchmarks/bench_peers.py --recipe cifar --json out/bench.json
     python benchmarks/bench_peers.py --device cuda --json out/bench_cuda.json
-    python benchmarks/bench_peers.py --device cuda --recipe cifar --batch 1024   # the issue's GPU roofline target
+    python benchmarks/bench_peers.py --device cuda --recipe cifar --batch 1024   # CIFAR at a GPU-sized batch
+
+benchmarks/README.md explains every row and column.
 
 Recipes (uint8 images and int labels in, float32 images and soft targets (B, K) out):
   cifar     256 x 3 x 32 x 32, 10 classes: flip, pad-4 crop, brightness 0.2, contrast 0.2, Normalize, Cutout 16,
@@ -20,6 +22,19 @@ the timed batch size), kornia AugmentationSequential, an albumentations per-imag
 torchvision.transforms.v2 (only where importable: it is no dependency of augpipe), and the roofline: one
 ``out.copy_(x)`` of the uint8 input (for imagenet its 224 x 224 corner) into a preallocated float32 tensor of
 the output shape: the least any implementation must read and write. Each peer's builder says what differs.
+On a CPU the per-image rows come twice: once as one loop in this process (one core), and once as a "pool" that
+splits the batch over as many worker processes as torch has threads (benchmarks/perimage_pool.py), so that they
+get the same cores as the batched rows.
+
+Cores: on a CPU every row records the cores its work runs on (torch's threads for the batched rows and the pools,
+1 for a one-process per-image loop) and the cost of an image on one core: median seconds per call x cores /
+batch, in microseconds ("us/img/core"). A one-process loop is charged one core: its per-image loop, the bulk of
+its call, runs on one core (the batched mix at the end runs on torch's threads).
+
+Fresh process (CPU, unless --no-fresh): the compiled pipeline is built and timed again in a new process that runs
+nothing before it and changes no malloc setting, as a user's first pipeline would be; its row stands under the
+in-process compiled row with their ratio. This process's compiled call is timed once more right after the child,
+so that a change of load between the two shows.
 
 Timing: every implementation is called a few times first (warm-up), then ``--runs`` timed runs; a run loops enough
 calls to last >= 50 ms (counted once every implementation has warmed up) and its time is divided by the calls.
@@ -29,7 +44,7 @@ over runs. On CUDA each run ends with torch.cuda.synchronize(). Speed ratios are
 row's. Each run also counts its page faults per call (minor faults, from getrusage, where the OS has it): printed
 after the run times, and in the JSON. On a CPU each round of runs starts with ``cross_thread.round_trip_ns()``, how
 long a cache line takes between two cores and back: on a shared VM it says whether the host had put the vCPUs on
-different caches, which slows whatever one thread writes and another reads (README, "CPU").
+different caches, which slows whatever one thread writes and another reads (see cross_thread.py).
 
 Peak memory of one call:
   cpu   torch's CPU allocations are invisible to tracemalloc, and albumentations/OpenCV allocate outside torch,
@@ -43,14 +58,15 @@ Peak memory of one call:
         The roofline writes into a preallocated tensor, so its peak is ~0.
   cuda  torch.cuda.max_memory_allocated() over one call minus the memory allocated before it, in-process.
         For albumentations this counts only the device copy of its result (its work is on the host).
+  pools the parent's VmHWM - VmRSS as above plus each worker's own over the same call.
 "peak/out" is the peak over the bytes of the float32 output batch. "kept" is what an implementation holds between
 calls for its own speed, already allocated when the call starts and so not in its peak: augpipe's window copies
-and stage buffers (``Pipeline.kept_bytes``); "+kept/out" is (peak + kept) over the output bytes.
+and stage buffers (``Pipeline.kept_bytes``), a pool's shared output; "+kept/out" is (peak + kept) over the output
+bytes.
 
-Threads: torch uses exactly the machine's usable cores (``torch.set_num_threads``; ``--threads`` overrides), OpenCV
-the same; printed at the top.
-The albumentations loop runs in this one process, as one DataLoader worker would; N workers on N free cores can
-scale it up to N times.
+Threads: torch uses exactly the machine's usable cores (``torch.set_num_threads``; ``--threads`` overrides) and a
+pool has one worker per torch thread; OpenCV gets one thread in every process, so that a per-image loop holds one
+core. All printed at the top.
 """
 from __future__ import annotations
 
@@ -207,45 +223,21 @@ def build_kornia(r, device, images, labels):
     return call, note + "; ColorJitter in its random order per call"
 
 
-def build_albumentations(r, device, images, labels):
-    # What differs from augpipe:
-    # - per image on the host, in one Python loop (one DataLoader worker's view); the HWC uint8 arrays that
-    #   albumentations wants are made once here, outside the timed call, as a decoder would hand them over;
-    # - ColorJitter(saturation=0, hue=0) runs on uint8 (rounded to uint8 between steps) in a random order per image
-    #   (torchvision's default). RandomBrightnessContrast was not used: its brightness is additive
-    #   (x + b * 255), not a factor, so its ranges cannot match ColorJitter's;
-    # - CoarseDropout keeps the 16 x 16 hole inside the image (Cutout clips at borders);
-    # - albumentations has no batch op, so CutMix/Mixup are done here on the stacked torch batch, batched with per-
-    #   sample lambda and box (numpy draws them); on CUDA the host result is copied to the device first;
-    # - the image is written straight into a preallocated (B, C, H, W) float32 array, so no extra batch permute.
-    import albumentations as A
-    import cv2
+class SkipRow(Exception):
+    """A builder's reason not to run its row here (printed in place of the row)."""
+
+
+def _host_mix(r: Recipe, device, labels):
+    """The batched CutMix (cifar) or Mixup (imagenet) that the per-image albumentations rows apply to their
+    stacked (B, 3, H, W) float32 result, with per-sample lambda and box drawn by numpy: (images) -> (images, targets).
+    Its output is new memory; the input batch is left as it is."""
     import numpy as np
-    if r.name == "cifar":
-        steps = [A.PadIfNeeded(40, 40, border_mode=cv2.BORDER_CONSTANT, fill=0),
-                 A.RandomCrop(32, 32),
-                 A.HorizontalFlip(p=0.5),
-                 A.ColorJitter(brightness=r.strength, contrast=r.strength, saturation=0.0, hue=0.0, p=1.0),
-                 A.Normalize(r.mean, r.std, max_pixel_value=255.0),
-                 A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=(16, 16), hole_width_range=(16, 16),
-                                 fill=0.0, p=1.0)]
-    else:
-        steps = [A.RandomResizedCrop((r.out, r.out), scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
-                                     interpolation=cv2.INTER_LINEAR),
-                 A.HorizontalFlip(p=0.5),
-                 A.ColorJitter(brightness=r.strength, contrast=r.strength, saturation=0.0, hue=0.0, p=1.0),
-                 A.Normalize(r.mean, r.std, max_pixel_value=255.0)]
-    tf = A.Compose(steps, seed=SEED)
     rng = np.random.default_rng(SEED)
-    hwc = np.ascontiguousarray(images.permute(0, 2, 3, 1).cpu().numpy())  # (B, H, W, C) uint8
     labels_host = labels.cpu()
     B, H, W = r.batch, r.out, r.out
 
-    def call(x, y):
-        out = np.empty((B, 3, H, W), dtype=np.float32)
-        for i in range(B):
-            out[i] = tf(image=hwc[i])["image"].transpose(2, 0, 1)
-        xt = torch.from_numpy(out).to(device)
+    def mix(xt):
+        xt = xt.to(device)
         yt = labels_host.to(device)
         perm = torch.from_numpy(rng.permutation(B)).to(device)
         if r.name == "cifar":  # CutMix, alpha 1: box sides H sqrt(1 - lam), centre uniform, clipped
@@ -266,9 +258,91 @@ def build_albumentations(r, device, images, labels):
             partner = xt[perm]
             xt = partner.lerp_(xt, lam.view(-1, 1, 1, 1))  # lam x + (1 - lam) partner
         return xt, soft_targets(yt, yt[perm], lam, r.classes)
+    return mix
+
+
+def _albumentations_note(r: Recipe) -> str:
     hole = "; CoarseDropout hole inside the image" if r.name == "cifar" else ""
-    return call, f"per-image loop on the host; ColorJitter on uint8 in random order{hole}; batch " \
-                 f"{'CutMix' if r.name == 'cifar' else 'Mixup'} in torch"
+    return f"ColorJitter on uint8 in random order{hole}; batch {'CutMix' if r.name == 'cifar' else 'Mixup'} in torch"
+
+
+def build_albumentations(r, device, images, labels):
+    # What differs from augpipe:
+    # - per image on the host, in one Python loop with one OpenCV thread: one core, one DataLoader worker's view
+    #   (the albumentations-pool row runs it on every core); the HWC uint8 arrays that albumentations wants are made
+    #   once here, outside the timed call, as a decoder would hand them over;
+    # - ColorJitter(saturation=0, hue=0) runs on uint8 (rounded to uint8 between steps) in a random order per image
+    #   (torchvision's default). RandomBrightnessContrast was not used: its brightness is additive
+    #   (x + b * 255), not a factor, so its ranges cannot match ColorJitter's;
+    # - CoarseDropout keeps the 16 x 16 hole inside the image (Cutout clips at borders);
+    # - albumentations has no batch op, so CutMix/Mixup are done here on the stacked torch batch, batched with per-
+    #   sample lambda and box (numpy draws them); on CUDA the host result is copied to the device first;
+    # - the image is written straight into a preallocated (B, C, H, W) float32 array, so no extra batch permute.
+    import albumentations as A
+    import numpy as np
+    from perimage_pool import albumentations_steps
+    tf = A.Compose(albumentations_steps(r.name, r.strength, r.mean, r.std, r.out), seed=SEED)
+    hwc = np.ascontiguousarray(images.permute(0, 2, 3, 1).cpu().numpy())  # (B, H, W, C) uint8
+    mix = _host_mix(r, device, labels)
+    B, H, W = r.batch, r.out, r.out
+
+    def call(x, y):
+        out = np.empty((B, 3, H, W), dtype=np.float32)
+        for i in range(B):
+            out[i] = tf(image=hwc[i])["image"].transpose(2, 0, 1)
+        return mix(torch.from_numpy(out))
+    return call, "per-image loop on the host, one process, one OpenCV thread; " + _albumentations_note(r)
+
+
+class _PoolCall:
+    """call(x, y) for a per-image pool: the workers fill the shared output, then ``finish`` makes the result.
+    Carries the pool's kept bytes and its workers' peak memory for bench_peers' memory columns."""
+
+    def __init__(self, pool, finish):
+        self.pool, self.finish = pool, finish
+
+    def __call__(self, x, y):
+        return self.finish(torch.from_numpy(self.pool()), y)
+
+    def kept_bytes(self) -> int:
+        return self.pool.kept_bytes()
+
+    def reset_peaks(self) -> None:
+        self.pool.reset_peaks()
+
+    def peak_bytes(self) -> int:
+        return self.pool.peak_bytes()
+
+
+def _pool_workers(device) -> int:
+    if device.type != "cpu":
+        raise SkipRow("CPU only: it compares per-image work on the same CPU cores as the batched rows")
+    return torch.get_num_threads()
+
+
+def build_albumentations_pool(r, device, images, labels):
+    # The albumentations row's per-image work in as many worker processes as torch has threads, so that it uses
+    # the same cores as augpipe and kornia (benchmarks/perimage_pool.py: a fixed slice of the batch per worker, one
+    # OpenCV thread each, input and output in shared memory, the pool started outside the timed calls). The batched
+    # mix then runs in this process on torch's threads, as in the one-process row.
+    import albumentations  # noqa: F401  (not importable: the row is skipped before any worker starts)
+    import numpy as np
+    from perimage_pool import PerImagePool
+    workers = _pool_workers(device)
+    hwc = np.ascontiguousarray(images.permute(0, 2, 3, 1).cpu().numpy())  # (B, H, W, C) uint8
+    spec = {"library": "albumentations", "recipe": r.name, "strength": r.strength, "mean": r.mean, "std": r.std,
+            "out": r.out}
+    pool = PerImagePool(spec, hwc, (r.batch, 3, r.out, r.out), workers, seed=SEED)
+    mix = _host_mix(r, device, labels)
+    return (_PoolCall(pool, lambda out, y: mix(out)),
+            f"{workers} worker processes, one slice of the batch and one OpenCV thread each, shared memory in "
+            f"and out; " + _albumentations_note(r))
+
+
+def _torchvision_mix(r: Recipe):
+    from torchvision.transforms import v2
+    return v2.CutMix(alpha=1.0, num_classes=r.classes) if r.name == "cifar" else v2.MixUp(alpha=0.2,
+                                                                                          num_classes=r.classes)
 
 
 def build_torchvision(r, device, images, labels):
@@ -280,24 +354,29 @@ def build_torchvision(r, device, images, labels):
     # - RandomErasing(scale=0.25, ratio=1) keeps the 16 x 16 square inside the image (Cutout clips at borders);
     # - CutMix and MixUp draw one lambda (and one box) for the whole batch, not per sample;
     # - RandomResizedCrop with antialias=False, to match the others' plain bilinear resampling.
-    from torchvision.transforms import v2
-    if r.name == "cifar":
-        per_image = v2.Compose([
-            v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip(p=0.5), v2.ToDtype(torch.float32, scale=True),
-            v2.ColorJitter(brightness=r.strength, contrast=r.strength), v2.Normalize(r.mean, r.std),
-            v2.RandomErasing(p=1.0, scale=(0.25, 0.25), ratio=(1.0, 1.0), value=0)])
-        mix = v2.CutMix(alpha=1.0, num_classes=r.classes)
-    else:
-        per_image = v2.Compose([
-            v2.RandomResizedCrop(r.out, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), antialias=False),
-            v2.RandomHorizontalFlip(p=0.5), v2.ToDtype(torch.float32, scale=True),
-            v2.ColorJitter(brightness=r.strength, contrast=r.strength), v2.Normalize(r.mean, r.std)])
-        mix = v2.MixUp(alpha=0.2, num_classes=r.classes)
+    from perimage_pool import torchvision_transform
+    per_image = torchvision_transform(r.name, r.strength, r.mean, r.std, r.out)
+    mix = _torchvision_mix(r)
 
     def call(x, y):
         out = torch.stack([per_image(img) for img in x])
         return mix(out, y)
     return call, "per-image loop (v2 draws one set of params per call); one mix lambda per batch"
+
+
+def build_torchvision_pool(r, device, images, labels):
+    # The torchvision row's per-image work in as many worker processes as torch has threads, one torch thread
+    # each (see build_albumentations_pool); the mix runs in this process on the stacked batch.
+    import torchvision  # noqa: F401  (not importable: the row is skipped before any worker starts)
+    from perimage_pool import PerImagePool
+    workers = _pool_workers(device)
+    spec = {"library": "torchvision", "recipe": r.name, "strength": r.strength, "mean": r.mean, "std": r.std,
+            "out": r.out}
+    pool = PerImagePool(spec, images.cpu().numpy(), (r.batch, 3, r.out, r.out), workers, seed=SEED)
+    mix = _torchvision_mix(r)
+    return (_PoolCall(pool, lambda out, y: mix(out, y)),
+            f"{workers} worker processes, one slice of the batch and one torch thread each, shared memory in and "
+            f"out; one mix lambda per batch")
 
 
 IMPLS = {  # key -> (label, builder)
@@ -306,8 +385,12 @@ IMPLS = {  # key -> (label, builder)
     "augpipe-compiled": ("augpipe compiled", build_augpipe_compiled),
     "kornia": ("kornia", build_kornia),
     "albumentations": ("albumentations", build_albumentations),
+    "albumentations-pool": ("albumentations pool", build_albumentations_pool),
     "torchvision": ("torchvision v2", build_torchvision),
+    "torchvision-pool": ("torchvision v2 pool", build_torchvision_pool),
 }
+# Rows whose work is one Python loop over the images: one core, whatever the thread settings.
+ONE_CORE = {"albumentations", "torchvision"}
 
 
 # ----------------------------------------------------------------------------------------------- measuring
@@ -360,14 +443,14 @@ def page_faults() -> int | None:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def time_interleaved(calls: dict, timings: dict, x, y, device, runs: int) -> list:
+def time_interleaved(calls: dict, timings: dict, x, y, device, runs: int, probe: bool = True) -> list:
     """Run r of every implementation, then run r + 1 of every one: load from other processes on a shared machine
     then falls on all rows alike instead of on whichever happened to run at that moment. Each run also notes the
     page faults its calls met, per call. Returns, on a CPU, the cross-thread round trip measured before each round
     (``cross_thread.round_trip_ns``, None where there is no probe): which state of a shared VM each round met."""
     probes = []
     for _ in range(runs):
-        if device.type == "cpu":
+        if probe and device.type == "cpu":
             probes.append(cross_thread.round_trip_ns())
         for key, call in calls.items():
             t = timings[key]
@@ -391,15 +474,19 @@ def _proc_status_bytes(key: str) -> int:
 
 
 def peak_one_call_cpu(call, x, y) -> int:
-    """VmHWM - VmRSS around one call, after resetting the high-water mark (see the module docstring)."""
+    """VmHWM - VmRSS around one call, after resetting the high-water mark (see the module docstring); for a call
+    that has worker processes (a per-image pool), plus each worker's own VmHWM - VmRSS over the same call."""
     gc.collect()
+    workers = hasattr(call, "reset_peaks")
+    if workers:
+        call.reset_peaks()
     before = _proc_status_bytes("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
     result = call(x, y)
-    peak = _proc_status_bytes("VmHWM") - before
+    peak = max(_proc_status_bytes("VmHWM") - before, 0)
     del result
-    return max(peak, 0)
+    return peak + (call.peak_bytes() if workers else 0)
 
 
 def kept_bytes(call) -> int:
@@ -435,6 +522,57 @@ def memory_child(spec: str) -> None:
     for _ in range(2):
         call(x, y)
     print(json.dumps({"peak_bytes": peak_one_call_cpu(call, x, y), "kept_bytes": kept_bytes(call)}))
+
+
+def fresh_child(spec: str) -> None:
+    """--_fresh-child RECIPE:BATCH:RUNS:WARMUP:MIN_RUN_S: the compiled augpipe pipeline as a user's first one.
+
+    This process does nothing before it: no other implementation has run, no memory has been freed, and nothing
+    is asked of malloc (no ``augpipe.memory.keep_freed_memory()``). It builds the recipe with compile=True, makes
+    the warm-up calls (the first compiles), then times its runs as the parent times its own, and prints
+    {"s_per_call", "runs_s", "calls_per_run", "first_call_s", "page_faults_per_call"} as its last line."""
+    recipe, batch, runs, warmup, min_run_s = spec.split(":")
+    r, device = replace(RECIPES[recipe], batch=int(batch)), torch.device("cpu")
+    x, y = make_inputs(r, device)
+    call, _ = build_augpipe_compiled(r, device, x, y)
+    timing = warm_up(call, x, y, device, int(warmup))
+    timing["calls_per_run"] = size_run(call, x, y, device, float(min_run_s))
+    time_interleaved({"fresh": call}, {"fresh": timing}, x, y, device, int(runs), probe=False)
+    print(json.dumps(timing))
+
+
+def fresh_in_child(r: Recipe, threads: int, runs: int, warmup: int, min_run_s: float) -> dict:
+    """The fresh-process timing of the compiled pipeline (see ``fresh_child``), or {"error": why}."""
+    env = dict(os.environ, BENCH_THREADS=str(threads), PYTHONWARNINGS="ignore")
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--_fresh-child",
+           f"{r.name}:{r.batch}:{runs}:{warmup}:{min_run_s}"]
+    try:
+        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        return {"error": "fresh-process child timed out"}
+    try:
+        return json.loads(p.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        tail = (p.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"fresh-process child failed: {tail[:160]}"}
+
+
+def fresh_row(r: Recipe, threads: int, runs: int, warmup: int, min_run_s: float, in_process: dict, call, x, y,
+              device) -> dict:
+    """The fresh-process row: the child's timing, next to this process's compiled number and their ratio. Right
+    after the child, this process times its own compiled call again (the same runs, nothing in between), so that
+    a change of load on a shared machine shows as a difference between the two in-process numbers."""
+    row = {"key": "augpipe-compiled-fresh", "label": "augpipe compiled, fresh process"}
+    timing = fresh_in_child(r, threads, runs, warmup, min_run_s)
+    again = {"calls_per_run": in_process["calls_per_run"], "runs_s": [], "graphs_compiled_while_timing": 0}
+    time_interleaved({"again": call}, {"again": again}, x, y, device, runs, probe=False)
+    if "error" in timing:
+        return dict(row, skipped=timing["error"])
+    return dict(row, note="compile=True, timed in a new process that runs nothing else first and asks nothing of "
+                          "malloc (a user's first pipeline)",
+                **timing, images_per_s=r.batch / timing["s_per_call"],
+                in_process_s_per_call=in_process["s_per_call"], in_process_after_s_per_call=again["s_per_call"],
+                fresh_over_in_process=timing["s_per_call"] / in_process["s_per_call"])
 
 
 def peak_in_child(r: Recipe, impl: str, threads: int) -> tuple[int | None, int | None, str]:
@@ -474,7 +612,8 @@ def machine_info(device, threads: int) -> dict:
                              text=True, timeout=10).stdout.strip() or None
     except Exception:
         rev = None
-    info = {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
+    info = {"date": time.strftime("%Y-%m-%d", time.gmtime()), "platform": platform.platform(),
+            "python": platform.python_version(), "cpu": cpu,
             "cpu_count": os.cpu_count(), "usable_cores": _cores(), "torch_threads": threads,
             "device": str(device), "augpipe_git": rev,
             "versions": {m: version(m) for m in ("torch", "augpipe", "kornia", "albumentations", "numpy", "cv2",
@@ -496,8 +635,10 @@ def print_table(r: Recipe, rows: list[dict], device, load) -> None:
     print(f"\n{r.name}: {r.batch} x 3 x {r.size} x {r.size} uint8 -> {r.batch} x 3 x {r.out} x {r.out} float32, "
           f"{r.classes} classes, {device}: {r.title}"
           + (f" (load average {load[0]:.2f} when it started)" if load else ""))
-    head = (f"{'implementation':<18} {'ms/call':>9} {'images/s':>10} {'eager x':>8} {'compiled x':>10} "
-            f"{'roofline':>8} {'peak MiB':>9} {'peak/out':>8} {'kept MiB':>8} {'+kept/out':>9}")
+    w = max(len(row["label"]) for row in rows)
+    head = (f"{'implementation':<{w}} {'ms/call':>9} {'images/s':>10} {'eager x':>8} {'compiled x':>10} "
+            f"{'roofline':>8} {'cores':>5} {'us/img/core':>11} {'peak MiB':>9} {'peak/out':>8} {'kept MiB':>8} "
+            f"{'+kept/out':>9}")
     print(head)
     print("-" * len(head))
 
@@ -505,24 +646,29 @@ def print_table(r: Recipe, rows: list[dict], device, load) -> None:
         return format(v, fmt) if v is not None else "-"
     for row in rows:
         if "skipped" in row:
-            print(f"{row['label']:<18} skipped: {row['skipped']}")
+            print(f"{row['label']:<{w}} skipped: {row['skipped']}")
             continue
         peak, kept = row.get("peak_bytes"), row.get("kept_bytes")
-        print(f"{row['label']:<18} {row['s_per_call'] * 1e3:>9.2f} {row['images_per_s']:>10.0f} "
+        print(f"{row['label']:<{w}} {row['s_per_call'] * 1e3:>9.2f} {row['images_per_s']:>10.0f} "
               f"{num(row.get('eager_x'), '8.2f'):>8} {num(row.get('compiled_x'), '10.2f'):>10} "
-              f"{num(row.get('roofline_fraction'), '8.3f'):>8} "
+              f"{num(row.get('roofline_fraction'), '8.3f'):>8} {num(row.get('cores_used'), '5d'):>5} "
+              f"{num(row.get('us_per_image_per_core'), '11.2f'):>11} "
               f"{num(None if peak is None else peak / 2 ** 20, '9.1f'):>9} "
               f"{num(row.get('peak_over_output'), '8.2f'):>8} "
               f"{num(None if kept is None else kept / 2 ** 20, '8.1f'):>8} "
               f"{num(row.get('peak_and_kept_over_output'), '9.2f'):>9}")
-    print("eager x / compiled x: augpipe eager / compiled images/s over the row's; roofline: roofline time / "
-          "row time; peak: one call; kept: held between calls for speed (see docstring)")
+    print("eager x / compiled x: the row's time over augpipe eager's / compiled's; roofline: roofline time / "
+          "row time; cores: cores the row's work runs on; us/img/core: ms/call x cores / batch, in microseconds; "
+          "peak: one call; kept: held between calls for speed (see docstring)")
     for row in rows:
         if "skipped" in row:
             continue
         extra = []
-        if row["key"] == "augpipe-compiled":
+        if row["key"] in ("augpipe-compiled", "augpipe-compiled-fresh"):
             extra.append(f"first call (compiles) {row['first_call_s']:.1f} s")
+        if row["key"] == "augpipe-compiled-fresh":
+            extra.append(f"{row['fresh_over_in_process']:.2f} x this process's {row['in_process_s_per_call'] * 1e3:.2f}"
+                         f" ms (timed again right after the child: {row['in_process_after_s_per_call'] * 1e3:.2f} ms)")
         if row.get("graphs_compiled_while_timing"):
             extra.append(f"WARNING: {row['graphs_compiled_while_timing']} graphs compiled during timed runs")
         if row.get("memory_note"):
@@ -565,26 +711,33 @@ def main(argv=None) -> None:
                     help="torch/OpenCV threads (default: every usable core; fewer can steady a shared machine)")
     ap.add_argument("--impls", default=",".join(IMPLS), help=f"comma-separated subset of {','.join(IMPLS)}")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory column (faster on CPU)")
+    ap.add_argument("--no-fresh", action="store_true",
+                    help="skip the fresh-process row (on a CPU: the compiled pipeline timed in a new process)")
     ap.add_argument("--profile", action="store_true", help="also print torch.profiler top ops of augpipe")
     ap.add_argument("--inductor-options", default=None,
                     help="JSON of torch.compile inductor options for augpipe-compiled on --device, replacing "
                          "augpipe.graph.INDUCTOR_OPTIONS (to compare fusion choices)")
     ap.add_argument("--_memory-child", dest="memory_child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--_fresh-child", dest="fresh_child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.inductor_options is not None:
-        os.environ["BENCH_INDUCTOR_OPTIONS"] = json.dumps({args.device.split(":")[0]: json.loads(args.inductor_options)})
+        device_type = args.device.split(":")[0]
+        os.environ["BENCH_INDUCTOR_OPTIONS"] = json.dumps({device_type: json.loads(args.inductor_options)})
     _apply_inductor_options()
 
     threads = args.threads or int(os.environ.get("BENCH_THREADS", _cores()))
     torch.set_num_threads(threads)
-    try:
+    try:  # OpenCV serves only the per-image rows, each of which is meant to hold one core per process
         import cv2
-        cv2.setNumThreads(threads)
+        cv2.setNumThreads(1)
     except ImportError:
         pass
     torch.manual_seed(SEED)  # kornia and torchvision draw from the global generator
     if args.memory_child:
         memory_child(args.memory_child)
+        return
+    if args.fresh_child:
+        fresh_child(args.fresh_child)
         return
 
     device = torch.device(args.device)
@@ -609,7 +762,8 @@ def main(argv=None) -> None:
 
     how = "--threads" if args.threads else f"all {_cores()} usable cores"
     print(f"bench_peers: torch {torch.__version__}, torch.set_num_threads({threads}) ({how}), "
-          f"opencv threads {threads}; {info['cpu']}; {info['platform']}")
+          f"opencv threads 1 (per-image rows: one core per process; their pools: {threads} processes); "
+          f"{info['cpu']}; {info['platform']}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items() if v is not None)
           + (f"; augpipe tree {info['augpipe_git']}" if info["augpipe_git"] else ""))
     import augpipe.graph
@@ -622,10 +776,10 @@ def main(argv=None) -> None:
         busy = " (other processes share these cores: expect noisy numbers)" if load_before[0] > 0.5 else ""
         print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}{busy}")
     started = time.perf_counter()
-    report = {"machine": info, "load_average_before": load_before, "settings": {"runs": runs, "warmup_calls": warmup, "min_run_s": min_run_s,
-                                            "quick": args.quick, "seed": SEED,
-                                            "inductor_options": augpipe.graph.INDUCTOR_OPTIONS.get(device.type)},
-              "recipes": {}}
+    settings = {"runs": runs, "warmup_calls": warmup, "min_run_s": min_run_s, "quick": args.quick, "seed": SEED,
+                "inductor_options": augpipe.graph.INDUCTOR_OPTIONS.get(device.type), "opencv_threads": 1,
+                "pool_workers": threads, "fresh_process": device.type == "cpu" and not args.no_fresh}
+    report = {"machine": info, "load_average_before": load_before, "settings": settings, "recipes": {}}
     for name, batch in [(n, b) for n in recipes for b in batches]:
         r = RECIPES[name] if batch is None else replace(RECIPES[name], batch=batch)
         load = os.getloadavg() if hasattr(os, "getloadavg") else None
@@ -634,12 +788,15 @@ def main(argv=None) -> None:
         rows, calls, timings, notes = {}, {}, {}, {}
         for key in keys:
             label, builder = IMPLS[key]
+            label = f"{label}, {threads} processes" if key.endswith("-pool") else label
             rows[key] = {"key": key, "label": label}
             try:
                 calls[key], notes[key] = builder(r, device, x, y)
                 timings[key] = warm_up(calls[key], x, y, device, warmup)
             except ImportError as e:
                 rows[key]["skipped"] = f"not importable ({e})"
+            except SkipRow as e:
+                rows[key]["skipped"] = str(e)
             except Exception as e:  # a peer that breaks on this machine is reported, not fatal
                 rows[key]["skipped"] = f"failed: {type(e).__name__}: {e}"[:200]
         calls = {k: c for k, c in calls.items() if k in timings}
@@ -649,6 +806,11 @@ def main(argv=None) -> None:
         probes = time_interleaved(calls, timings, x, y, device, runs)
         for key, t in timings.items():
             rows[key].update(note=notes[key], **t, images_per_s=r.batch / t["s_per_call"])
+        fresh = None
+        if settings["fresh_process"] and "augpipe-compiled" in calls:
+            print(f"  {name}: timing the compiled pipeline in a fresh process", flush=True)
+            fresh = fresh_row(r, threads, runs, warmup, min_run_s, timings["augpipe-compiled"],
+                              calls["augpipe-compiled"], x, y, device)
         for key in list(calls):
             row = rows[key]
             if args.no_memory:
@@ -664,10 +826,15 @@ def main(argv=None) -> None:
                 row["peak_over_output"] = row["peak_bytes"] / out_bytes
                 row["peak_and_kept_over_output"] = (row["peak_bytes"] + row["kept_bytes"]) / out_bytes
         calls.clear()
-        rows = list(rows.values())
+        gc.collect()  # a pool's workers stop when its call is collected
+        rows = [row for key, row in rows.items()
+                for row in ([row, fresh] if key == "augpipe-compiled" and fresh else [row])]
         by_key = {row["key"]: row for row in rows if "skipped" not in row}
         for row in by_key.values():
             t = row["s_per_call"]
+            if device.type == "cpu":
+                row["cores_used"] = 1 if row["key"] in ONE_CORE else threads
+                row["us_per_image_per_core"] = t * row["cores_used"] / r.batch * 1e6
             for ref, col in (("augpipe-eager", "eager_x"), ("augpipe-compiled", "compiled_x")):
                 if ref in by_key:
                     row[col] = t / by_key[ref]["s_per_call"]
@@ -677,10 +844,10 @@ def main(argv=None) -> None:
         if any(p is not None for p in probes):
             print("  cross-thread round trip before each round of runs (benchmarks/cross_thread.py), ns: "
                   + ", ".join("n/a" if p is None else f"{p:.0f}" for p in probes))
-        report["recipes"][name if len(batches) == 1 else f"{name}_b{r.batch}"] = {"batch": r.batch, "input": [r.batch, 3, r.size, r.size],
-                                   "output": [r.batch, 3, r.out, r.out], "classes": r.classes, "ops": r.title,
-                                   "output_bytes": out_bytes, "load_average_before": load,
-                                   "cross_thread_round_trip_ns": probes, "rows": rows}
+        report["recipes"][name if len(batches) == 1 else f"{name}_b{r.batch}"] = {
+            "batch": r.batch, "input": [r.batch, 3, r.size, r.size], "output": [r.batch, 3, r.out, r.out],
+            "classes": r.classes, "ops": r.title, "output_bytes": out_bytes, "load_average_before": load,
+            "cross_thread_round_trip_ns": probes, "rows": rows}
         if args.profile:
             profile_augpipe(r, device, x, y)
     elapsed = time.perf_counter() - started

@@ -1,0 +1,162 @@
+"""Markdown tables from a bench_peers.py JSON file, for benchmarks/README.md.
+
+    python benchmarks/tables.py samples/bench_cpu.json                    # print the tables
+    python benchmarks/tables.py samples/bench_cpu.json --into benchmarks/README.md --marker cpu
+    python benchmarks/tables.py samples/bench_cuda.json --into benchmarks/README.md --marker gpu --date 2026-11-27
+    python benchmarks/tables.py --batches samples/bench_cuda_roofline_b*.json   # one line per file and batch
+
+With --into, the text between the lines ``<!-- table: MARKER -->`` and ``<!-- /table: MARKER -->`` of that file is
+replaced by the tables; nothing else in the file changes. --date gives the date for a JSON file that does not
+record one.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+LABELS = {"roofline": "roofline (uint8 -> float32 copy)"}
+VERSION_NAMES = (("kornia", "kornia"), ("albumentations", "albumentations"), ("torchvision", "torchvision"),
+                 ("numpy", "numpy"), ("cv2", "OpenCV"), ("augpipe", "augpipe"))
+
+
+def _num(value: float, digits: int) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def _times(x: float) -> str:
+    return f"{x:.{2 if x < 10 else 1 if x < 100 else 0}f}x"
+
+
+def _fraction(x: float) -> str:
+    return f"{x:.3f}" if x >= 0.01 else f"{x:.2g}"
+
+
+def _ms(seconds: float) -> str:
+    ms = seconds * 1e3
+    return _num(ms, 3 if ms < 0.1 else 2)
+
+
+def machine_line(report: dict, date: str | None) -> str:
+    """One sentence: the machine, the versions, the threads and the date of a run."""
+    m = report["machine"]
+    v = m["versions"]
+    if m["device"].startswith("cuda"):
+        where = f"{m.get('gpu', 'a CUDA GPU')} (CUDA {m.get('cuda')}), host {m['cpu']} with {m['usable_cores']} cores"
+    else:
+        where = f"{m['cpu']}, {m['usable_cores']} usable cores, torch on {m['torch_threads']} threads"
+    libs = ", ".join(f"{name} {v[key]}" for key, name in VERSION_NAMES if v.get(key))
+    missing = [name for key, name in VERSION_NAMES if not v.get(key) and key != "augpipe"]
+    when = date or m.get("date")
+    return (f"{where}; Python {m['python']}, torch {v['torch']}, {libs}"
+            + (f" ({', '.join(missing)} not installed)" if missing else "")
+            + (f"; {when}" if when else "") + ".")
+
+
+def recipe_table(recipe: dict, cpu: bool) -> str:
+    """The table of one recipe, then a line for the fresh-process row and one for the rows that did not run."""
+    head = ["implementation"] + (["cores"] if cpu else []) + ["ms / batch", "images/s"] \
+        + (["us / image / core"] if cpu else []) + ["augpipe compiled is", "of roofline", "peak / output",
+                                                      "peak + kept / output"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    skipped, fresh = [], None
+    for row in recipe["rows"]:
+        if "skipped" in row:
+            skipped.append(f"{row['label']}: {row['skipped']}")
+            continue
+        if row["key"] == "augpipe-compiled-fresh":
+            fresh = row
+        roofline = row["key"] == "roofline"
+        peak = row.get("peak_over_output")
+        cells = [LABELS.get(row["key"], row["label"])]
+        if cpu:
+            cells.append(str(row.get("cores_used", "–")))
+        cells += [_ms(row["s_per_call"]), _num(row["images_per_s"], 0)]
+        if cpu:
+            cells.append(_num(row["us_per_image_per_core"], 2) if "us_per_image_per_core" in row else "–")
+        cells += ["–" if roofline or "compiled_x" not in row else _times(row["compiled_x"]),
+                  _fraction(row["roofline_fraction"]) if "roofline_fraction" in row else "–",
+                  "–" if roofline or peak is None else _num(peak, 2),
+                  "–" if roofline or peak is None else _num(row["peak_and_kept_over_output"], 2)]
+        lines.append("| " + " | ".join(cells) + " |")
+    if fresh is not None:
+        lines.append("")
+        lines.append(f"Fresh process: {_ms(fresh['s_per_call'])} ms a call, {fresh['fresh_over_in_process']:.2f}x "
+                     f"the in-process {_ms(fresh['in_process_s_per_call'])} ms (timed again right after the fresh "
+                     f"process: {_ms(fresh['in_process_after_s_per_call'])} ms).")
+    if skipped:
+        lines.append("")
+        lines.append("Not run: " + "; ".join(skipped) + ".")
+    return "\n".join(lines)
+
+
+def render(report: dict, date: str | None = None) -> str:
+    cpu = not report["machine"]["device"].startswith("cuda")
+    parts = [machine_line(report, date)]
+    for name, recipe in report["recipes"].items():
+        title = "CIFAR" if name.startswith("cifar") else "ImageNet" if name.startswith("imagenet") else name
+        shape = " x ".join(map(str, recipe["input"]))
+        out = recipe["output"][-1]
+        parts.append(f"{title} recipe, batch {recipe['batch']}: {shape} uint8"
+                     + (f" -> {out} x {out}" if out != recipe["input"][-1] else "")
+                     + f"; {recipe['ops']}; {recipe['classes']} classes.")
+        parts.append(recipe_table(recipe, cpu))
+    return "\n\n".join(parts) + "\n"
+
+
+def batches_table(reports: list[dict]) -> str:
+    """One line per recipe and batch size over several runs: roofline, augpipe compiled and eager, in ms."""
+    lines = ["| recipe | batch | roofline (ms) | augpipe compiled (ms) | of roofline | augpipe eager (ms) |",
+             "|---|---|---|---|---|---|"]
+    found = []
+    for report in reports:
+        for name, recipe in report["recipes"].items():
+            rows = {row["key"]: row for row in recipe["rows"] if "skipped" not in row}
+            if "roofline" in rows and "augpipe-compiled" in rows:
+                found.append((name.split("_")[0], recipe["batch"], rows))
+    for name, batch, rows in sorted(found, key=lambda f: (f[0], f[1])):
+        eager = rows.get("augpipe-eager")
+        lines.append(f"| {name} | {batch:,} | {_ms(rows['roofline']['s_per_call'])} | "
+                     f"{_ms(rows['augpipe-compiled']['s_per_call'])} | "
+                     f"{_fraction(rows['augpipe-compiled']['roofline_fraction'])} | "
+                     f"{_ms(eager['s_per_call']) if eager else '–'} |")
+    return "\n".join(lines) + "\n"
+
+
+def replace_between_markers(text: str, marker: str, body: str) -> str:
+    """text with what lies between ``<!-- table: marker -->`` and ``<!-- /table: marker -->`` replaced by body."""
+    pattern = re.compile(rf"(<!-- table: {re.escape(marker)} -->\n).*?(<!-- /table: {re.escape(marker)} -->)", re.S)
+    if not pattern.search(text):
+        raise ValueError(f"tables: no '<!-- table: {marker} -->' ... '<!-- /table: {marker} -->' pair in the file")
+    return pattern.sub(lambda m: m.group(1) + body + m.group(2), text, count=1)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("json", type=Path, nargs="+", help="a file written by bench_peers.py --json (several with "
+                                                       "--batches)")
+    ap.add_argument("--batches", action="store_true",
+                    help="one compact table of roofline and augpipe times over every file and batch size")
+    ap.add_argument("--into", type=Path, default=None, help="a Markdown file with the marker pair to fill")
+    ap.add_argument("--marker", default=None, help="the marker name, e.g. cpu or gpu (with --into)")
+    ap.add_argument("--date", default=None, help="the run's date, where the JSON file does not record one")
+    args = ap.parse_args(argv)
+    reports = [json.loads(path.read_text()) for path in args.json]
+    if args.batches:
+        body = batches_table(reports)
+    elif len(reports) == 1:
+        body = render(reports[0], args.date)
+    else:
+        ap.error("several JSON files need --batches")
+    if args.into is None:
+        print(body, end="")
+        return
+    if not args.marker:
+        ap.error("--into needs --marker")
+    args.into.write_text(replace_between_markers(args.into.read_text(), args.marker, body))
+    print(f"tables: filled '{args.marker}' in {args.into}")
+
+
+if __name__ == "__main__":
+    main()
