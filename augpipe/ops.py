@@ -541,8 +541,18 @@ def _mix_targets(targets: Tensor | None, lam: Tensor, perm: Tensor) -> Tensor | 
 class Mixup(Op):
     """x = lam x_i + (1 - lam) x_j, same for targets; lam ~ Beta(alpha, alpha) per sample, j a batch permutation.
 
-    ``per_batch=True`` draws one lam for the batch (as the paper's code). Not applied: lam = 1.
+    ``per_batch=True`` draws one lam for the batch (as the paper's code); each sample still has its own partner
+    ``perm[i]`` and its own ``p``. Not applied: lam = 1.
     A blend of two label maps, boxes or keypoint sets is not one of them, so Mixup carries none.
+
+    timm's ``Mixup(mixup_alpha=a, cutmix_alpha=b, prob=q, switch_prob=s, mode, label_smoothing=e)`` in augpipe:
+    ``RandomApply(OneOf(Mixup(a), CutMix(b), weights=(1 - s, s)), p=q), LabelSmoothing(e)`` (smoothing before or
+    after mixing agree). mode="elem" is that graph: per sample, whether to mix, which mix, its lam and its box.
+    mode="batch": ``per_batch=True`` on both gives one lam (and one box) per op for the batch, but OneOf and p still
+    choose per sample; augpipe has no per-batch choice, so one batch has samples mixed each way and some not mixed,
+    where timm mixes the whole batch one way or not at all. mode="pair" (samples i and B-1-i mix with each other
+    and share lam) has no counterpart. In every mode timm's partner of i is B-1-i; here it is a random permutation,
+    so i reads perm[i] while another sample reads i, and a sample can draw itself (about one per batch, unmixed).
     """
 
     carries = frozenset()
@@ -578,29 +588,35 @@ class CutMix(Op):
     """Paste a partner's box; lam ~ Beta(alpha, alpha), box sides W sqrt(1 - lam), H sqrt(1 - lam), centre uniform,
     clipped, then lam := 1 - box area / image area (Yun et al. 2019, official code). Not applied: empty box.
     Masks get the partner's mask in the same box; boxes and keypoints have no defined CutMix.
+
+    ``per_batch=True`` draws one lam and one box (its size and its place, so one corrected lam) for the whole batch,
+    as the official code and timm's mode="batch" do; each sample still has its own partner ``perm[i]`` and its own
+    ``p``. Mixup's docstring says how timm's modes and ``switch_prob`` map onto OneOf and ``per_batch``.
     """
 
     carries = frozenset({"masks"})
     reads_whole_input = True
 
-    def __init__(self, alpha: float = 1.0, p: float = 1.0):
+    def __init__(self, alpha: float = 1.0, p: float = 1.0, per_batch: bool = False):
         super().__init__()
         if not alpha > 0:
             raise ValueError(f"CutMix: alpha must be > 0, got {alpha}")
         _check_finite("CutMix", "alpha", alpha)
-        self.alpha = float(alpha)
+        self.alpha, self.per_batch = float(alpha), bool(per_batch)
         self.p = _check_probability(p, "CutMix")
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, p={self.p}"
+        return f"alpha={self.alpha}, p={self.p}, per_batch={self.per_batch}"
 
     def sample(self, shape, generator, device):
         n, (H, W) = shape.batch, shape.size
-        cut = torch.sqrt(1 - _beta(self.alpha, n, generator, device))
+        m = 1 if self.per_batch else n  # how many boxes are drawn
+        cut = torch.sqrt(1 - _beta(self.alpha, m, generator, device))
         cut_h, cut_w = (H * cut).long(), (W * cut).long()  # truncation, as the official code's int()
-        cy, cx = _randint(n, H, generator, device), _randint(n, W, generator, device)
+        cy, cx = _randint(m, H, generator, device), _randint(m, W, generator, device)
         boxes = torch.stack(((cy - cut_h // 2).clamp(0, H), (cx - cut_w // 2).clamp(0, W),
                              (cy + cut_h // 2).clamp(0, H), (cx + cut_w // 2).clamp(0, W)), dim=1)
+        boxes = boxes.expand(n, 4)  # skip below makes each sample's row its own
         perm = D.permutation(n, generator, device)
         return self.skip({"box": boxes, "perm": perm}, _bernoulli(n, self.p, generator, device))
 
