@@ -1,13 +1,15 @@
 """augpipe: batched image augmentation graphs with per-sample randomness, fused into one pass."""
-from . import functional
+from . import draws, functional
 from .graph import OneOf, Pipeline, RandomApply
 from .loader import DeviceLoader, collate
-from .ops import (Brightness, Contrast, CutMix, Cutout, FractionalPool, HorizontalFlip, LabelSmoothing, Mixup,
-                  Normalize, RandomAffine, RandomCrop, RandomResizedCrop, RandomRotation, VerticalFlip)
+from .ops import (Brightness, Contrast, CutMix, Cutout, FractionalPool, GeometricOp, HorizontalFlip, LabelSmoothing,
+                  Lambda, Mixup, Normalize, Op, RandomAffine, RandomCrop, RandomResizedCrop, RandomRotation, Shape,
+                  VerticalFlip)
 
 __all__ = [
-    "Pipeline", "OneOf", "RandomApply", "functional", "collate", "DeviceLoader",
+    "Pipeline", "OneOf", "RandomApply", "functional", "draws", "collate", "DeviceLoader",
     "HorizontalFlip", "VerticalFlip", "RandomCrop", "RandomResizedCrop", "RandomRotation", "RandomAffine",
     "Brightness", "Contrast", "Normalize", "Cutout", "Mixup", "CutMix", "LabelSmoothing", "FractionalPool",
+    "Lambda", "Op", "GeometricOp", "Shape",
 ]
 __version__ = "0.1.0"

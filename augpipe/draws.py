@@ -1,7 +1,11 @@
 """Where sampling takes its randomness from: two kinds of draw, from a torch.Generator or from a plan drawn ahead.
 
-Every op's ``sample`` draws through ``uniform`` and ``standard_gamma`` (a permutation sorts uniform keys);
-everything else it does is arithmetic on what they return. Called with a generator, they call torch. A Pipeline
+An op's ``sample`` (an op of your own too, see ``augpipe.Op``) draws through ``uniform``, ``normal``,
+``bernoulli``, ``permutation`` and ``standard_gamma``, passing on the ``generator`` it was given: that may be a
+torch.Generator or a stand-in for the pipeline's, and these helpers take either.
+
+Underneath, every draw is a ``uniform`` or a ``standard_gamma`` (the others transform uniforms), and the rest of
+``sample`` is arithmetic on what they return. Called with a generator, they call torch. A Pipeline
 instead plans its draws once per input shape: a dry run of ``sample`` notes which draws it asks for (``Planner``,
 which draws nothing), and ``plan`` groups them, all uniforms of one dtype into one draw and all gammas of one
 alpha into another. Each call then makes those few draws from the pipeline's generator (``draw``) and hands
@@ -23,6 +27,18 @@ def uniform(size, generator, device, dtype: torch.dtype = torch.float32) -> Tens
     if isinstance(generator, _Source):
         return generator.take(("uniform", _tuple(size), dtype))
     return torch.rand(_tuple(size), generator=generator, device=device, dtype=dtype)
+
+
+def normal(size, generator, device, dtype: torch.dtype = torch.float32) -> Tensor:
+    """N(0, 1) of ``size``, by the Box-Muller transform of two float64 uniforms per value: a plan draws them with
+    the other float64 uniforms, where torch's normal sampler would be a draw of its own."""
+    u = uniform((2, *_tuple(size)), generator, device, torch.float64)
+    return (torch.sqrt(-2 * torch.log1p(-u[0])) * torch.cos(2 * math.pi * u[1])).to(dtype)
+
+
+def bernoulli(p: float, size, generator, device) -> Tensor:
+    """True with probability ``p``, bool of ``size``: the samples an op with probability p applies to."""
+    return uniform(size, generator, device) < p
 
 
 def standard_gamma(alpha: float, size, generator, device) -> Tensor:

@@ -218,8 +218,15 @@ def run(steps, state: dict, dtype, fuse: bool = True, window=None, keep_in=None,
             owned = owned or state["images"] is not images
             if hasattr(node, "select"):  # OneOf / RandomApply over a sub-graph: run the branches, pick per sample
                 state = node.select(state, params, lambda s, sub: run(sub, s, dtype, fuse, tables=tables))
-            else:
+            elif node.takes_hints:
                 state = node.apply(state, params, inplace=owned, tables=tables)
+            else:
+                # An apply that takes no hints may return a tensor it keeps, or a view of its input, which may be
+                # the caller's: the ops after it must not overwrite that.
+                images = state["images"]
+                state = node.apply(state, params)
+                owned = owned and state["images"] is images
+                images = state["images"]
         owned = owned or state["images"] is not images
         images = state["images"]
     state = as_float(state, dtype)

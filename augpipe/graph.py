@@ -381,7 +381,7 @@ class Pipeline(_Composite):
         edits, plan = self._plans.get(key, (None, None))
         if edits != Op.edits:
             planner = D.Planner(device)
-            self.sample(shape, planner, device)
+            _dry_run(self, shape, planner, device)
             if plan is None or planner.requests != plan[0]:  # kept when equal: a compiled call's guards hold
                 plan = (planner.requests, *D.plan(planner.requests))
             self._plans.pop(key, None)
@@ -607,6 +607,31 @@ def stage_cuts(ops, shape: Shape, dtype) -> list[tuple[int, tuple[int, ...]]]:
             cuts.append((i, image))
         size = op.output_size(size)
     return cuts
+
+
+def _dry_run(graph: Pipeline, shape: Shape, planner: D.Planner, device) -> None:
+    """``graph.sample`` on the planner, which notes the draws that ``augpipe.draws`` is asked for. torch's own random
+    functions refuse it; an op whose sample calls them gets told how to draw instead, as such draws would escape the
+    plan, and with it the seed and replay."""
+    try:
+        graph.sample(shape, planner, device)
+    except TypeError as error:
+        if type(planner).__name__ not in str(error):
+            raise
+        op = next((s for s in reversed(_frame_selves(error)) if isinstance(s, Op)), None)
+        name = "an op" if op is None else repr(op)
+        raise TypeError(f"{name}: sample() handed its generator to a torch random function "
+                        f"({str(error).splitlines()[0]}); draw through augpipe.draws (uniform, normal, bernoulli, "
+                        f"permutation, standard_gamma), which the pipeline's seed and replay cover") from error
+
+
+def _frame_selves(error: BaseException) -> list:
+    """The ``self`` of each frame the error passed through, outermost first (None where there is none)."""
+    selves, tb = [], error.__traceback__
+    while tb is not None:
+        selves.append(tb.tb_frame.f_locals.get("self"))
+        tb = tb.tb_next
+    return selves
 
 
 def _static_steps(nodes):

@@ -14,6 +14,7 @@ integer label maps, "boxes" (B, N, 4) xyxy pixels and "keypoints" (B, K, 2) xy p
 """
 from __future__ import annotations
 
+import inspect
 import math
 from typing import NamedTuple, Sequence
 
@@ -25,6 +26,8 @@ from . import functional as F
 
 
 class Shape(NamedTuple):
+    """The shape of the images an op receives, as ``sample`` and ``check`` are given it; ``size`` is (H, W)."""
+
     batch: int
     channels: int
     height: int
@@ -41,7 +44,7 @@ def _uniform(n: int, lo: float, hi: float, generator, device) -> Tensor:
 
 
 def _bernoulli(n: int, p: float, generator, device) -> Tensor:
-    return D.uniform(n, generator, device) < p
+    return D.bernoulli(p, n, generator, device)
 
 
 def _beta(alpha: float, n: int, generator, device) -> Tensor:
@@ -100,9 +103,53 @@ def _eye(n: int, device) -> Tensor:
 
 # ----------------------------------------------------------------------------------------------- base classes
 class Op(nn.Module):
-    """An augmentation. Subclasses define sample and apply; ops that can be turned off per sample define skip.
+    """The base class of every op, and of an op of your own.
 
-    ``carries`` names the dense and point targets the op knows how to move along with the pixels.
+    Define ``sample(shape, generator, device) -> params``: a dict of (B, ...) tensors on ``device``, one row per
+    sample, for images of ``shape`` (an ``augpipe.Shape``: batch, channels, height, width). Draw every random number
+    with the helpers of ``augpipe.draws`` (uniform, normal, bernoulli, permutation, standard_gamma), passing them
+    ``generator``: a Pipeline plans its draws ahead and hands ``sample`` a stand-in for its generator, so seeds,
+    replay (``pipe(x, params=pipe.last_params)``) and compiled pipelines cover them; torch's own random functions
+    refuse the stand-in. ``sample`` must not branch on a drawn value: it also runs once as a dry run on zeros.
+
+    Define ``apply(state, params) -> state``, a pure function: ``state["images"]`` is (B, C, H, W) float (float32,
+    or float64 for float64 input; in [0, 1] before a Normalize), ``state["targets"]`` (B, K) soft labels or None.
+    Return a new dict, ``{**state, "images": ...}``; never write into the tensors given (they may be the caller's).
+
+    Optionally define ``skip(params, keep) -> params``: the same params with "not applied" written in (a factor 1,
+    an empty box) for the samples whose (B,) bool ``keep`` is false. ``RandomApply(op, p)`` then only rewrites the
+    params and runs the op once; without ``skip`` it runs the op and keeps its result per sample. An op's own ``p``
+    is ``skip`` applied to ``draws.bernoulli(p, ...)`` in ``sample``. Also optional: ``check(shape)`` (raise a
+    ValueError naming the op when it cannot run on ``shape``) and ``output_size(size)`` when apply changes (H, W).
+    ``carries``: the targets given with the images ("masks", "boxes", "keypoints") that stay right after ``apply``;
+    an op that moves or blends pixels without moving those sets fewer, and a call with the others is refused.
+
+    A per-sample gamma, out = x ** g with log g ~ U(-log(1 + s), log(1 + s)), applied with probability p::
+
+        import math
+        import torch
+        import augpipe
+        from augpipe import draws
+
+        class Gamma(augpipe.Op):
+            def __init__(self, strength=0.5, p=1.0):
+                super().__init__()
+                self.log_range, self.p = math.log1p(strength), p
+
+            def sample(self, shape, generator, device):
+                u = draws.uniform(shape.batch, generator, device)
+                keep = draws.bernoulli(self.p, shape.batch, generator, device)
+                return self.skip({"gamma": torch.exp(self.log_range * (2 * u - 1))}, keep)
+
+            def skip(self, params, keep):
+                return {"gamma": torch.where(keep, params["gamma"], 1.0)}
+
+            def apply(self, state, params):
+                x = state["images"]
+                return {**state, "images": x ** params["gamma"].to(x.dtype).view(-1, 1, 1, 1)}
+
+        pipe = augpipe.Pipeline(augpipe.HorizontalFlip(), Gamma(0.5, p=0.8), seed=0)
+        out = pipe(torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8))
     """
 
     carries = frozenset({"masks", "boxes", "keypoints"})
@@ -113,6 +160,14 @@ class Op(nn.Module):
     # between calls (Mixup's alpha on a schedule, Cutout's count) may ask for other draws, so a Pipeline that sees
     # this count move plans again (Pipeline._plan).
     edits = 0
+    # Does apply take the executor's hints, ``inplace`` and ``tables`` (see ``fuse.run``)? The built-in ops do, and
+    # return images that are new or their input. An apply of one's own takes (state, params) and is called so.
+    # Worked out per class from apply's own signature, so a subclass that redefines apply is called as written.
+    takes_hints = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.takes_hints = {"inplace", "tables"} <= set(inspect.signature(cls.apply).parameters)
 
     def __setattr__(self, name, value):
         super().__setattr__(name, value)
@@ -125,13 +180,11 @@ class Op(nn.Module):
         """Raise a ValueError naming the op when it cannot run on images of ``shape``."""
 
     def sample(self, shape: Shape, generator: torch.Generator, device: torch.device) -> dict[str, Tensor]:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__}: an op defines sample(shape, generator, device)")
 
-    def apply(self, state: dict, params: dict[str, Tensor], inplace: bool = False,
-              tables: list | None = None) -> dict:
-        """The new state. ``inplace``: the images are a tensor the executor made, which the op may overwrite.
-        ``tables``: compiled, the small per-sample tensors that every pixel reads are appended (see ``fuse.run``)."""
-        raise NotImplementedError
+    def apply(self, state: dict, params: dict[str, Tensor]) -> dict:
+        raise NotImplementedError(f"{type(self).__name__}: an op defines apply(state, params) (or, to move "
+                                  f"pixels, is an augpipe.GeometricOp with a matrix)")
 
     def steps(self, params):
         yield self, params
@@ -141,15 +194,58 @@ class Op(nn.Module):
 
 
 class GeometricOp(Op):
-    """An op that moves pixels, given by its ``matrix`` from output to input pixel coordinates (see functional).
+    """An op that moves pixels, given by a sampling matrix; subclass it for a geometric op of your own.
 
-    It has no apply of its own: ``augpipe.fuse.warp`` moves the images, masks, boxes and keypoints of one or of
-    several consecutive geometric ops in one read.
+    Define ``sample`` as for any op, and ``matrix(params, size) -> (B, 3, 3)``: per sample, the affine map (last row
+    0, 0, 1) that sends a point of the *output* image to the point of the *input* image it reads, in pixel units
+    (the image spans [0, W] x [0, H], the centre of pixel (i, j) is (j + 0.5, i + 0.5)); ``size`` is the input's
+    (H, W). Define ``output_size(size)`` when the output has another size, and ``border()`` when the map reads
+    outside the input: ``("constant", fill)`` gives those pixels ``fill``; with None they repeat the edge pixels.
+    There is no apply: the executor composes consecutive geometric ops into one map and reads the pixels once,
+    bilinearly, moving masks (nearest), boxes and keypoints with them. ``skip`` writes in the identity map.
+
+    Flags that choose a faster read, each a promise about every map the op can give (leave them False if unsure):
+    ``axis_aligned`` (no rotation or shear: rows stay rows, so a row pass and a column pass), ``keeps_bounds``
+    (the image rectangle maps onto itself), ``exact`` (pixel centres land on pixel centres: a gather instead of a
+    bilinear read; then ``reach``, the columns read beyond either side of the input, and ``mirrors``, whether it
+    may read right to left, must be right as well).
+
+    A zoom about the centre by s ~ U(lo, hi) per sample, the new border black::
+
+        import torch
+        import augpipe
+        from augpipe import draws
+
+        class Zoom(augpipe.GeometricOp):
+            axis_aligned = True
+
+            def __init__(self, lo=0.8, hi=1.25):
+                super().__init__()
+                self.lo, self.hi = lo, hi
+
+            def sample(self, shape, generator, device):
+                return {"scale": self.lo + (self.hi - self.lo) * draws.uniform(shape.batch, generator, device)}
+
+            def skip(self, params, keep):
+                return {"scale": torch.where(keep, params["scale"], 1.0)}
+
+            def border(self):
+                return "constant", 0.0
+
+            def matrix(self, params, size):  # output point p reads c + (p - c) / s, c the centre
+                inv = 1 / params["scale"]
+                zero, one = torch.zeros_like(inv), torch.ones_like(inv)
+                (h, w) = size
+                rows = (inv, zero, w / 2 * (1 - inv), zero, inv, h / 2 * (1 - inv), zero, zero, one)
+                return torch.stack(rows, -1).view(-1, 3, 3)
+
+        pipe = augpipe.Pipeline(Zoom(), augpipe.RandomApply(Zoom(1.0, 2.0), p=0.5), seed=0)
+        out = pipe(torch.rand(4, 3, 16, 16))
     """
 
-    exact = True  # the map sends pixel centres onto pixel centres (flips, whole-pixel shifts): no interpolation
+    exact = False  # the map sends pixel centres onto pixel centres (flips, whole-pixel shifts): no interpolation
     keeps_bounds = False  # the map sends the image rectangle onto itself (flips)
-    axis_aligned = True  # rows map to rows and columns to columns: bilinear reads split into two 1-D passes
+    axis_aligned = False  # rows map to rows and columns to columns: bilinear reads split into two 1-D passes
     reach = 0  # exact ops: how many columns beyond either side of its input the op may read
     mirrors = False  # exact ops: the op may read columns right to left
 
@@ -158,13 +254,13 @@ class GeometricOp(Op):
         return None
 
     def matrix(self, params: dict[str, Tensor], size: tuple[int, int]) -> Tensor:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__}: a geometric op defines matrix(params, size)")
 
 
 # ----------------------------------------------------------------------------------------------- geometry
 class _Flip(GeometricOp):
     axis = 0  # 0: x (left-right), 1: y (top-bottom)
-    keeps_bounds = True
+    exact, axis_aligned, keeps_bounds = True, True, True
 
     @property
     def mirrors(self) -> bool:
@@ -212,6 +308,7 @@ class RandomCrop(GeometricOp):
     """
 
     MODES = ("constant", "reflect", "replicate")
+    exact, axis_aligned = True, True
 
     def __init__(self, size, padding=0, fill: float = 0.0, padding_mode: str = "constant"):
         super().__init__()
@@ -280,7 +377,7 @@ class RandomResizedCrop(GeometricOp):
     Up to 10 tries per sample, then the central crop fallback, as Inception and torchvision; no antialiasing.
     """
 
-    exact = False
+    axis_aligned = True
     TRIES = 10
 
     def __init__(self, size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
@@ -541,8 +638,18 @@ def _mix_targets(targets: Tensor | None, lam: Tensor, perm: Tensor) -> Tensor | 
 class Mixup(Op):
     """x = lam x_i + (1 - lam) x_j, same for targets; lam ~ Beta(alpha, alpha) per sample, j a batch permutation.
 
-    ``per_batch=True`` draws one lam for the batch (as the paper's code). Not applied: lam = 1.
+    ``per_batch=True`` draws one lam for the batch (as the paper's code); each sample still has its own partner
+    ``perm[i]`` and its own ``p``. Not applied: lam = 1.
     A blend of two label maps, boxes or keypoint sets is not one of them, so Mixup carries none.
+
+    timm's ``Mixup(mixup_alpha=a, cutmix_alpha=b, prob=q, switch_prob=s, mode, label_smoothing=e)`` in augpipe:
+    ``RandomApply(OneOf(Mixup(a), CutMix(b), weights=(1 - s, s)), p=q), LabelSmoothing(e)`` (smoothing before or
+    after mixing agree). mode="elem" is that graph: per sample, whether to mix, which mix, its lam and its box.
+    mode="batch": ``per_batch=True`` on both gives one lam (and one box) per op for the batch, but OneOf and p still
+    choose per sample; augpipe has no per-batch choice, so one batch has samples mixed each way and some not mixed,
+    where timm mixes the whole batch one way or not at all. mode="pair" (samples i and B-1-i mix with each other
+    and share lam) has no counterpart. In every mode timm's partner of i is B-1-i; here it is a random permutation,
+    so i reads perm[i] while another sample reads i, and a sample can draw itself (about one per batch, unmixed).
     """
 
     carries = frozenset()
@@ -578,29 +685,35 @@ class CutMix(Op):
     """Paste a partner's box; lam ~ Beta(alpha, alpha), box sides W sqrt(1 - lam), H sqrt(1 - lam), centre uniform,
     clipped, then lam := 1 - box area / image area (Yun et al. 2019, official code). Not applied: empty box.
     Masks get the partner's mask in the same box; boxes and keypoints have no defined CutMix.
+
+    ``per_batch=True`` draws one lam and one box (its size and its place, so one corrected lam) for the whole batch,
+    as the official code and timm's mode="batch" do; each sample still has its own partner ``perm[i]`` and its own
+    ``p``. Mixup's docstring says how timm's modes and ``switch_prob`` map onto OneOf and ``per_batch``.
     """
 
     carries = frozenset({"masks"})
     reads_whole_input = True
 
-    def __init__(self, alpha: float = 1.0, p: float = 1.0):
+    def __init__(self, alpha: float = 1.0, p: float = 1.0, per_batch: bool = False):
         super().__init__()
         if not alpha > 0:
             raise ValueError(f"CutMix: alpha must be > 0, got {alpha}")
         _check_finite("CutMix", "alpha", alpha)
-        self.alpha = float(alpha)
+        self.alpha, self.per_batch = float(alpha), bool(per_batch)
         self.p = _check_probability(p, "CutMix")
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, p={self.p}"
+        return f"alpha={self.alpha}, p={self.p}, per_batch={self.per_batch}"
 
     def sample(self, shape, generator, device):
         n, (H, W) = shape.batch, shape.size
-        cut = torch.sqrt(1 - _beta(self.alpha, n, generator, device))
+        m = 1 if self.per_batch else n  # how many boxes are drawn
+        cut = torch.sqrt(1 - _beta(self.alpha, m, generator, device))
         cut_h, cut_w = (H * cut).long(), (W * cut).long()  # truncation, as the official code's int()
-        cy, cx = _randint(n, H, generator, device), _randint(n, W, generator, device)
+        cy, cx = _randint(m, H, generator, device), _randint(m, W, generator, device)
         boxes = torch.stack(((cy - cut_h // 2).clamp(0, H), (cx - cut_w // 2).clamp(0, W),
                              (cy + cut_h // 2).clamp(0, H), (cx + cut_w // 2).clamp(0, W)), dim=1)
+        boxes = boxes.expand(n, 4)  # skip below makes each sample's row its own
         perm = D.permutation(n, generator, device)
         return self.skip({"box": boxes, "perm": perm}, _bernoulli(n, self.p, generator, device))
 
@@ -635,6 +748,57 @@ class LabelSmoothing(Op):
     def apply(self, state, params, inplace=False, tables=None):
         t = state["targets"]
         return {**state, "targets": None if t is None else F.label_smoothing(t, self.eps)}
+
+
+# ----------------------------------------------------------------------------------------------- a function
+class Lambda(Op):
+    """A function of the whole batch as a step, ``fn(images) -> images``: a kornia filter, say.
+
+    ``fn`` gets the images (B, C, H, W) as the steps before left them, float in the compute dtype (float32, or
+    float64 for float64 input), and returns a new tensor of the same shape, dtype and device, or of (B, C,
+    *output_size) when ``output_size`` (an int or (height, width)) is given. It must not write into its input, which
+    may be the caller's tensor. Targets pass through unchanged. Compiled, torch.compile traces ``fn`` with the rest
+    of the call where it can and runs it eagerly where it cannot.
+
+    Randomness inside ``fn`` is not drawn from the pipeline's generator: seeds and replay (``params=``) do not cover
+    it. For that, write an op (``augpipe.Op``) that draws through ``augpipe.draws``. ``fn`` is known only by what it
+    does to images, so a call with masks, boxes or keypoints is refused. For example::
+
+        import kornia
+        blur = augpipe.Lambda(lambda x: kornia.filters.gaussian_blur2d(x, (5, 5), (1.5, 1.5)))
+        pipe = augpipe.Pipeline(augpipe.RandomCrop(32, padding=4), augpipe.RandomApply(blur, p=0.3))
+    """
+
+    carries = frozenset()
+    reads_whole_input = True  # fn may read any pixel of its input
+
+    def __init__(self, fn, output_size=None):
+        super().__init__()
+        if not callable(fn):
+            raise TypeError(f"Lambda: fn must be callable, got {type(fn).__name__} {fn!r}")
+        self.fn = fn
+        self.size = None if output_size is None else _pair(output_size, "output_size", "Lambda")
+
+    def extra_repr(self) -> str:
+        name = getattr(self.fn, "__qualname__", type(self.fn).__name__)
+        return name + ("" if self.size is None else f", output_size={self.size}")
+
+    def output_size(self, size):
+        return size if self.size is None else self.size
+
+    def sample(self, shape, generator, device):
+        return {}
+
+    def apply(self, state, params):
+        x = state["images"]
+        y = self.fn(x)
+        if not isinstance(y, Tensor):
+            raise TypeError(f"{self!r}: fn must return a tensor, got {type(y).__name__}")
+        expected = (*x.shape[:2], *self.output_size(tuple(x.shape[-2:])))
+        if tuple(y.shape) != expected or y.dtype != x.dtype or y.device != x.device:
+            raise ValueError(f"{self!r}: fn must return {x.dtype} images of shape {expected} on {x.device}, got "
+                             f"{y.dtype} {tuple(y.shape)} on {y.device}")
+        return {**state, "images": y}
 
 
 # ----------------------------------------------------------------------------------------------- pooling

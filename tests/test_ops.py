@@ -98,6 +98,57 @@ def test_cutmix_lambda_is_the_fraction_of_own_pixels(h, w, seed):
     torch.testing.assert_close(targets.sum(1), torch.ones(b))
 
 
+@pytest.mark.parametrize("H,W", [(16, 16), (12, 20)])
+def test_cutmix_per_batch_draws_one_box_and_pastes_per_sample_partners(H, W):
+    B, K, p, alpha = 12, 5, 0.75, 0.7
+    op = A.CutMix(alpha, p=p, per_batch=True)
+    # The draws by hand, in the order sample() asks for them from a plain generator: lam ~ Beta(alpha, alpha) as
+    # G1 / (G1 + G2) of two Gamma(alpha) draws, the centre (cy, cx), the partners' uniform keys, then p's uniforms.
+    g = gen(21)
+    g1, g2 = torch._standard_gamma(torch.full((2, 1), alpha, dtype=torch.float64), generator=g)
+    r = math.sqrt(1 - float(g1 / (g1 + g2)))
+    cy = math.floor(float(torch.rand(1, generator=g, dtype=torch.float64)) * H)
+    cx = math.floor(float(torch.rand(1, generator=g, dtype=torch.float64)) * W)
+    perm = torch.rand(B, generator=g, dtype=torch.float64).argsort(stable=True)
+    keep = torch.rand(B, generator=g) < p
+    ch, cw = int(H * r), int(W * r)
+    box = (max(cy - ch // 2, 0), max(cx - cw // 2, 0), min(cy + ch // 2, H), min(cx + cw // 2, W))
+    params = op.sample(Shape(B, 3, H, W), gen(21), "cpu")
+    assert torch.equal(params["perm"], perm)
+    assert params["box"].tolist() == [list(box) if k else [0, 0, 0, 0] for k in keep.tolist()]
+    assert 0 < int(keep.sum()) < B and box[0] < box[2] and box[1] < box[3]
+
+    # Applied through a pipeline, against a loop over samples and pixels.
+    x = torch.rand(B, 3, H, W, generator=gen(22))
+    y = torch.randint(0, K, (B,), generator=gen(23))
+    pipe = A.Pipeline(op, seed=4, num_classes=K)
+    out, targets = pipe(x, y)
+    boxes, perm = pipe.last_params[0]["box"].tolist(), pipe.last_params[0]["perm"].tolist()
+    applied = [b for b in boxes if b != [0, 0, 0, 0]]
+    assert applied and all(b == applied[0] for b in applied)  # one box for the batch
+    ref_x, ref_t = x.clone(), torch.zeros(B, K)
+    for b in range(B):
+        y1, x1, y2, x2 = boxes[b]
+        for i in range(y1, y2):
+            for j in range(x1, x2):
+                ref_x[b, :, i, j] = x[perm[b], :, i, j]
+        lam = 1 - (y2 - y1) * (x2 - x1) / (H * W)
+        ref_t[b, int(y[b])] += lam
+        ref_t[b, int(y[perm[b]])] += 1 - lam
+    torch.testing.assert_close(out, ref_x, rtol=0, atol=0)
+    torch.testing.assert_close(targets, ref_t, rtol=0, atol=1e-6)
+
+
+def test_timm_switch_prob_and_prob_map_onto_one_of_and_random_apply():
+    # timm's Mixup(prob=q, switch_prob=s, mode="elem"): mixed with probability q, by CutMix with probability s.
+    B, q, s = 20000, 0.8, 0.3
+    pipe = A.Pipeline(A.RandomApply(A.OneOf(A.Mixup(0.8), A.CutMix(1.0), weights=(1 - s, s)), p=q), seed=0)
+    pipe(torch.zeros(B, 1, 2, 2))
+    keep, choice = pipe.last_params[0]["keep"], pipe.last_params[0]["node"]["choice"]
+    assert abs(keep.float().mean().item() - q) < 4 * math.sqrt(q * (1 - q) / B)
+    assert abs(choice.float().mean().item() - s) < 4 * math.sqrt(s * (1 - s) / B)
+
+
 def test_mixup_lambda_is_beta_per_sample_and_per_batch_option():
     lam = A.Mixup(alpha=0.4).sample(Shape(20000, 1, 2, 2), gen(), "cpu")["lam"]
     # Beta(a, a): mean 1/2, variance 1 / (4 (2a + 1))
