@@ -105,3 +105,10 @@ def test_explain_names_where_a_large_compiled_cpu_call_stops_and_what_it_keeps()
 def test_explain_checks_the_shape_as_a_call_would():
     with pytest.raises(ValueError, match="RandomCrop"):
         A.Pipeline(A.RandomCrop(40)).explain((2, 3, 32, 32))
+
+
+def test_explain_says_a_user_op_or_lambda_runs_its_own_apply():
+    pipe = A.Pipeline(A.HorizontalFlip(), A.Lambda(lambda x: x.flip(-1)), A.Brightness(0.1))
+    lines = pipe.explain((2, 3, 8, 8)).splitlines()
+    assert lines[4].startswith("2. Lambda(") and lines[4].endswith(": its own apply(), on the whole batch")
+    assert lines[5].endswith(": per pixel")
