@@ -68,7 +68,7 @@ def test_float32_stays_finite_at_large_magnitude(name):
 
 
 def test_formulas_at_known_points():
-    # Constants from REFERENCES.md: SELU's saturation value and GELU's definition x Phi(x).
+    # docs/references.md, "Activations": SELU's saturation value and GELU's definition x Phi(x).
     x = torch.tensor([-60.0, 1.0], dtype=torch.float64)
     assert A.selu(x)[0].item() == pytest.approx(-1.0507009873554805 * 1.6732632423543773, rel=1e-15)
     assert A.gelu(x)[1].item() == pytest.approx(0.5 * (1 + math.erf(1 / math.sqrt(2))), rel=1e-15)
@@ -81,7 +81,7 @@ def test_formulas_at_known_points():
 
 
 def test_gelu_tanh_approximation_error_bound():
-    # REFERENCES.md: the tanh form is within 4.7e-4 of the exact GELU.
+    # docs/references.md, "Activations": the tanh form is within 4.7e-4 of the exact GELU.
     x = torch.linspace(-10, 10, 200001, dtype=torch.float64)
     err = (A.gelu_tanh(x) - A.gelu(x)).abs().max().item()
     assert 4.0e-4 < err < 4.8e-4

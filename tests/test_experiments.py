@@ -1,6 +1,6 @@
 """Every experiment in its --tiny configuration writes a valid JSON record and a PNG; a few behaviours that only
 hold if the experiment measures what it says (zeros init is symmetric, LeCun keeps a SELU net at std ~1, the
-REFERENCES.md small-random tanh numbers, centring and scaling shrink the Hessian's condition number, the
+small-random tanh numbers of docs/references.md, centring and scaling shrink the Hessian's condition number, the
 curvature measure is the Hessian's mean eigenvalue)."""
 import json
 import math
@@ -108,7 +108,7 @@ def test_curvature_along_random_directions_is_the_hessians_mean_eigenvalue():
 
 
 def test_small_random_tanh_matches_the_reference_numbers():
-    """6 layers of 4096, N(0, 0.01^2) weights, batch 16 of N(0, 1): REFERENCES.md's 0.49, 0.29, ..., 0.05."""
+    """6 x 4096 tanh, N(0, 0.01^2) weights, batch 16 of N(0, 1): 0.49 .. 0.05 (docs/references.md, "Initialization")."""
     torch.manual_seed(0)
     net = initialize(E.deep_net(4096, 4096, 6, "tanh"), "small_random", "tanh")
     x = torch.randn(16, 4096, generator=torch.Generator().manual_seed(0))

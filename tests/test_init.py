@@ -1,4 +1,4 @@
-"""Init variances against the formulas in REFERENCES.md and against torch.nn.init's statistics."""
+"""Init variances against the formulas (docs/references.md, "Initialization") and against torch.nn.init's statistics."""
 import math
 
 import pytest
@@ -90,7 +90,7 @@ def test_same_generator_seed_same_weights():
 
 
 def test_zeros_never_breaks_symmetry():
-    # REFERENCES.md: with zero init every hidden unit stays identical after training steps.
+    # docs/references.md, "Initialization": with zero init every hidden unit stays identical after training steps.
     torch.manual_seed(0)
     model = I.initialize(nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)), "zeros")
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
@@ -104,7 +104,7 @@ def test_zeros_never_breaks_symmetry():
 
 
 def test_lecun_normal_keeps_selu_activations_at_unit_std():
-    # REFERENCES.md: a deep SELU net with LeCun normal keeps std about 1 per layer (narrower than 4096 to stay fast).
+    # docs/references.md, "Initialization": LeCun normal keeps a deep SELU net at std ~1 (narrower than 4096: fast).
     from training.activations import selu
     g = gen(3)
     x = torch.randn(512, 1024, generator=g)

@@ -1,4 +1,4 @@
-"""augpipe against brute-force loops written from ../shared/REFERENCES.md and the papers, not from augpipe's code.
+"""augpipe against brute-force loops written from docs/references.md and the papers, not from augpipe's code.
 
 Every reference here is a plain Python loop (or exact Fraction arithmetic) over samples, rows and pixels; augpipe's
 batched result must equal it. Parameters come from fixed seeds, so every failure reproduces.
@@ -227,7 +227,7 @@ def test_fractional_pool_op_pools_then_resizes_back(pseudo_random):
 
 # ================================================================================ Cutout (DeVries & Taylor 2017)
 def cutout_box_ref(cy: int, cx: int, side: int, H: int, W: int) -> tuple[int, int, int, int]:
-    """Square of side L with corner (c - L // 2), clipped to the image (REFERENCES: may lie partly outside)."""
+    """Square of side L with corner (c - L // 2), clipped to the image (docs/references.md, "Cutout": may hang over)."""
     y1, x1 = cy - side // 2, cx - side // 2
     return clip(y1, 0, H), clip(x1, 0, W), clip(y1 + side, 0, H), clip(x1 + side, 0, W)
 
@@ -332,7 +332,7 @@ def test_cutmix_corrected_lambda_averages_0_70_on_32x32():
         return sum(clip(x + c // 2, 0, 32) - clip(x - c // 2, 0, 32) for x in range(32)) / 32
     m = 20000
     exact = 1 - sum(mean_side(int(32 * math.sqrt(1 - (k + 0.5) / m))) ** 2 for k in range(m)) / m / 1024
-    assert abs(exact - 0.70) < 0.005  # REFERENCES: "the corrected lambda averages about 0.70" (0.7007)
+    assert abs(exact - 0.70) < 0.005  # docs/references.md, "CutMix": lam averages about 0.70 (0.7007)
     params = augpipe.CutMix(1.0).sample(Shape(100_000, 1, 32, 32), gen(12), torch.device("cpu"))
     lam = AF.cutmix_lambda(params["box"], (32, 32))
     assert abs(lam.mean().item() - exact) < 0.005  # standard error about 0.001

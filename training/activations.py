@@ -1,6 +1,6 @@
 """The lecture's activations as small pure functions, each with a thin ``nn.Module`` wrapper.
 
-Written from the formulas in REFERENCES.md rather than by calling ``torch.nn.functional``, so that the tests can
+Written from docs/references.md, "Activations", rather than by calling ``torch.nn.functional``, so that the tests can
 hold them against torch. Every function is stable at large |x| in float32 and float64, values and gradients:
 exponentials only ever see non-positive arguments, and ``expm1`` / ``erfc`` avoid the cancellation of
 ``exp(x) - 1`` near 0 and of ``1 + erf(x)`` for negative x.

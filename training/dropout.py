@@ -1,4 +1,4 @@
-"""Inverted dropout and alpha dropout (REFERENCES.md, "Dropout").
+"""Inverted dropout and alpha dropout (docs/references.md, "Dropout").
 
 Training code may use torch's global RNG (seeded by ``torch.manual_seed`` and saved in checkpoints); a
 ``torch.Generator`` can be passed instead for reproducible tests.

@@ -1,4 +1,4 @@
-"""Small experiments that measure the lecture's claims on real data (REFERENCES.md has the published numbers).
+"""Small experiments that measure the lecture's claims on real data (docs/references.md has the published numbers).
 
     python -m training.experiments NAME --out DIR [--tiny] [--seed S] [--threads T]
 
@@ -207,7 +207,7 @@ def standardized_digits_features(image_size: int = 8) -> Tensor:
 
 
 # ------------------------------------------------------------------------------------------------------- init_stats
-REFERENCE_SMALL_RANDOM_TANH = [0.49, 0.29, 0.18, 0.11, 0.07, 0.05]  # REFERENCES.md, 6 layers of 4096
+REFERENCE_SMALL_RANDOM_TANH = [0.49, 0.29, 0.18, 0.11, 0.07, 0.05]  # docs/references.md, "Initialization"
 INIT_SCHEMES = ("zeros", "small_random", "xavier_normal", "kaiming_normal", "lecun_normal")
 GAIN_OF = {"tanh": "tanh", "relu": "relu", "selu": "relu", "sigmoid": "sigmoid"}  # kaiming for SELU: ReLU's sqrt 2
 

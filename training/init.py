@@ -1,4 +1,4 @@
-"""Weight initialization from the formulas (REFERENCES.md, "Initialization").
+"""Weight initialization from the formulas (docs/references.md, "Initialization").
 
 Only the random primitives (``Tensor.normal_`` / ``uniform_``) come from torch; the standard deviations and bounds
 are computed here so that the tests can check them against the papers and against ``torch.nn.init``.
