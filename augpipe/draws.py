@@ -10,9 +10,9 @@ instead plans its draws once per input shape: a dry run of ``sample`` notes whic
 which draws nothing), and ``plan`` groups them, all uniforms of one dtype into one draw and all gammas of one
 alpha into another. Each call then makes those few draws from the pipeline's generator (``draw``) and hands
 ``sample`` a ``Replay`` that gives each request its own slice. Eager and compiled calls share the plan, so they
-give the same params; on a GPU each draw is a kernel launch the host waits to issue (the CIFAR recipe asked for 15,
-now 2). Compiled, ``sample`` is traced with the rest of the call: its dozens of small arithmetic ops run as part of
-a few fused kernels instead of one launch each.
+give the same params; on a GPU each draw is a kernel launch the host waits to issue, so a few grouped draws beat
+many small ones. Compiled, ``sample`` is traced with the rest of the call: its dozens of small arithmetic ops run
+as part of a few fused kernels instead of one launch each.
 """
 from __future__ import annotations
 
@@ -45,8 +45,8 @@ def standard_gamma(alpha: float, size, generator, device) -> Tensor:
     """Gamma(alpha, 1) in float64 of ``size``.
 
     Gamma(1, 1) is the exponential distribution: -log(1 - U), from float64 uniforms, which a plan draws together
-    with the other float64 uniforms. (Mixup and CutMix default to alpha = 1; on a CPU, torch's gamma sampler took
-    34 us for the CIFAR recipe's 512 values, and on a GPU it was a launch of its own.)"""
+    with the other float64 uniforms. (Mixup and CutMix default to alpha = 1, where torch's gamma sampler would be
+    a slower call and, on a GPU, a launch of its own.)"""
     if alpha == 1:
         return -torch.log1p(-uniform(size, generator, device, torch.float64))
     if isinstance(generator, _Source):

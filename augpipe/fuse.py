@@ -11,7 +11,7 @@ mask and the Mixup/CutMix partner reads are fused into a few kernels.
 On a CPU, a compiled pipeline reads its leading flips and crops from a float copy of the images made by ATen before
 the compiled call (``F.window_source``: converted once, padded, mirrored): each output row is one contiguous window
 of it, which inductor's C++ loops load as whole vectors, where a per-pixel gather index and uint8 loads go lane by
-lane (one thread, CIFAR recipe, in calls that met no page fault: 3.8 ms with gathers, 2.8 ms with windows).
+lane (docs/design.md, "The window copy").
 A reflect- or replicate-padded first crop reads a copy padded that way. A leading bilinear segment (a resized
 crop, a rotation) gathers its taps lane by lane in any case, but from the float copy (unpadded) rather than from
 uint8: inductor loads a gathered uint8 through two stack buffers, a float through one (see ``Pipeline._window``).
@@ -199,8 +199,7 @@ def run(steps, state: dict, dtype, fuse: bool = True, window=None, keep_in=None,
     ``tables``: a list that collects the per-sample tensors every pixel's formula reads (composed sampling matrices,
     source rows and columns, the row and column tests of crop edges and boxes, Normalize's mean and std). A compiled
     caller returns it: inductor stores a tensor that the graph returns and that other nodes read, and those then load
-    it, where otherwise each pixel would work out its sample's matrix product again (on an H200, CIFAR recipe at
-    batch 131072, that made storing no intermediate image slower than storing two)."""
+    it, where otherwise each pixel would work out its sample's matrix product again."""
     flat = [leaf for node, params in steps for leaf in node.steps(params)]
     stages = _segments(flat) if fuse else [[s] if isinstance(s[0], GeometricOp) else s for s in flat]
     images = state["images"]

@@ -60,7 +60,7 @@ class OneOf(_Composite):
         for n in nodes:
             _check_node(n, "OneOf")
         self.branches = nn.ModuleList(nodes)
-        w = torch.ones(len(nodes), dtype=torch.float64) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        w = torch.as_tensor([1.0] * len(nodes) if weights is None else weights, dtype=torch.float64)
         if w.shape != (len(nodes),) or bool((w < 0).any()) or not float(w.sum()) > 0:
             raise ValueError(f"OneOf: weights must be {len(nodes)} non-negative numbers with a positive sum, "
                              f"got {weights!r}")
@@ -205,12 +205,10 @@ class Pipeline(_Composite):
         ``scalar``: compiled to scalar C++ (SCALAR_OPTIONS), for a CPU call that is mostly the gather of a leading
         axis-aligned bilinear segment (a resized crop, with flips and crops around it): one that stops before any
         op reads its whole input (``_stages``). Inductor vectorizes a gather by storing the lane indices, loading
-        lane by lane into a stack buffer and reloading that as a vector, a stall on every gather: one thread, the
-        four taps of 64 x 3 x 224 x 224 pixels from a float copy, 54.7 ms vectorized and 21.6 ms scalar, and the
-        ImageNet recipe's first call went 26 -> 18 ms (2 threads) with the taps' tables stored
-        (``F.resample_separable``). A call that also holds the contrast reduction and the mixing (small images,
-        unstaged) was as fast or faster vectorized, and so was a rotation, whose taps come from per-pixel
-        coordinates (twice as fast vectorized).
+        lane by lane into a stack buffer and reloading that as a vector, a stall on every gather that scalar code
+        does not have. A call that also holds the contrast reduction and the mixing (small images, unstaged), or a
+        rotation's per-pixel taps, is faster vectorized, so only this kind of call is scalar. Measurements:
+        docs/design.md, "Scalar compile".
         """
         key = (which, device.type, scalar)
         if key not in self._compiled_fns:
@@ -234,17 +232,15 @@ class Pipeline(_Composite):
         """The images as the first segment of a compiled CPU run reads them (``F.window_source``), or None.
 
         Inductor's C++ loops load a per-pixel gather lane by lane, and uint8 a quarter vector at a time through a
-        stack buffer: one thread, CIFAR batch, ``x.float() / 255`` takes 1.36 ms compiled and 0.19 ms in ATen. So on
-        a CPU the leading flips and crops read rows of a float copy made here by ATen, padded and mirrored once,
-        which the compiled loop reads as whole vectors. When the first segment is bilinear (a resized crop, a
-        rotation), its taps are gathered lane by lane in any case, but from a plain float copy rather than from
-        uint8: one stack buffer per gather instead of two (ImageNet recipe, 2 threads: 49.9 -> 41 ms a call). When
-        no geometric op comes first, the first op reads a plain copy too (CIFAR batch, Brightness alone, 2 threads:
-        0.96 -> 0.41 ms a call, medians of 300). A reflect- or replicate-padded first crop reads rows of a copy
-        padded that way, as a constant-padded one does (that crop, a flip, jitter, Normalize, Cutout and CutMix:
-        4.5 -> 1.4 ms). The copy's memory is kept for the next call (one copy per calling thread, remade when the
-        shape changes, freed with the thread): fresh memory costs a page fault per 4 KiB, about as much as the
-        whole read.
+        stack buffer, where ATen converts uint8 to float at full vector width. So on a CPU the leading flips and
+        crops read rows of a float copy made here by ATen, padded and mirrored once, which the compiled loop reads
+        as whole vectors; a reflect- or replicate-padded first crop has its padding made in the copy. When the
+        first segment is bilinear (a resized crop, a rotation), its taps are gathered lane by lane in any case, but
+        from a plain float copy rather than from uint8: one stack buffer per gather instead of two. When no
+        geometric op comes first, the first op reads a plain copy too. The copy's memory is kept for the next call
+        (one copy per calling thread, remade when the shape changes, freed with the thread): fresh memory costs a
+        page fault per 4 KiB, about as much as the whole read. Measurements: docs/design.md, "The window copy" and
+        "The plain float copy".
         """
         if not self.compiled or images.device.type != "cpu":
             return None
@@ -528,22 +524,16 @@ class Pipeline(_Composite):
 # The per-pixel source index of a composed map is such a formula (matrix entries, steps, bounds), so compiled CPU
 # pipelines wrote and read back full-size int64 indices, bool masks and uint8 copies on every call. A higher
 # threshold keeps those formulas in the loop that gathers; a gathered image that two passes read (the contrast
-# mean, then the apply) is still stored once. Measured, one CPU thread, CIFAR batch: a flip 5.3 -> 1.8 ms.
+# mean, then the apply) is still stored once.
 # Inductor also checks every indirect index of a C++ loop against its bound, a branch per vector that keeps the
 # per-row index work of window reads (``F.gather_windows``) inside the innermost loop; augpipe's indices are in
 # range by construction (clamped, or windows within the source's reach, which an eager test reads with raising
-# indexing), so the checks are off. One thread, CIFAR recipe, in calls that met no page fault: 5.4 -> 3.8 ms, with
-# integer steps worked out in float32 (``F.index_steps``) rather than float64.
+# indexing), so the checks are off.
 # On CUDA the checks of indirect indices are off for the same reason (a device assert per gathered pixel); the
-# realization thresholds are inductor's. Storing nothing image-sized but the output made the CIFAR recipe on an H200
-# slower (batch 131072: 4.17 against 3.74 ms): each pixel then worked out its sample's composed matrix itself, for
-# itself and for its CutMix partner. With the per-sample tables stored (``fuse.run``'s ``tables``), the defaults
-# store one image: the input of the CutMix, read twice; the contrast mean reads the gather directly. (That was 3.77
-# ms on the H200, where storing the gathered uint8 image and a mask had been 3.74: the reduction that gathers got
-# slower.)
+# realization thresholds are inductor's: storing nothing image-sized but the output makes each pixel work out its
+# sample's composed chain itself, for itself and for its CutMix partner, which was slower.
 # On a CPU the code that allocates a call's buffers and calls the kernel is C++ too (``cpp_wrapper``), not Python:
-# CIFAR recipe, 2 threads, min of 400 calls in 3 alternating runs 1.16-1.21 -> 1.12-1.15 ms (about 15 us of host
-# time a call); the first call compiles about 1 s longer (14.9 against 13.9 s with an empty inductor cache).
+# less host time a call, for a slightly longer first compile. Measurements: docs/design.md, "Compiling".
 INDUCTOR_OPTIONS: dict[str, dict] = {"cpu": {"realize_opcount_threshold": 200, "assert_indirect_indexing": False,
                                              "cpp_wrapper": True},
                                      "cuda": {"assert_indirect_indexing": False}}
@@ -571,8 +561,7 @@ def _own_copy(fn):
     ran eager (seen with ten pipelines of different strengths). A copy per pipeline gives each its own 8, for its
     shapes. The new name matters too: dynamo remembers which sizes changed by (file, line, name), so copies under
     one name shared it, and a pipeline's first compile was already dynamic in shape when any other pipeline had
-    seen two batch sizes. (On an H200, the ImageNet recipe took 1.09 ms a call when its pipeline compiled after the
-    CIFAR one in the same process, and 0.90 ms alone in a process.)
+    seen two batch sizes, which made it slower than a pipeline compiled alone in its process.
     """
     name = f"{fn.__name__}_{next(_copies)}"
     code = fn.__code__.replace(co_name=name, co_qualname=name)

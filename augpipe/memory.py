@@ -1,12 +1,12 @@
 """Fresh memory for large CPU images (a call's output), mapped by the kernel in 2 MiB pages.
 
 glibc takes an allocation above 32 MiB (its largest dynamic mmap threshold) straight from the kernel on every
-call, and the kernel maps it one 4 KiB page per fault: one thread fills a fresh 38.5 MB tensor in 22.4 ms, a kept
-one in 1.7 ms (this project's 2-core VM). Asked for transparent huge pages (``madvise(MADV_HUGEPAGE)``, before the
-first write), the kernel maps the same tensor in 2 MiB pages, a fault each: 4.9 ms. The allocation stays torch's
-own: only how the kernel backs it changes, and freeing it is as before. (In a VM that reports free memory to its
-host, huge pages freed seconds ago can be slower to get back than small ones; calls that follow each other, as in
-a training loop, do not see that. See the README's CPU benchmark notes.)
+call, and the kernel maps it one 4 KiB page per fault, which costs several times what filling a kept tensor does.
+Asked for transparent huge pages (``madvise(MADV_HUGEPAGE)``, before the first write), the kernel maps the same
+tensor in 2 MiB pages, a fault each. The allocation stays torch's own: only how the kernel backs it changes, and
+freeing it is as before. (In a VM that reports free memory to its host, huge pages freed seconds ago can be slower
+to get back than small ones; calls that follow each other, as in a training loop, do not see that.) Measurements:
+docs/design.md, "Huge pages for large outputs".
 
 Smaller blocks come from malloc's heap, which glibc shrinks whenever enough is free at its top: a process that
 frees a call's 3 MB buffers can then fault them in again on the next call. ``keep_freed_memory`` asks glibc to
@@ -65,8 +65,7 @@ def keep_freed_memory(trim_bytes: int = 256 * 2**20) -> bool:
     By default glibc lifts its mmap threshold as blocks are freed and returns the top of its heap to the kernel
     once more than twice that is free there; a process whose calls allocate and free a few images of some MB each
     (a DataLoader worker, a script that augments before anything else has run) then faults those pages in again
-    on every call. CIFAR recipe in a fresh process, 2 threads, medians of 100 calls: eager 4.5-5.0 -> 3.9 ms (about
-    750 -> 15 page faults a call); compiled, 300 calls: 1.6-1.8 -> 1.2 ms (300-360 -> 8).
+    on every call (docs/design.md, "Keeping freed memory (opt-in)").
 
     Sets M_MMAP_THRESHOLD to LARGE_BYTES (smaller blocks come from the heap, as glibc's own threshold allows at
     most; larger ones stay fresh mappings, see ``empty``) and M_TRIM_THRESHOLD to ``trim_bytes`` (the heap shrinks

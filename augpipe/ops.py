@@ -559,7 +559,8 @@ class Normalize(Op):
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]):
         super().__init__()
-        mean, std = torch.as_tensor(mean, dtype=torch.float64).flatten(), torch.as_tensor(std, dtype=torch.float64).flatten()
+        mean = torch.as_tensor(mean, dtype=torch.float64).flatten()
+        std = torch.as_tensor(std, dtype=torch.float64).flatten()
         if mean.shape != std.shape or mean.numel() == 0:
             raise ValueError(f"Normalize: mean and std need the same number (> 0) of values, got {mean.numel()} "
                              f"and {std.numel()}")

@@ -26,7 +26,7 @@ REFERENCES = "docs/references.md"
 PROCESS_WORDS = ("session", "lease", "lent", "borrowed", "issue #", "work period")
 
 MARKDOWN_PATH = re.compile(r"(?<![\w./:-])(?:[\w.-]+/)*[\w.-]*\w\.md\b")  # not inside a URL
-CITATION = re.compile(r"docs/references\.md,\s*\"([^\"]+)\"")
+CITATION = re.compile(r"(docs/[\w.-]+\.md),\s*\"([^\"]+)\"")
 FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
 HTML_ANCHOR = re.compile(r"<a\s+(?:name|id)=\"([^\"]+)\"", re.I)
@@ -134,12 +134,16 @@ def path_problems(source: Path, root: Path) -> list[str]:
 
 
 def citation_problems(source: Path, root: Path) -> list[str]:
-    """Citations of a section of docs/references.md whose section is not one of its headings."""
-    target = root / REFERENCES
-    sections = set(headings(target.read_text(encoding="utf-8"))) if target.is_file() else set()
+    """Citations of a section of a file in docs/ (``docs/design.md, "Stages"``) whose section is not one of its
+    headings."""
     text, name = source.read_text(encoding="utf-8"), source.relative_to(root).as_posix()
-    return [f"{name}:{line_of(text, m.start())}: cites section {m.group(1)!r}, which is no heading of {REFERENCES}"
-            for m in CITATION.finditer(text) if m.group(1) not in sections]
+    problems = []
+    for m in CITATION.finditer(text):
+        target = root / m.group(1)
+        if m.group(2) not in (headings(target.read_text(encoding="utf-8")) if target.is_file() else []):
+            problems.append(f"{name}:{line_of(text, m.start())}: cites section {m.group(2)!r}, which is no heading "
+                            f"of {m.group(1)}")
+    return problems
 
 
 def code_files(root: Path) -> list[Path]:
