@@ -109,3 +109,66 @@ def test_no_warning_with_labels_masks_or_without_mixing():
         A.Pipeline(A.Mixup(), num_classes=3)(images(), [0, 1, 2, 0])
         A.Pipeline(A.CutMix())(images(), masks=torch.zeros(4, 8, 8, dtype=torch.long))  # masks are the targets
         A.Pipeline(A.HorizontalFlip(), A.Cutout(2))(images())
+
+
+# ----------------------------------------------------------------------------------------------- exact output range
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+# Every op, and compositions that take the other resampling paths (a padded crop blended into a resized crop's
+# read, a rotation after a crop). Fills of 1 put the fill at the top of the range.
+RANGE_GRAPHS = {
+    "crop": lambda h, w: [A.RandomCrop((h, w), padding=2, fill=1.0)],
+    "crop_reflect": lambda h, w: [A.RandomCrop((h, w), padding=2, padding_mode="reflect")],
+    "resized_crop": lambda h, w: [A.RandomResizedCrop((h + 3, max(1, w - 2)))],
+    "padded_then_resized": lambda h, w: [A.RandomCrop((h, w), padding=3, fill=1.0), A.RandomResizedCrop((h, w))],
+    "rotation": lambda h, w: [A.RandomRotation(45, fill=1.0)],
+    "affine": lambda h, w: [A.RandomAffine(20, translate=(0.2, 0.1), scale=(0.7, 1.3), shear=10, fill=1.0)],
+    "crop_then_rotation": lambda h, w: [A.RandomCrop((h, w), padding=1), A.RandomRotation(30)],
+    "flips": lambda h, w: [A.HorizontalFlip(), A.VerticalFlip()],
+    "brightness_contrast": lambda h, w: [A.Brightness(0.9), A.Contrast(0.9)],
+    "cutout": lambda h, w: [A.Cutout(3, count=2, fill=1.0)],
+    "mixup": lambda h, w: [A.RandomResizedCrop((h, w)), A.Mixup(alpha=0.4)],
+    "cutmix": lambda h, w: [A.RandomRotation(10), A.CutMix()],
+    "fractional_pool": lambda h, w: [A.RandomResizedCrop((h, w)), A.FractionalPool()],
+}
+
+
+def mostly_white(b, h, w, seed):
+    """uint8 images with most pixels at 255 (where an overshoot shows) and a few other values."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (b, 3, h, w), dtype=torch.uint8, generator=g)
+    x[torch.rand(x.shape, generator=g) < 0.8] = 255
+    x[0] = 255  # one all-white image: every output pixel must be exactly 1 where no fill below 1 reaches it
+    return x
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(sorted(RANGE_GRAPHS)), h=st.integers(4, 33), w=st.integers(4, 33),
+       seed=st.integers(0, 2 ** 16), as_float=st.booleans())
+def test_outputs_stay_within_0_and_1_exactly(name, h, w, seed, as_float):
+    x = mostly_white(6, h, w, seed)
+    if as_float:
+        x = x.float() / 255  # exact: a float image in [0, 1]
+    out, _ = A.Pipeline(*RANGE_GRAPHS[name](h, w), seed=seed, num_classes=2)(x, torch.zeros(6, dtype=torch.long))
+    assert out.min().item() >= 0.0 and out.max().item() <= 1.0, (name, out.min().item(), out.max().item())
+
+
+@pytest.mark.parametrize("name", ["resized_crop", "rotation"])
+def test_white_stays_exactly_white_through_a_resample(name):
+    # A blend of equal values is that value: the bilinear reads must give 1, not 0.99999994 or 1.0000001.
+    x = torch.full((4, 3, 13, 17), 255, dtype=torch.uint8)
+    out = A.Pipeline(*RANGE_GRAPHS[name](13, 17), seed=3)(x)
+    assert torch.equal(out, torch.ones_like(out))
+
+
+def test_outputs_stay_within_0_and_1_compiled():
+    # One small compiled check: the compiled separable resampler reads its taps another way (one index and a fixed
+    # step); the rotation's read is the same code eager and compiled.
+    torch._dynamo.reset()
+    graph = [A.RandomCrop((13, 17), padding=2, fill=1.0), A.RandomResizedCrop((15, 11)), A.Brightness(0.5),
+             A.Mixup()]
+    pipe = A.Pipeline(*graph, seed=1, num_classes=2, compile=True)
+    for seed in range(3):
+        out, _ = pipe(mostly_white(8, 13, 17, seed), torch.zeros(8, dtype=torch.long))
+        assert out.min().item() >= 0.0 and out.max().item() <= 1.0
