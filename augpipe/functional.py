@@ -314,6 +314,13 @@ def _tap_pair(i0: Tensor, i1: Tensor, w0: Tensor, w1: Tensor, n: int):
             torch.where(same, torch.where(right, both, 0), w1))
 
 
+def _unit(taps: Tensor, dtype: torch.dtype, unit: int | None) -> Tensor:
+    """Gathered taps (a new tensor) in ``dtype``, divided by ``unit`` (255 for uint8 values) when given: a correctly
+    rounded division, so 255 becomes exactly 1 and nothing exceeds it."""
+    taps = taps.to(dtype)
+    return taps if unit is None else taps / unit
+
+
 def take_flat(x: Tensor, index: Tensor) -> Tensor:
     """out[b, c, i, j] = x[b, c].flatten()[index[b, 0, i, j]]; x (B, C, H, W), index (B, 1, Ho, Wo) in range.
 
@@ -339,8 +346,11 @@ def resample_separable(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: f
     sy, sx = axis_points(matrix.to(dtype), size)
     r0, r1, wr0, wr1, in_r = _bilinear_taps(sy, H, extend)
     c0, c1, wc0, wc1, in_c = _bilinear_taps(sx, W, extend)
-    scale = 1 / 255 if uint8 or x.dtype == torch.uint8 else 1
-    wr0, wr1 = (wr0 * scale)[:, None, :, None], (wr1 * scale)[:, None, :, None]  # (B, 1, Ho, 1)
+    # uint8 values are divided by 255 as they are read, never folded into the weights: 255 / 255 is exactly 1, and
+    # values in [0, 1] blended by weights that sum to at most 1 cannot leave [0, 1], where 255 * (w / 255) can
+    # round above w (1.0000001 was seen after a resized crop).
+    unit = 255 if uint8 or x.dtype == torch.uint8 else None
+    wr0, wr1 = wr0[:, None, :, None], wr1[:, None, :, None]  # (B, 1, Ho, 1)
     wc0, wc1 = wc0[:, None, None, :], wc1[:, None, None, :]  # (B, 1, 1, Wo)
     if torch.compiler.is_compiling():
         # Compiled, the four taps are read straight from the input in the one fused loop that writes the output:
@@ -356,7 +366,7 @@ def resample_separable(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: f
         if tables is not None:
             tables.extend((row_at, c0, wr0, wr1, wc0, wc1))
         at, below = row_at + c0, row_step * W  # the flat index of each pixel's first tap; the taps' offsets
-        rows = [take_flat(x, at + c).to(dtype) * wr0 + take_flat(x, at + below + c).to(dtype) * wr1
+        rows = [_unit(take_flat(x, at + c), dtype, unit) * wr0 + _unit(take_flat(x, at + below + c), dtype, unit) * wr1
                 for c in (0, col_step)]
         out = rows[0] * wc0 + rows[1] * wc1  # rows first, then columns, as the eager passes
         if extend != "fill":
@@ -371,13 +381,14 @@ def resample_separable(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: f
         step = max(1, CPU_BLOCK_BYTES // row_bytes) if x.device.type == "cpu" else x.shape[0]
         for s in range(0, x.shape[0], step):
             g = slice(s, s + step)
-            rows = take_rows(x[g], r0[g]).to(dtype).mul_(wr0[g]).addcmul_(take_rows(x[g], r1[g]), wr1[g])
+            rows = _unit(take_rows(x[g], r0[g]), dtype, unit).mul_(wr0[g])
+            rows.addcmul_(_unit(take_rows(x[g], r1[g]), dtype, unit), wr1[g])
             target = None if rows.requires_grad else out[g]  # an out= argument has no gradient
             cols = torch.mul(take_cols(rows, c0[g]), wc0[g], out=target).addcmul_(take_cols(rows, c1[g]), wc1[g])
             if target is None:  # one more copy, for autograd only
                 out[g] = cols
     if extend == "fill":
-        return out.add_(fill * (1 - (wr0 + wr1) / scale * (wc0 + wc1)))
+        return out.add_(fill * (1 - (wr0 + wr1) * (wc0 + wc1)))
     return select(out, fill, ~(in_r[:, None, :, None] & in_c[:, None, None, :]), inplace=True)
 
 
@@ -436,25 +447,29 @@ def warp_affine(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: float = 
     sx, sy = sample_points(matrix.to(dtype), size)  # (B, Ho, Wo)
     u, v = sx - 0.5, sy - 0.5  # pixel-centre index space
     c0, r0 = torch.floor(u), torch.floor(v)
-    wc1, wr1 = u - c0, v - r0
-    wc0, wr0 = 1 - wc1, 1 - wr1
-    if extend == "fill":  # taps outside the image weigh nothing; the fill makes up the missing weight
-        wc0, wc1 = wc0 * ((c0 >= 0) & (c0 < W)), wc1 * ((c0 >= -1) & (c0 < W - 1))
-        wr0, wr1 = wr0 * ((r0 >= 0) & (r0 < H)), wr1 * ((r0 >= -1) & (r0 < H - 1))
+    wc1, wr1 = (u - c0)[:, None], (v - r0)[:, None]  # (B, 1, Ho, Wo)
+    image = x.to(dtype) / 255 if uint8 else to_float(x, dtype)  # 255 / 255 is exactly 1
+    pad = int(extend == "fill")
+    if pad:  # the image surrounded by fill pixels: a tap outside reads the fill, one pixel out or further
+        image = F.pad(image, (1, 1, 1, 1), value=fill)
+    Hp, Wp = image.shape[-2:]
     # Clamped tap positions and their flat index, kept in floating point (exact below 2^24 pixels) and converted
     # once per tap: integer tensors cost twice the bytes of every step on the way.
-    exact = dtype if H * W <= 1 << 24 else torch.float64
-    rows = [r.clamp(0, H - 1).to(exact) * W for r in (r0, r0 + 1)]
-    cols = [c.clamp(0, W - 1).to(exact) for c in (c0, c0 + 1)]
-    flat = (x.to(dtype) / 255 if uint8 else to_float(x, dtype)).flatten(2)  # (B, C, H W)
-    out = None
-    for row, wr in zip(rows, (wr0, wr1)):
-        for col, wc in zip(cols, (wc0, wc1)):
-            index = (row + col).long().view(B, 1, -1).expand(B, C, -1)
-            tap = flat.gather(2, index).view(B, C, *size).mul_((wr * wc)[:, None])
-            out = tap if out is None else out.add_(tap)
-    if extend == "fill":
-        return out.add_(fill * (1 - (wr0 + wr1) * (wc0 + wc1))[:, None])
+    exact = dtype if Hp * Wp <= 1 << 24 else torch.float64
+    rows = [(r + pad).clamp(0, Hp - 1).to(exact) * Wp for r in (r0, r0 + 1)]
+    cols = [(c + pad).clamp(0, Wp - 1).to(exact) for c in (c0, c0 + 1)]
+    flat = image.flatten(2)  # (B, C, Hp Wp)
+
+    def tap(row, col):
+        return flat.gather(2, (row + col).long().view(B, 1, -1).expand(B, C, -1)).view(B, C, *size)
+
+    # Two lerps along a row, one between them: each stays between its two values (torch.lerp is exact at both
+    # ends), so the output stays within the range of its four taps. Four products of weights summed may not: they
+    # added up to 1.0000001 on a white image.
+    top = tap(rows[0], cols[0]).lerp_(tap(rows[0], cols[1]), wc1)
+    out = top.lerp_(tap(rows[1], cols[0]).lerp_(tap(rows[1], cols[1]), wc1), wr1)
+    if pad:
+        return out
     return select(out, fill, ~_inside(sx, sy, (H, W)), inplace=True)
 
 

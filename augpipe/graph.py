@@ -24,7 +24,7 @@ from . import functional as F
 from . import fuse, memory
 from .explain import explain
 from .functional import compute_dtype
-from .ops import GeometricOp, Op, Shape, _bernoulli, _check_probability
+from .ops import CutMix, GeometricOp, Mixup, Op, Shape, _bernoulli, _check_probability
 
 
 def _check_node(node, owner: str) -> None:
@@ -441,10 +441,16 @@ class Pipeline(_Composite):
         single = _check_images(images)
         x = images.unsqueeze(0) if single else images
         shape = Shape(*x.shape)
-        state = {"images": x, "targets": None if labels is None else self._targets(labels, shape.batch, single)}
+        targets = None if labels is None else self._targets(labels, shape.batch, single, x.device)
+        state = {"images": x, "targets": targets}
         state.update(_dense_and_points(shape, single, masks=masks, boxes=boxes, keypoints=keypoints))
         self.check(shape)
         self._check_carried(state)
+        if labels is None and masks is None and self._mixes():  # masks are a segmentation CutMix's targets
+            # stacklevel: the caller's line, above nn.Module's __call__ and _call_impl
+            warnings.warn("Pipeline: Mixup/CutMix mix the images but no labels were given, so nothing says how much "
+                          "of each image a sample holds; pass labels, pipe(images, labels), unless image-only "
+                          "mixing is meant", stacklevel=4)
         self._follow(x.device)
         out_dtype = x.dtype if x.is_floating_point() else torch.float32
         if shape.batch == 0:
@@ -492,10 +498,19 @@ class Pipeline(_Composite):
                 raise ValueError(f"{op!r}: cannot carry {', '.join(sorted(present - op.carries))} along with the "
                                  f"images; remove them or the op")
 
-    def _targets(self, labels: Tensor, batch: int, single: bool) -> Tensor:
-        """Labels -> float soft targets (B, K)."""
+    def _mixes(self) -> bool:
+        """Does the graph hold a Mixup or CutMix, at any depth? Looked up once, as ``_follow``'s buffers are."""
+        if getattr(self, "_mixers", None) is None:
+            self._mixers = any(isinstance(m, (Mixup, CutMix)) for m in self.modules())
+        return self._mixers
+
+    def _targets(self, labels, batch: int, single: bool, device: torch.device) -> Tensor:
+        """Labels -> float soft targets (B, K) on the images' ``device``.
+
+        labels: a tensor, a list of ints (or of K-lists of floats) or a numpy array; int class indices (B,) or float
+        soft labels (B, K), each row summing to 1. Both are checked where it is free, while they are on the CPU."""
         if not isinstance(labels, Tensor):
-            raise TypeError(f"Pipeline: labels must be a torch.Tensor, got {type(labels).__name__}")
+            labels = _as_label_tensor(labels)
         if single:
             labels = labels.unsqueeze(0)
         if labels.is_floating_point():
@@ -504,7 +519,9 @@ class Pipeline(_Composite):
             if self.num_classes is not None and labels.shape[1] != self.num_classes:
                 raise ValueError(f"Pipeline: soft labels have {labels.shape[1]} classes, num_classes is "
                                  f"{self.num_classes}")
-            return labels.to(torch.promote_types(labels.dtype, torch.float32))
+            if labels.device.type == "cpu":
+                _check_soft_sums(labels)
+            return labels.to(device, torch.promote_types(labels.dtype, torch.float32))
         if labels.dtype in (torch.bool,) or labels.is_complex():
             raise TypeError(f"Pipeline: labels must be integer class indices or float soft labels, got {labels.dtype}")
         if labels.dim() != 1 or labels.shape[0] != batch:
@@ -515,8 +532,40 @@ class Pipeline(_Composite):
                 0 <= int(labels.min()) and int(labels.max()) < self.num_classes):
             raise ValueError(f"Pipeline: labels must be in [0, {self.num_classes}), got values in "
                              f"[{int(labels.min())}, {int(labels.max())}]")
-        targets = torch.zeros(batch, self.num_classes, device=labels.device)
+        labels = labels.to(device)
+        targets = torch.zeros(batch, self.num_classes, device=device)
         return targets.scatter_(1, labels.long()[:, None], 1.0)
+
+
+# How far a soft label's row sum may be from 1: float32 rounding of K values is far below it, a wrong row far above.
+SOFT_SUM_TOLERANCE = 1e-3
+
+
+def _as_label_tensor(labels) -> Tensor:
+    """A list, tuple, numpy array (or one int) of labels as a CPU tensor: ints stay integer, floats floating point."""
+    one_int = isinstance(labels, int) and not isinstance(labels, bool)  # the label of one image
+    if not (one_int or isinstance(labels, (list, tuple)) or hasattr(labels, "__array__")):
+        raise TypeError(f"Pipeline: labels must be a torch.Tensor, a list or a numpy array, got "
+                        f"{type(labels).__name__}")
+    try:
+        return torch.as_tensor(labels)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise TypeError(f"Pipeline: labels must be int class indices or float soft labels, got {type(labels).__name__}"
+                        f" that torch cannot read as numbers: {e}") from None
+
+
+def _check_soft_sums(labels: Tensor) -> None:
+    """Each row of soft labels (B, K) sums to 1: a distribution over the classes, as Mixup's blend and the loss
+    assume. Run on CPU tensors only, where reading the sums makes nothing wait."""
+    if not labels.numel():
+        return
+    sums = labels.double().sum(1)
+    off = (sums - 1).abs() > SOFT_SUM_TOLERANCE
+    if bool(off.any()):
+        rows = off.nonzero().flatten()[:4].tolist()
+        seen = ", ".join(f"row {r}: {sums[r].item():.6g}" for r in rows)
+        raise ValueError(f"Pipeline: soft labels must sum to 1 in each row (within {SOFT_SUM_TOLERANCE}), got "
+                         f"{int(off.sum())} rows that do not ({seen})")
 
 
 # Inductor's fusion options per device type (torch.compile's ``options``). By default, on a CPU, inductor stores a

@@ -17,10 +17,33 @@ def big_layers():
     return [nn.Linear(1000, 300), nn.Conv2d(64, 96, kernel_size=5), nn.Conv1d(32, 700, kernel_size=9)]
 
 
+# Names torch.nn.init.calculate_gain knows; the others' gains are checked against a quadrature below.
+TORCH_GAINS = ("linear", "sigmoid", "tanh", "relu", "leaky_relu", "selu")
+
+
+def fixed_point_gain(name):
+    """1 / sqrt(E[f(z)^2]), z ~ N(0, 1), by scipy's adaptive quadrature of the activation written out here."""
+    from scipy import integrate
+    from scipy.special import erf
+
+    f = {"elu": lambda z: z if z > 0 else math.expm1(z),
+         "gelu": lambda z: 0.5 * z * (1 + erf(z / math.sqrt(2))),
+         "gelu_tanh": lambda z: 0.5 * z * (1 + math.tanh(math.sqrt(2 / math.pi) * (z + 0.044715 * z ** 3))),
+         "relu": lambda z: max(z, 0.0)}[name]
+    density = lambda z: f(z) ** 2 * math.exp(-z * z / 2) / math.sqrt(2 * math.pi)  # noqa: E731
+    second_moment = integrate.quad(density, -math.inf, 0)[0] + integrate.quad(density, 0, math.inf)[0]
+    return 1 / math.sqrt(second_moment)
+
+
+def reference_gain(nonlinearity):
+    if nonlinearity in TORCH_GAINS:
+        return nn.init.calculate_gain(nonlinearity, 0.01 if nonlinearity == "leaky_relu" else None)
+    return fixed_point_gain(nonlinearity)
+
+
 def expected_std(scheme, fan_in, fan_out, nonlinearity):
     """The formulas, written out independently of training.init."""
-    g = {"linear": 1.0, "sigmoid": 1.0, "tanh": 5 / 3, "relu": math.sqrt(2),
-         "leaky_relu": math.sqrt(2 / (1 + 0.01 ** 2))}[nonlinearity]
+    g = reference_gain(nonlinearity)
     return {"zeros": 0.0, "small_random": 0.01,
             "xavier_uniform": math.sqrt(2 / (fan_in + fan_out)), "xavier_normal": math.sqrt(2 / (fan_in + fan_out)),
             "kaiming_uniform": g / math.sqrt(fan_in), "kaiming_normal": g / math.sqrt(fan_in),
@@ -125,6 +148,47 @@ def test_small_random_shrinks_deep_tanh_activations():
             x = torch.tanh(layer(x))
         stds.append(x.std().item())
     assert all(b < a for a, b in zip(stds, stds[1:])) and stds[-1] < 0.05 * stds[0]
+
+
+def test_every_activation_name_is_a_nonlinearity():
+    from training.activations import NAMES
+    assert set(NAMES) | {"linear"} == set(I.NONLINEARITIES)
+
+
+@pytest.mark.parametrize("nonlinearity", I.NONLINEARITIES)
+def test_gain_matches_torch_or_the_fixed_point(nonlinearity):
+    assert I.gain(nonlinearity) == pytest.approx(reference_gain(nonlinearity), rel=1e-6)
+
+
+def test_selu_gain_is_torchs_three_quarters():
+    assert I.gain("selu") == nn.init.calculate_gain("selu") == 0.75
+
+
+def test_fixed_point_quadrature_gives_relus_sqrt_2():
+    # The reference quadrature, on the one rectifier with a closed form.
+    assert fixed_point_gain("relu") == pytest.approx(math.sqrt(2), rel=1e-9)
+
+
+@pytest.mark.parametrize("nonlinearity", sorted(I.FIXED_POINT_GAINS))
+def test_fixed_point_gain_keeps_deep_pre_activations_at_unit_std(nonlinearity):
+    # The property the gain is chosen for: a Kaiming-normal layer maps unit-variance pre-activations to unit
+    # variance. (The fixed point is stable for ELU; for GELU a deep stack drifts down a few percent a layer.)
+    from training.activations import FUNCTIONS
+    g = gen(6)
+    y = torch.randn(1024, 1024, generator=g)
+    stds = []
+    for _ in range(3):
+        layer = I.initialize(nn.Linear(1024, 1024), "kaiming_normal", nonlinearity, generator=g)
+        with torch.no_grad():
+            y = layer(FUNCTIONS[nonlinearity](y))
+        stds.append(y.std().item())
+    assert stds[0] == pytest.approx(1.0, abs=0.02)
+    assert stds[-1] == pytest.approx(1.0, abs=0.05)
+
+
+def test_lecun_normal_with_selu_is_accepted_and_has_no_gain():
+    layer = I.initialize(nn.Linear(2000, 400), "lecun_normal", "selu", generator=gen(7))
+    assert layer.weight.std().item() == pytest.approx(1 / math.sqrt(2000), rel=0.01)
 
 
 def test_bad_scheme_and_nonlinearity_name_what_was_given():

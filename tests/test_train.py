@@ -168,11 +168,50 @@ def test_mlp_selu_fractional_flags_run(tmp_path):
     assert r.history[0]["train_loss"] > 0
 
 
-def test_bad_arguments_are_explained(tmp_path):
-    with pytest.raises(ValueError, match=r"--batch-size 1000 .* 192 training images"):
-        run(TINY + ["--out", str(tmp_path), "--batch-size", "1000"])
+def test_bad_arguments_are_explained(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        run(TINY + ["--out", str(tmp_path / "run"), "--batch-size", "1000"])
+    err = capsys.readouterr().err
+    assert "error: argument --batch-size: 1000 is more than the 192 training images; use --batch-size 192" in err
+    assert not (tmp_path / "run").exists()
     with pytest.raises(SystemExit):
         run(["--activation", "swish"])
+
+
+def image_folder(root, per_class):
+    """ROOT/<class>/<image>.png: two classes of small RGB images, as load_image_folder reads them."""
+    from PIL import Image
+    for c, colour in enumerate(((200, 30, 30), (30, 30, 200))):
+        (root / f"c{c}").mkdir(parents=True)
+        for i in range(per_class):
+            Image.new("RGB", (10, 12), tuple(v + i for v in colour)).save(root / f"c{c}" / f"{i}.png")
+    return root
+
+
+def test_default_batch_on_a_small_folder_is_refused_in_one_line_before_any_folder(tmp_path):
+    # 2 x 25 images, 20% held out per class: 40 training images, fewer than the default batch of 64.
+    data = image_folder(tmp_path / "data", 25)
+    out = tmp_path / "runs" / "small"
+    proc = subprocess.run([sys.executable, "-m", "training.train", "--dataset", "folder", "--data-dir", str(data),
+                           "--out", str(out), "--device", "cpu", "--no-progress"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == ("python -m training.train: error: argument --batch-size: 64 is more than the 40 training images; "
+                    "use --batch-size 40 or less, or more images")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_batch_size_check_counts_per_process():
+    from training.train import UsageError, check_batch_size
+    check_batch_size(40, 40, 1)
+    check_batch_size(42, 41, 2)  # DistributedSampler pads 41 images to 21 per process
+    with pytest.raises(UsageError, match=r"44 is more than the 41 training images \(22 per process, which gets 21"
+                                         r" of them\); use --batch-size 42 or less"):
+        check_batch_size(44, 41, 2)
+    with pytest.raises(UsageError, match="--batch-size: 33 must be divisible by the 2 processes"):
+        check_batch_size(33, 1000, 2)
 
 
 @pytest.mark.parametrize("flag, value, says", [

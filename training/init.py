@@ -7,7 +7,7 @@ Which schemes use the nonlinearity's gain:
   kaiming_*     std = gain / sqrt(fan_in) (He et al. 2015); uniform bound = sqrt(3) * std.
   xavier_*      Var = 2 / (fan_in + fan_out), the paper's formula (gain 1, like torch's default); the
                 nonlinearity is still validated so that a typo is not silently ignored.
-  lecun_normal  std = 1 / sqrt(fan_in): the SELU fixed point needs exactly this, so no gain.
+  lecun_normal  std = 1 / sqrt(fan_in): the SELU fixed point needs exactly this, so no gain (use it with "selu").
   small_random  N(0, 0.01^2); zeros: all zeros (symmetry is never broken: a teaching scheme).
 """
 from __future__ import annotations
@@ -17,17 +17,27 @@ import math
 import torch
 from torch import nn
 
-from .activations import LEAKY_SLOPE
+from .activations import LEAKY_SLOPE, NAMES
 
 SCHEMES = ("zeros", "small_random", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal",
            "lecun_normal")
-NONLINEARITIES = ("linear", "sigmoid", "tanh", "relu", "leaky_relu")
+NONLINEARITIES = ("linear",) + NAMES  # every activation training.activations.get builds, and none
+# 1 / sqrt(E[f(z)^2]) for z ~ N(0, 1), by quadrature: the gain that keeps a unit pre-activation variance from layer
+# to layer (Var(y) = fan_in Var(w) E[f(y_prev)^2] for zero-mean weights). It gives ReLU's sqrt 2; torch.nn.init has
+# no gain for these three.
+FIXED_POINT_GAINS = {"elu": 1.2451983007007066, "gelu": 1.5335304411955353, "gelu_tanh": 1.533580521666147}
 SMALL_RANDOM_STD = 0.01
 _LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 def gain(nonlinearity: str, negative_slope: float = LEAKY_SLOPE) -> float:
-    """The factor that keeps activation variance constant: relu sqrt 2, leaky sqrt(2 / (1 + a^2)), tanh 5/3."""
+    """The factor Kaiming init multiplies 1 / sqrt(fan_in) by, for each name of NONLINEARITIES.
+
+    linear and sigmoid 1, tanh 5/3, relu sqrt 2, leaky_relu sqrt(2 / (1 + a^2)), selu 3/4: torch.nn.init's values
+    (selu's 3/4 is torch's choice for Kaiming with SELU; the SELU fixed point itself is ``lecun_normal``, gain 1).
+    elu 1.2452, gelu 1.5335, gelu_tanh 1.5336: FIXED_POINT_GAINS, 1 / sqrt(E[f(z)^2]) for z ~ N(0, 1), which keeps
+    the pre-activation variance at 1 through a deep stack as sqrt 2 does for ReLU.
+    """
     if nonlinearity in ("linear", "sigmoid"):
         return 1.0
     if nonlinearity == "tanh":
@@ -36,6 +46,10 @@ def gain(nonlinearity: str, negative_slope: float = LEAKY_SLOPE) -> float:
         return math.sqrt(2.0)
     if nonlinearity == "leaky_relu":
         return math.sqrt(2.0 / (1.0 + negative_slope ** 2))
+    if nonlinearity == "selu":
+        return 0.75
+    if nonlinearity in FIXED_POINT_GAINS:
+        return FIXED_POINT_GAINS[nonlinearity]
     raise ValueError(f"init.gain: unknown nonlinearity {nonlinearity!r}; expected one of {', '.join(NONLINEARITIES)}")
 
 

@@ -205,16 +205,29 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
     return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
 
+class UsageError(ValueError):
+    """A flag that does not fit the data or the processes, found once the data is loaded: ``run`` reports it as
+    argparse reports a bad flag (usage, one line, exit status 2), before anything is written."""
+
+
+def check_batch_size(batch_size: int, images: int, world: int) -> None:
+    """Every process needs one whole batch per epoch (the loader drops a last partial one): refuse a batch larger
+    than the training set rather than train on nothing, or silently on a smaller batch than asked for."""
+    if batch_size % world:
+        raise UsageError(f"argument --batch-size: {batch_size} must be divisible by the {world} processes")
+    per_rank, shard = batch_size // world, math.ceil(images / world)  # DistributedSampler's share, padded
+    if shard < per_rank:
+        each = "" if world == 1 else f" ({per_rank} per process, which gets {shard} of them)"
+        raise UsageError(f"argument --batch-size: {batch_size} is more than the {images} training images{each}; "
+                         f"use --batch-size {world * shard} or less, or more images")
+
+
 def train_loader(dataset, args, d: Dist) -> DataLoader:
-    if args.batch_size % d.world:
-        raise ValueError(f"train: --batch-size {args.batch_size} must be divisible by the {d.world} processes")
+    check_batch_size(args.batch_size, len(dataset), d.world)
     per_rank = args.batch_size // d.world
     # The same sampler class with or without torchrun: its epoch order is a pure function of (seed, epoch).
     sampler = DistributedSampler(dataset, num_replicas=d.world, rank=d.rank, shuffle=True,
                                  seed=seed_for(args.seed, "order") % 2 ** 62)
-    if len(sampler) < per_rank:
-        raise ValueError(f"train: --batch-size {args.batch_size} is too large: {len(dataset)} training images give "
-                         f"{len(sampler)} per process, fewer than one batch of {per_rank}")
     # drop_last: a last batch of 1 breaks batch norm, and every epoch sees a new order anyway.
     # generator: each new iterator draws its workers' base seed, by default from torch's global generator, which
     # dropout and fractional pooling draw from too. Persistent workers make one iterator, a resumed run another,
@@ -363,17 +376,20 @@ def run(argv: list[str] | None = None) -> TrainResult:
     d = setup_distributed(args.device)
     try:
         return _train(args, out, saved, d)
+    except UsageError as e:
+        build_parser().error(str(e))
     finally:
         if d.enabled:
             dist.destroy_process_group()
 
 
 def _train(args, out: Path, saved: dict | None, d: Dist) -> TrainResult:
-    if d.main:
-        out.mkdir(parents=True, exist_ok=True)
     splits = load_dataset(args.dataset, args.data_dir, args.image_size)
     splits = Splits(subset(splits.train, args.limit_train), subset(splits.test, args.limit_test))
     cfg = model_config(args, splits)
+    check_batch_size(args.batch_size, len(splits.train), d.world)
+    if d.main:  # only once the data and the flags are known to fit: a refused run leaves no empty folder
+        out.mkdir(parents=True, exist_ok=True)
 
     torch.manual_seed(seed_for(args.seed, "model"))  # the same initial weights on every rank
     model = build_model(cfg).to(d.device)
