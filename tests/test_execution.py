@@ -377,11 +377,13 @@ class CountOps(TorchDispatchMode):
 
 
 @pytest.mark.parametrize("make, size", [(every_op_cifar, 32), (every_op_imagenet, 40)])
-def test_no_per_sample_work_the_op_count_does_not_grow_with_the_batch(make, size):
+def test_no_per_sample_work_the_op_count_does_not_grow_with_the_batch(make, size, monkeypatch):
     """A Python loop over samples would dispatch more tensor ops for a bigger batch, a sync reads a scalar.
 
-    Soft labels are passed: the range check of integer labels reads them, by design only on CPU tensors.
+    Soft labels are passed, and their row-sum check is left out: the checks of labels read them, by design only on
+    CPU tensors, where that makes nothing wait.
     """
+    monkeypatch.setattr(A.graph, "_check_soft_sums", lambda labels: None)
     counts = []
     for b in (2, 37):
         pipe = make(False)
