@@ -3,6 +3,7 @@
 import contextlib
 import io
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,8 @@ def test_python_examples_run_and_print_what_they_show(document):
     namespace = {"__name__": "readme"}
     for i, (code, shown) in enumerate(examples((ROOT / document).read_text())):
         printed = io.StringIO()
-        with contextlib.redirect_stdout(printed):
+        with contextlib.redirect_stdout(printed), warnings.catch_warnings():
+            warnings.simplefilter("error")  # an example that warns teaches the reader to ignore warnings
             exec(compile(code, f"{document} python block {i + 1}", "exec"), namespace)
         if shown is not None:
             assert printed.getvalue() == shown, f"{document} python block {i + 1} prints something else"
