@@ -5,9 +5,9 @@
 
 Why: on a shared VM the host may place the vCPUs on different caches for a while. Work that one thread writes and
 another reads (a compiled loop's passes, CutMix's partner reads, every barrier) then slows, while single-thread
-work does not; on this project's 2-core VM a round trip took 120 ns in one state and 440 ns in the other, and
-compiled CIFAR calls 1.0 against 1.2 ms (see the README). ``bench_peers.py`` records one probe before each round
-of runs, so its JSON says which state each run met.
+work does not; on the 2-core VM of the CPU benchmark a round trip took 120 ns in one state and 440 ns in the
+other, and compiled CIFAR calls 1.0 against 1.2 ms (see benchmarks/README.md). ``bench_peers.py`` records one probe
+before each round of runs, so its JSON says which state each run met.
 
 The probe is a small C program built once with the C compiler torch.compile already needs on a CPU (``cc``, else
 ``gcc``); where there is none, or fewer than two usable cores, or no ``sched_setaffinity`` (not Linux), the probe is

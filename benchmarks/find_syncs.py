@@ -3,9 +3,9 @@
     python benchmarks/find_syncs.py            # needs CUDA; prints "no host sync" or each synchronizing line
 
 tests/test_cuda.py fails at the first sync; this runs the benchmark recipes and the tests' every-op graphs under
-torch.cuda.set_sync_debug_mode("warn") and reports all of them at once, which is what a short GPU lease needs.
+torch.cuda.set_sync_debug_mode("warn") and reports all of them at once, so one short run on a GPU finds every one.
 Eager only: a compiled call runs the same Python around its graph (sampling, checks), and a sync inside a graph
-would be a graph break that the compiled tests would catch; compiling here would only cost lease time.
+would be a graph break that the compiled tests would catch; compiling here would only cost time.
 """
 from __future__ import annotations
 

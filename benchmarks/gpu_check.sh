@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# For a lent GPU: the CUDA tests and the side-by-side benchmark on the device, in about five minutes.
+# On a GPU machine: the CUDA tests and the side-by-side benchmark on the device, in about five minutes.
 #
 #   bash benchmarks/gpu_check.sh          # ./out/: bench_cuda.json, bench_cuda_roofline_b{1024,131072}.json,
 #   OUT=/some/dir PYTHON=python3 bash benchmarks/gpu_check.sh    # bench_cuda_roofline_b131072_store_none.json and
 #                                                                # gpu_check_logs.tgz (every log, and the Triton code
 #                                                                # inductor wrote for the batch-131072 run)
-# Five files, because a lent machine hands back only a few (eight): the logs travel as one archive, packed on exit.
+# Five files: the logs travel as one archive, packed on exit, for machines that hand back only a few files.
 #
-# Python: $PYTHON, else ./.venv/bin/python, else python3 (on the lent GPU machines that is the one with CUDA torch).
+# Python: $PYTHON, else ./.venv/bin/python, else python3 (on a GPU machine, the one with CUDA torch).
 # Installs nothing when that Python already has torch; otherwise it installs as the README's test command does.
-# Wheels in ./.whl (kornia is not on the lent machines' image: see the README's GPU section) are unpacked into a
+# Wheels in ./.whl (for a machine without internet: see benchmarks/README.md) are unpacked into a
 # private folder first. Peers that are still missing are skipped by the benchmark with a note.
 set -euo pipefail
 cd "$(dirname "$0")/.."
