@@ -179,7 +179,8 @@ def dict_batches():
     def sample(i):
         rng = np.random.default_rng(i)
         return {"image": hwc(i), "label": i % 3, "mask": rng.integers(0, 4, (6, 5)),
-                "boxes": [[0.5, 1.0, 4.0, 5.0], [1.0, 0.0, 2.5, 3.0]][:1 + i % 2], "keypoints": [[1.0, 2.0], [4.5, 0.5]]}
+                "boxes": [[0.5, 1.0, 4.0, 5.0], [1.0, 0.0, 2.5, 3.0]][:1 + i % 2],
+                "keypoints": [[1.0, 2.0], [4.5, 0.5]]}
     return [A.collate([sample(i) for i in range(k, k + 3)]) for k in (0, 3)]
 
 
