@@ -1,11 +1,12 @@
 """Boxes under rotation, affine maps and resized crops, against a reference that shares no code with augpipe.
 
 Each op's forward map (input pixel -> output pixel) is written here from the op's params and the documented
-parameterization: torchvision's affine convention for RandomAffine (a positive angle turns clockwise on screen,
-p' = c + t + s R(a) Shy(sy) Shx(sx) (p - c) about the centre c, Shx(a) = [[1, -tan a], [0, 1]], Shy(a) = [[1, 0],
-[-tan a, 1]]), the same map with the angle negated for RandomRotation (counter-clockwise), and the box's scaling
-for RandomResizedCrop. All four corners of every box are moved, the axis-aligned hull is taken and clipped to the
-op's output, and a box left with no area is a NaN row; one op after another, as each op clips to its own output.
+parameterization (docs/references.md, "Geometry"): torchvision's affine convention for RandomAffine (a positive
+angle turns clockwise on screen, p' = c + t + s R(a) Shy(sy) Shx(sx) (p - c) about the centre c,
+Shx(a) = [[1, -tan a], [0, 1]], Shy(a) = [[1, 0], [-tan a, 1]]), the same map with the angle negated for
+RandomRotation (counter-clockwise), and the box's scaling for RandomResizedCrop. All four corners of every box are
+moved, the axis-aligned hull is taken and clipped to the op's output, and a box left with no area is a NaN row;
+one op after another, as each op clips to its own output.
 The pixels themselves are a second check: a filled rectangle must land inside its moved box and fill it.
 """
 import math

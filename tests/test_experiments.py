@@ -81,7 +81,8 @@ def test_zeros_init_leaves_every_hidden_unit_identical(records):
 
 def test_the_init_record_states_the_published_small_random_tanh_numbers(records):
     reference = records[0]["init_stats"]["results"]["reference_small_random_tanh_std"]
-    assert reference == [0.49, 0.29, 0.18, 0.11, 0.07, 0.05]  # 6 tanh layers of 4096, N(0, 0.01^2)
+    # 6 tanh layers of 4096, N(0, 0.01^2) (docs/references.md, "Initialization")
+    assert reference == [0.49, 0.29, 0.18, 0.11, 0.07, 0.05]
 
 
 def test_selu_std_stays_near_one_with_lecun_and_alpha_dropout(records):

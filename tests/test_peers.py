@@ -263,7 +263,8 @@ def exact_graham_sequence(n_in: int, n_out: int, u: float) -> list[int]:
 
 
 def check_sequence(a: list[int], n_in: int, n_out: int) -> None:
-    """The paper's properties of every sequence: a_0 = 0, a_N = N_in, and each increment 1 or 2."""
+    """The paper's properties of every sequence (docs/references.md, "Fractional max pooling"): a_0 = 0,
+    a_N = N_in, and each increment 1 or 2."""
     assert len(a) == n_out + 1 and a[0] == 0 and a[-1] == n_in, a
     assert all(a[i] - a[i - 1] in (1, 2) for i in range(1, n_out + 1)), a
 

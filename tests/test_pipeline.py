@@ -14,9 +14,10 @@ def images(b=6, c=3, h=12, w=10, dtype=torch.uint8, seed=0):
 
 
 def unfused(pipe, x, targets=None, params=None):
-    """The op-by-op reference, written from the formulas of docs/references.md with plain torch, one op and one
-    sample at a time: it shares no code with augpipe's kernels or executor, so a wrong factor, mean, box or offset
-    in augpipe cannot pass it. Covers the ops the fused == op-by-op tests use; any other op is an error here."""
+    """The op-by-op reference, written with plain torch from the formulas (docs/references.md, "Photometric", and
+    its Geometry, Cutout, Mixup, CutMix and Label smoothing sections), one op and one sample at a time: it shares
+    no code with augpipe's kernels or executor, so a wrong factor, mean, box or offset in augpipe cannot pass it.
+    Covers the ops the fused == op-by-op tests use; any other op is an error here."""
     params = pipe.last_params if params is None else params
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     x = x.to(dtype) / 255 if x.dtype == torch.uint8 else x.to(dtype)
