@@ -1,7 +1,49 @@
-"""Suite-wide settings."""
-import torch._dynamo
+"""Suite-wide settings: a compiled test may never pass by running eager code."""
+import logging
 
-# Every compiled Pipeline adds an entry to the compile cache of augpipe's executor; past torch's limit (8) dynamo
-# would silently run eager code, and the compiled == eager tests would pass without testing the compiler.
-if hasattr(torch._dynamo.config, "fail_on_recompile_limit_hit"):  # older torch (a GPU image) may lack it
-    torch._dynamo.config.fail_on_recompile_limit_hit = True
+import pytest
+import torch._dynamo
+from torch._dynamo.utils import counters
+
+# Every compiled Pipeline adds entries to the compile cache of augpipe's executor; past torch's limit (8) dynamo
+# runs the function eagerly from then on, and a compiled == eager test would pass without testing the compiler.
+# Where torch has the switch, hitting the limit raises at once (older releases spell it fail_on_cache_limit_hit).
+for _name in ("fail_on_recompile_limit_hit", "fail_on_cache_limit_hit"):
+    if hasattr(torch._dynamo.config, _name):
+        setattr(torch._dynamo.config, _name, True)
+        break
+
+
+class _LimitHits(logging.Handler):
+    """Collects dynamo's "hit config.recompile_limit" (older: "cache_size_limit") warnings, which every torch
+    release logs when it gives up compiling a function, whether or not it can be told to raise instead."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        message = record.getMessage()
+        if "hit config." in message:
+            self.messages.append(message.splitlines()[0] + " " + " ".join(message.splitlines()[1:2]))
+
+
+_hits = _LimitHits()
+logging.getLogger("torch._dynamo.convert_frame").addHandler(_hits)
+
+
+@pytest.fixture(autouse=True)
+def _no_fallback_to_eager():
+    """Fail the test in which dynamo fell back to eager code, on every torch version."""
+    _hits.messages.clear()
+    yield
+    if _hits.messages:
+        pytest.fail("torch.compile fell back to eager code (the compiled path was not tested): "
+                    + "; ".join(_hits.messages), pytrace=False)
+
+
+@pytest.fixture
+def compiled_graphs():
+    """Returns a function counting the graphs dynamo has compiled so far: a compiled call that made no new graph
+    (a fresh pipeline always does) ran eager code or an old graph."""
+    return lambda: counters["stats"]["unique_graphs"]

@@ -172,3 +172,48 @@ def test_set_epoch_reaches_a_distributed_sampler_inside_a_batch_sampler():
     loader = DataLoader(Squares(), batch_sampler=BatchSampler(sampler, 5, drop_last=False), collate_fn=A.collate)
     A.DeviceLoader(loader, A.Pipeline(num_classes=3), device="cpu").set_epoch(5)
     assert sampler.epoch == 5
+
+
+def dict_batches():
+    """Two collated dict batches with every kind of target, as a DataLoader with collate gives them."""
+    def sample(i):
+        rng = np.random.default_rng(i)
+        return {"image": hwc(i), "label": i % 3, "mask": rng.integers(0, 4, (6, 5)),
+                "boxes": [[0.5, 1.0, 4.0, 5.0], [1.0, 0.0, 2.5, 3.0]][:1 + i % 2],
+                "keypoints": [[1.0, 2.0], [4.5, 0.5]]}
+    return [A.collate([sample(i) for i in range(k, k + 3)]) for k in (0, 3)]
+
+
+def test_device_loader_runs_the_pipeline_on_dict_batches_with_the_same_values():
+    batches = dict_batches()
+    make = lambda: A.Pipeline(A.HorizontalFlip(), A.RandomCrop(5, padding=1), A.Brightness(0.5),  # noqa: E731
+                              seed=3, num_classes=3)
+    got = list(A.DeviceLoader(batches, make(), device="cpu"))
+    direct = make()
+    assert len(got) == 2
+    for out, batch in zip(got, batches):
+        expected = direct(**batch)
+        assert set(out) == {"images", "targets", "masks", "boxes", "keypoints"} == set(expected)
+        for key in expected:
+            torch.testing.assert_close(out[key], expected[key], rtol=0, atol=0, equal_nan=True)
+
+
+def test_device_loader_moves_every_tensor_of_a_dict_batch():
+    """The meta device stands in for an accelerator: each tensor must reach the pipeline there, with its shape and
+    dtype; a CPU tensor bound for the CPU is passed on as it is, not copied."""
+    batches = dict_batches()
+    seen = []
+
+    def record(**batch):
+        seen.append(batch)
+        return batch
+
+    assert len(list(A.DeviceLoader(batches, record, device="meta"))) == 2
+    for got, batch in zip(seen, batches):
+        assert set(got) == set(batch) == {"images", "labels", "masks", "boxes", "keypoints"}
+        for key, value in batch.items():
+            assert got[key].device.type == "meta", key
+            assert got[key].shape == value.shape and got[key].dtype == value.dtype, key
+    kept = []
+    list(A.DeviceLoader(batches, lambda **batch: kept.append(batch), device="cpu"))
+    assert all(kept[i][k] is batches[i][k] for i in range(2) for k in batches[i])

@@ -5,6 +5,7 @@ additive brightness, torch's fixed-window fractional pooling) a test shows the d
 """
 import math
 import os
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -255,11 +256,57 @@ def test_torch_fractional_max_pool2d_uses_fixed_windows_and_differs_from_graham(
     assert {a[i] - a[i - 1] + 1 for i in range(1, n_out)} == {2, 3}
 
 
-def test_torch_fractional_max_pool2d_differs_on_random_images():
+def exact_graham_sequence(n_in: int, n_out: int, u: float) -> list[int]:
+    """Graham's a_i = ceil(alpha (i + u)) - ceil(alpha u) in exact rational arithmetic (u taken as the float given)."""
+    alpha, u = Fraction(n_in, n_out), Fraction(u)
+    return [math.ceil(alpha * (i + u)) - math.ceil(alpha * u) for i in range(n_out + 1)]
+
+
+def check_sequence(a: list[int], n_in: int, n_out: int) -> None:
+    """The paper's properties of every sequence (docs/references.md, "Fractional max pooling"): a_0 = 0,
+    a_N = N_in, and each increment 1 or 2."""
+    assert len(a) == n_out + 1 and a[0] == 0 and a[-1] == n_in, a
+    assert all(a[i] - a[i - 1] in (1, 2) for i in range(1, n_out + 1)), a
+
+
+def overlapping_pool_loop(x: torch.Tensor, rows: list[list[int]], cols: list[list[int]]) -> torch.Tensor:
+    """Output (i, j) of sample b is the max of x over rows a_{i-1}..a_i and columns c_{j-1}..c_j, each end clipped
+    to the last index: Graham's overlapping regions, one pixel at a time."""
+    B, C, H, W = x.shape
+    out = torch.empty(B, C, len(rows[0]) - 1, len(cols[0]) - 1, dtype=x.dtype)
+    for b in range(B):
+        for i in range(1, len(rows[b])):
+            for j in range(1, len(cols[b])):
+                region = x[b, :, rows[b][i - 1]:min(rows[b][i], H - 1) + 1, cols[b][j - 1]:min(cols[b][j], W - 1) + 1]
+                out[b, :, i - 1, j - 1] = torch.tensor([max(region[c].flatten().tolist()) for c in range(C)])
+    return out
+
+
+def test_fractional_max_pool2d_is_grahams_on_random_images_and_torchs_is_not():
     x = torch.randn(4, 2, 25, 25, generator=gen(18))
     u = torch.rand(4, 2, generator=gen(19), dtype=torch.float64)
     ours = AF.fractional_max_pool2d(x, 18, u)
+    rows = [exact_graham_sequence(25, 18, float(u[b, 0])) for b in range(4)]
+    cols = [exact_graham_sequence(25, 18, float(u[b, 1])) for b in range(4)]
+    for a in rows + cols:
+        check_sequence(a, 25, 18)
+    assert len({tuple(a) for a in rows + cols}) > 1  # each sample and axis has its own u, so its own regions
+    torch.testing.assert_close(ours, overlapping_pool_loop(x, rows, cols), rtol=0, atol=0)
     theirs = TF.fractional_max_pool2d(x, kernel_size=2, output_size=18,
                                       _random_samples=u.float()[:, None, :].expand(4, 2, 2).contiguous())
     assert ours.shape == theirs.shape == (4, 2, 18, 18)
     assert (ours != theirs).float().mean() > 0.05
+
+
+def test_random_sequences_are_ones_and_twos_in_random_order_and_pool_like_the_loop():
+    """Graham's random mode: increments are a random arrangement of N_in - N_out twos and 2 N_out - N_in ones."""
+    x = torch.randn(5, 2, 25, 19, generator=gen(20))
+    rows, cols = AF.graham_bounds((25, 19), (18, 13), 5, pseudo_random=False, generator=gen(21))
+    out = AF.fractional_max_pool2d(x, (18, 13), pseudo_random=False, generator=gen(21))  # the same draw
+    for bounds, n_in, n_out in ((rows, 25, 18), (cols, 19, 13)):
+        for a in bounds.tolist():
+            check_sequence(a, n_in, n_out)
+            steps = [a[i] - a[i - 1] for i in range(1, n_out + 1)]
+            assert steps.count(2) == n_in - n_out and steps.count(1) == 2 * n_out - n_in, a
+        assert len({tuple(a) for a in bounds.tolist()}) > 1  # drawn per sample
+    torch.testing.assert_close(out, overlapping_pool_loop(x, rows.tolist(), cols.tolist()), rtol=0, atol=0)

@@ -5,7 +5,6 @@ import torch.nn.functional as TF
 from hypothesis import given, settings, strategies as st
 
 import augpipe as A
-from augpipe import fuse
 
 
 def images(b=6, c=3, h=12, w=10, dtype=torch.uint8, seed=0):
@@ -15,10 +14,85 @@ def images(b=6, c=3, h=12, w=10, dtype=torch.uint8, seed=0):
 
 
 def unfused(pipe, x, targets=None, params=None):
-    """The op-by-op reference: every op applies its own kernel on float images."""
+    """The op-by-op reference, written with plain torch from the formulas (docs/references.md, "Photometric", and
+    its Geometry, Cutout, Mixup, CutMix and Label smoothing sections), one op and one sample at a time: it shares
+    no code with augpipe's kernels or executor, so a wrong factor, mean, box or offset in augpipe cannot pass it.
+    Covers the ops the fused == op-by-op tests use; any other op is an error here."""
     params = pipe.last_params if params is None else params
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    return fuse.run(list(zip(pipe.nodes, params)), {"images": x, "targets": targets}, dtype, fuse=False)
+    x = x.to(dtype) / 255 if x.dtype == torch.uint8 else x.to(dtype)
+    return dict(zip(("images", "targets"), by_formula(list(zip(pipe.nodes, params)), x, targets)))
+
+
+def by_formula(steps, x, t):
+    for node, p in steps:
+        x, t = formula_step(node, p, x, t)
+    return x, t
+
+
+def pick(choice, a, b):
+    """Per sample, a where choice else b (for images (B, C, H, W) and targets (B, K) alike)."""
+    return None if a is None else torch.where(choice.view(-1, *[1] * (a.dim() - 1)), a, b)
+
+
+def blend(v, lam, perm):
+    """lam v_i + (1 - lam) v_perm[i] per sample."""
+    lam = lam.to(v.dtype).view(-1, *[1] * (v.dim() - 1))
+    return lam * v + (1 - lam) * v[perm]
+
+
+def formula_step(node, p, x, t):
+    B, C, H, W = x.shape
+    if isinstance(node, A.Pipeline):
+        return by_formula(list(zip(node.nodes, p)), x, t)
+    if isinstance(node, A.OneOf):  # every branch reads the same input; each sample keeps its chosen branch's
+        out = [formula_step(branch, bp, x, t) for branch, bp in zip(node.branches, p["branches"])]
+        xs, ts = out[0]
+        for k in range(1, len(out)):
+            xs, ts = pick(p["choice"] == k, out[k][0], xs), pick(p["choice"] == k, out[k][1], ts)
+        return xs, ts
+    if isinstance(node, A.RandomApply):
+        x1, t1 = formula_step(node.node, p["node"], x, t)
+        return pick(p["keep"], x1, x), pick(p["keep"], t1, t)
+    if isinstance(node, (A.HorizontalFlip, A.VerticalFlip)):
+        return pick(p["flip"], x.flip(-1 if isinstance(node, A.HorizontalFlip) else -2), x), t
+    if isinstance(node, A.RandomCrop):  # pad (torch's F.pad: reflect without the edge, as OpenCV's REFLECT_101)
+        l, top_pad, r, bottom_pad = node.padding
+        mode = {"reflect": "reflect", "replicate": "replicate"}.get(node.padding_mode)
+        padded = TF.pad(x, (l, r, top_pad, bottom_pad), mode or "constant", **({} if mode else {"value": node.fill}))
+        h, w = node.size
+        return torch.stack([padded[b, :, y:y + h, x0:x0 + w] for b, (y, x0) in
+                            enumerate(zip(p["top"].tolist(), p["left"].tolist()))]), t
+    if isinstance(node, A.RandomRotation):  # only the identity (a bilinear read at pixel centres copies them)
+        assert (p["angle"] == 0).all() and (p["translate"] == 0).all() and (p["scale"] == 1).all()
+        return x, t
+    if isinstance(node, A.Brightness):  # clamp(f x, 0, 1)
+        return (p["factor"].to(x.dtype).view(-1, 1, 1, 1) * x).clamp(0, 1), t
+    if isinstance(node, A.Contrast):  # clamp(f x + (1 - f) m, 0, 1), m the mean of 0.299 R + 0.587 G + 0.114 B
+        gray = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2] if C == 3 else x[:, 0]
+        m = gray.mean((1, 2)).view(-1, 1, 1, 1)
+        f = p["factor"].to(x.dtype).view(-1, 1, 1, 1)
+        return (f * x + (1 - f) * m).clamp(0, 1), t
+    if isinstance(node, A.Normalize):
+        return (x - node.mean.to(x.dtype).view(1, -1, 1, 1)) / node.std.to(x.dtype).view(1, -1, 1, 1), t
+    if isinstance(node, A.Cutout):  # boxes (y1, x1, y2, x2) set to fill
+        out = x.clone()
+        for b in range(B):
+            for y1, x1, y2, x2 in p["boxes"][b].tolist():
+                out[b, :, y1:y2, x1:x2] = node.fill
+        return out, t
+    if isinstance(node, A.Mixup):  # lam x_i + (1 - lam) x_j, the same for targets, j = perm[i]
+        return blend(x, p["lam"], p["perm"]), None if t is None else blend(t, p["lam"], p["perm"])
+    if isinstance(node, A.CutMix):  # the partner's pixels in the box; lam = 1 - box area / image area
+        out = x.clone()
+        lam = torch.empty(B, dtype=torch.float64)
+        for b, ((y1, x1, y2, x2), j) in enumerate(zip(p["box"].tolist(), p["perm"].tolist())):
+            out[b, :, y1:y2, x1:x2] = x[j, :, y1:y2, x1:x2]
+            lam[b] = 1 - (y2 - y1) * (x2 - x1) / (H * W)
+        return out, None if t is None else blend(t, lam, p["perm"])
+    if isinstance(node, A.LabelSmoothing):  # (1 - eps) y + eps / K
+        return x, None if t is None else (1 - node.eps) * t + node.eps / t.shape[1]
+    raise NotImplementedError(f"no formula reference for {node!r}")
 
 
 # ----------------------------------------------------------------------------------------------- identities
@@ -93,6 +167,35 @@ def test_state_dict_restores_the_stream():
     other.load_state_dict(saved)
     got, _ = other(x, y)
     assert torch.equal(got, expected)
+
+
+def stream(pipe, x, y, calls=3):
+    """The images of ``calls`` consecutive draws."""
+    return [pipe(x, y)[0] for _ in range(calls)]
+
+
+def test_manual_seed_restarts_the_stream_as_a_fresh_pipeline_with_that_seed():
+    x, y = images(h=12, w=12), torch.arange(6) % 5
+    fresh = stream(cifar_like(seed=7), x, y)
+    pipe = cifar_like(seed=1)
+    before = stream(pipe, x, y, 2)  # mid-stream, on seed 1
+    assert pipe.manual_seed(7) is pipe
+    after = stream(pipe, x, y)
+    assert all(torch.equal(a, b) for a, b in zip(after, fresh))
+    assert not any(torch.equal(a, b) for a, b in zip(before, fresh))
+    assert all(torch.equal(a, b) for a, b in zip(stream(pipe.manual_seed(7), x, y), fresh))  # again from the start
+    other = stream(pipe.manual_seed(8), x, y)
+    assert not any(torch.equal(a, b) for a, b in zip(other, fresh))
+
+
+def test_manual_seed_overrides_a_loaded_state():
+    x, y = images(h=12, w=12), torch.arange(6) % 5
+    source = cifar_like(seed=4)
+    source(x, y)
+    pipe = cifar_like(seed=99)
+    pipe.load_state_dict(source.state_dict())  # generators waiting to be restored on first use
+    pipe.manual_seed(7)
+    assert all(torch.equal(a, b) for a, b in zip(stream(pipe, x, y), stream(cifar_like(seed=7), x, y)))
 
 
 def test_no_global_rng_is_touched():
@@ -242,9 +345,11 @@ def test_shapes_and_dtypes(b, c, h, w, dtype, channels_last):
     assert out.dtype == (torch.float32 if dtype == torch.uint8 else dtype)
     assert targets.shape == (b, 4)
     assert torch.equal(x, original)  # the caller's tensor is untouched
-    if b:
-        contiguous, _ = pipe(x.contiguous(), torch.arange(b) % 4, params=pipe.last_params)
-        torch.testing.assert_close(out, contiguous)
+    if b:  # the same draw on the other memory layout gives the same result
+        other = x.contiguous() if channels_last else x.contiguous(memory_format=torch.channels_last)
+        assert c == 1 or other.is_contiguous() != x.is_contiguous()  # (one channel has one layout)
+        again, _ = pipe(other, torch.arange(b) % 4, params=pipe.last_params)
+        torch.testing.assert_close(out, again)
 
 
 def test_float16_computes_in_float32_and_returns_float16():

@@ -23,10 +23,12 @@ def label_image(seed=0):
 
 
 @pytest.mark.parametrize("compile", [False, True])
-def test_masks_follow_flips_and_crops_exactly(compile):
+def test_masks_follow_flips_and_crops_exactly(compile, compiled_graphs):
     images, masks = label_image()
     pipe = exact_geometry(compile)
+    before = compiled_graphs()
     out = pipe(images, masks=masks)
+    assert (compiled_graphs() > before) == compile  # a compiled pipeline really compiled (never fell back to eager)
     assert out["masks"].dtype == torch.uint8 and out["masks"].shape == (B, 16, 16)
     assert torch.equal((out["images"][:, 0] * 255).round().to(torch.uint8), out["masks"])
     assert (out["masks"] == 0).any()  # the constant-padded border is background in both
@@ -103,18 +105,26 @@ def test_boxes_follow_a_filled_rectangle_and_padding_rows_stay_nan():
             assert torch.equal(box, expected)
 
 
-def test_flip_maps_x_to_width_minus_x_and_crops_shift():
+def test_flip_maps_x_to_width_minus_x():
     kp = torch.tensor([[[3.0, 4.0]]])
     box = torch.tensor([[[1.0, 2.0, 5.0, 6.0]]])
     out = A.Pipeline(A.HorizontalFlip(p=1.0))(torch.zeros(1, 1, 10, 16), boxes=box, keypoints=kp)
     assert out["keypoints"].tolist() == [[[13.0, 4.0]]]
     assert out["boxes"].tolist() == [[[11.0, 2.0, 15.0, 6.0]]]
-    pipe = A.Pipeline(A.RandomCrop(8), seed=0)
-    out = pipe(torch.zeros(1, 1, 10, 16), keypoints=kp)
-    top, left = pipe.last_params[0]["top"].item(), pipe.last_params[0]["left"].item()
-    expected = [3.0 - left, 4.0 - top]
-    if 0 <= expected[0] <= 8 and 0 <= expected[1] <= 8:
-        assert out["keypoints"].tolist() == [[expected]]
+
+
+def test_a_crop_moves_points_by_its_offset_and_drops_those_it_cuts_off():
+    """An 8x8 window at (top, left) = (1, 2) of a 10x16 image, given as params so that every case is met: a point
+    moves to (x - left, y - top), points on the window's edges stay, points beyond them become NaN."""
+    kp = torch.tensor([[[3.0, 4.0], [2.0, 1.0], [10.0, 9.0], [1.5, 4.0], [10.5, 4.0], [5.0, 0.5], [5.0, 9.5]]])
+    left, top = 2, 1
+    expected = [[x - left, y - top] if 0 <= x - left <= 8 and 0 <= y - top <= 8 else [math.nan, math.nan]
+                for x, y in kp[0].tolist()]
+    assert sum(math.isnan(e[0]) for e in expected) == 4  # four points leave, three stay (two on corners)
+    pipe = A.Pipeline(A.RandomCrop(8))
+    out = pipe(torch.zeros(1, 1, 10, 16), keypoints=kp, params=[{"top": torch.tensor([top]),
+                                                                 "left": torch.tensor([left])}])
+    torch.testing.assert_close(out["keypoints"], torch.tensor([expected]), rtol=0, atol=0, equal_nan=True)
 
 
 def test_cutmix_pastes_the_partner_mask_in_the_same_box():
@@ -182,7 +192,7 @@ def test_ops_that_cannot_carry_a_target_say_so(op, kwargs):
         A.Pipeline(op)(torch.zeros(B, 3, H, W), **kwargs)
 
 
-def test_compiled_moves_boxes_and_keypoints_like_eager():
+def test_compiled_moves_boxes_and_keypoints_like_eager(compiled_graphs):
     g = torch.Generator().manual_seed(7)
     images, masks = label_image(seed=7)
     boxes = torch.cat((torch.rand(B, 3, 2, generator=g) * 10, 10 + torch.rand(B, 3, 2, generator=g) * 10), -1)
@@ -190,7 +200,9 @@ def test_compiled_moves_boxes_and_keypoints_like_eager():
     make = lambda compile: A.Pipeline(A.RandomResizedCrop(16, scale=(0.5, 1.0)), A.HorizontalFlip(),  # noqa: E731
                                       A.RandomRotation(15), seed=2, compile=compile)
     compiled = make(True)
+    before = compiled_graphs()
     out = compiled(images, masks=masks, boxes=boxes, keypoints=keypoints)
+    assert compiled_graphs() > before  # the compiled path ran, not an eager fallback
     ref = make(False)(images, masks=masks, boxes=boxes, keypoints=keypoints, params=compiled.last_params)
     for key in ("images", "masks", "boxes", "keypoints"):
         torch.testing.assert_close(out[key], ref[key], atol=1e-5, rtol=0, equal_nan=True)
