@@ -68,7 +68,7 @@ def take_rows(x: Tensor, rows: Tensor) -> Tensor:
     """out[b, :, i, :] = x[b, :, rows[b, i], :]; rows (B, Ho) in range.
 
     Whole rows are copied with one index_select over the (B C H, W) view: a row is W contiguous values, which
-    copies far faster than an element-wise gather (about 25x on a 64 x 3 x 256 x 256 batch).
+    copies far faster than an element-wise gather.
     """
     B, C, H, W = x.shape
     x = x.contiguous()
@@ -156,8 +156,7 @@ def index_steps(matrix: Tensor, axis: int) -> tuple[Tensor, Tensor]:
     Such a map sends pixel centre j + 0.5 to s (j + 0.5) + t with step s = +-1 and t whole, landing on the centre
     of source pixel s j + t - (s < 0). Flips and shifts compose into such entries exactly in floating point. The
     indices are integer steps from that start: per pixel, float-to-integer conversions are slow in a compiled CPU
-    loop (a compiled flip of a CIFAR batch, one thread: 2.8 ms with per-pixel float coordinates, 1.8 ms with
-    integer steps).
+    loop.
     """
     s, t = matrix[:, axis, axis, None], matrix[:, axis, 2, None]
     mirrored = s < 0
@@ -200,15 +199,13 @@ def window_source(x: Tensor, plan: WindowPlan, dtype: torch.dtype, out: Tensor |
     reads inside the copy), flattened, with ``plan.reach`` zeros at each end; when ``plan.mirrored`` (M = 2), row
     1 is the same with each image's values reversed in place. Image by image, not the whole row reversed: a sample's
     mirror then lies where the sample does, so the thread that reads a sample in the compiled loop finds it where
-    its own share of this copy was written. When this VM's two vCPUs sit on different caches (their round trip
-    440 ns against 120; it comes and goes every 10 s to minutes), the compiled CIFAR recipe took 1.44 ms with the
-    whole row reversed and 1.24 ms so; 1.00 ms both otherwise (medians, alternating, one process).
-    uint8 values are not divided by 255 here: ``gather_windows`` divides what it reads, in the compiled loop, where
-    a pass of its own over the copy took as long as making it (CIFAR batch, 2 threads: 118 us). ``out``, when
+    its own share of this copy was written, which matters when two cores sit on different caches
+    (docs/design.md, "The window copy"). uint8 values are not divided by 255 here: ``gather_windows`` divides what
+    it reads, in the compiled loop, where a pass of its own over the copy costs as much as making it. ``out``, when
     given, is a tensor this function made before for the same shape: only the image values are written again.
     """
-    if plan.mode:  # padded in x's dtype, then converted with the copy: CIFAR batch, uint8, reflect 4, mirrored,
-        # 0.35 ms, where copying the image and then each band into the float copy took 0.93 (bands 4 wide)
+    if plan.mode:  # padded in x's dtype, then converted with the copy: one pass, where copying the image and then
+        # each padding band into the float copy is several small ones
         left, top, right, bottom = plan.padding
         x = F.pad(x, (left, right, top, bottom), mode=plan.mode)
     n, reach = x.numel(), plan.reach
@@ -374,8 +371,8 @@ def resample_separable(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: f
     else:
         # Eager, two 1-D passes written into one output. On a CPU the passes run over groups of samples whose
         # row-pass image stays small (CPU_BLOCK_BYTES): the allocator then hands the same memory back to every
-        # group, where one batch-sized intermediate would be fresh, page-faulting memory on every call (measured:
-        # 130 -> 66 ms for 64 x 3 x 256 x 256 -> 224). Each group is still a batched call, not a per-sample loop.
+        # group, where one batch-sized intermediate would be fresh, page-faulting memory on every call
+        # (docs/design.md, "Eager groups"). Each group is still a batched call, not a per-sample loop.
         out = memory.empty((x.shape[0], x.shape[1], *size), dtype, x.device)
         row_bytes = x.shape[1] * size[0] * W * out.element_size()  # one sample's row-pass image
         step = max(1, CPU_BLOCK_BYTES // row_bytes) if x.device.type == "cpu" else x.shape[0]
@@ -519,11 +516,11 @@ def sample_nearest(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: float
 def compose(a: Tensor, b: Tensor) -> Tensor:
     """``a @ b`` for batches of 3 x 3 maps (B, 3, 3), as three broadcast products summed in order. Compiled, this
     fuses with the arithmetic that makes and uses the matrices, where a matmul is a library call of its own (on a
-    GPU one more launch per call: a bmm took 55 us of a compiled CIFAR call's host time, profiled on an H200).
+    GPU one more launch per call; docs/design.md, "GPU").
 
     Worked out in float64 and rounded once to ``a``'s dtype: Triton fuses a * b + c into one rounding (an FMA)
-    where eager rounds twice, and in float32 that last-bit difference in a resized crop's matrix moved compiled
-    pixels 1.6e-5 from eager ones on an H200; in float64 both round to the same float32 matrix."""
+    where eager rounds twice, and in float32 that last-bit difference in a resized crop's matrix moves compiled
+    pixels measurably away from eager ones on a GPU; in float64 both round to the same float32 matrix."""
     a64, b64 = a.double(), b.double()
     product = (a64[:, :, 0, None] * b64[:, None, 0, :] + a64[:, :, 1, None] * b64[:, None, 1, :]
                + a64[:, :, 2, None] * b64[:, None, 2, :])
@@ -631,10 +628,7 @@ def box_mask(boxes: Tensor, size: tuple[int, int], tables: list | None = None) -
     Built from a row test (B, N, H) and a column test (B, N, W), each 0 or 1 in float32: a pixel is inside a box
     where their product is 1. ``tables``: compiled, the two tests are appended (see ``fuse.run``), so inductor stores
     them once and each pixel loads its column test as part of a vector, where it would otherwise compare a vector of
-    indices with the box's edges itself, converted from int64. CIFAR recipe, 2 threads, with the crop edges of
-    ``gather_windows`` and Normalize's mean and std stored the same way, alternating runs: 1.19-1.21 -> 0.995-1.006
-    ms back to back, 2.14-2.31 -> 2.05-2.21 ms in a CPU training loop (a small CNN's step between calls), no change
-    in ``benchmarks/bench_peers.py``.
+    indices with the box's edges itself, converted from int64 (docs/design.md, "Compiling").
     """
     if boxes.dim() == 2:
         boxes = boxes[:, None]
@@ -698,8 +692,7 @@ def mixup(x: Tensor, lam: Tensor, perm: Tensor) -> Tensor:
 # its default options (so a GPU pass reads 4 bytes a pixel less); with its realize thresholds raised, only the
 # gather form leaves x unstored, each pixel computing its chain once, for the sample it shows (a CPU stand-in of
 # the CUDA graph, CIFAR recipe: the output the only image stored; ``benchmarks/gpu_check.sh`` measures that
-# option). Not on a CPU, whose C++ loops load a gathered sample lane by lane: CIFAR recipe, 2 threads, 8.4 ms
-# against 1.1.
+# option). Not on a CPU, whose C++ loops load a gathered sample lane by lane (docs/design.md, "GPU").
 SAMPLE_GATHER_DEVICES = frozenset({"cuda"})
 
 
