@@ -193,6 +193,7 @@ class Pipeline(_Composite):
         leading = list(itertools.takewhile(lambda op: isinstance(op, GeometricOp), _static_steps(self.nodes)))
         self._separable_first = not all(op.exact for op in leading) and all(op.axis_aligned for op in leading)
         self._buffer_slots = None  # (module, buffer name) of every buffer, found on first use (_follow)
+        self._mixers = None  # does the graph hold a Mixup or CutMix? Found on first use (_mixes)
 
     def _compiled(self, which: str, device: torch.device, scalar: bool = False):
         """The compiled executor (``"run"``) or sample-and-run (``"sample_run"``) for ``device``'s type.
@@ -305,7 +306,7 @@ class Pipeline(_Composite):
 
     def __getstate__(self):
         """Pickle without the compiled callables (they do not pickle) and caches; unpickling compiles afresh."""
-        caches = ("_compiled_fns", "_plans", "_kept", "_stage_cuts", "_buffer_slots")
+        caches = ("_compiled_fns", "_plans", "_kept", "_stage_cuts", "_buffer_slots", "_mixers")
         return {k: v for k, v in self.__dict__.items() if k not in caches}
 
     def __setstate__(self, state):
@@ -500,7 +501,7 @@ class Pipeline(_Composite):
 
     def _mixes(self) -> bool:
         """Does the graph hold a Mixup or CutMix, at any depth? Looked up once, as ``_follow``'s buffers are."""
-        if getattr(self, "_mixers", None) is None:
+        if self._mixers is None:
             self._mixers = any(isinstance(m, (Mixup, CutMix)) for m in self.modules())
         return self._mixers
 
