@@ -3,12 +3,13 @@ from . import draws, functional
 from .graph import OneOf, Pipeline, RandomApply
 from .loader import DeviceLoader, collate
 from .ops import (Brightness, Contrast, CutMix, Cutout, FractionalPool, GeometricOp, HorizontalFlip, LabelSmoothing,
-                  Lambda, Mixup, Normalize, Op, RandomAffine, RandomCrop, RandomResizedCrop, RandomRotation, Shape,
-                  VerticalFlip)
+                  ElasticTransform, Lambda, Mixup, Normalize, Op, RandomAffine, RandomCrop, RandomPerspective,
+                  RandomResizedCrop, RandomRotation, Shape, VerticalFlip)
 
 __all__ = [
     "Pipeline", "OneOf", "RandomApply", "functional", "draws", "collate", "DeviceLoader",
     "HorizontalFlip", "VerticalFlip", "RandomCrop", "RandomResizedCrop", "RandomRotation", "RandomAffine",
+    "RandomPerspective", "ElasticTransform",
     "Brightness", "Contrast", "Normalize", "Cutout", "Mixup", "CutMix", "LabelSmoothing", "FractionalPool",
     "Lambda", "Op", "GeometricOp", "Shape",
 ]

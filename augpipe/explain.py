@@ -84,7 +84,8 @@ def explain(pipe, images_shape, dtype: torch.dtype = torch.uint8, device="cpu") 
 
 def _read(segment, window, dtype, windowed: bool) -> str:
     """Which read a run of geometric ops gets, and why."""
-    if all(op.exact for op in segment):
+    kind = fuse.segment_kind(segment)
+    if kind == "exact":
         if window is not None:
             copy = "a float copy" + (f" padded by {window.mode}" if window.mode else "") \
                 + (" with mirrored rows" if window.mirrored else "")
@@ -94,9 +95,14 @@ def _read(segment, window, dtype, windowed: bool) -> str:
         source = " from a plain float copy of the uint8 images"
     else:
         source = ""
-    if all(op.axis_aligned for op in segment):
+    if kind == "axis":
         return f"axis-aligned, one separable bilinear read (a row pass, then a column pass){source}"
-    return f"affine, one bilinear read of four taps per pixel{source}"
+    if kind == "affine":
+        return f"affine, one bilinear read of four taps per pixel{source}"
+    if kind == "projective":
+        return f"projective, one bilinear read of four taps per pixel after the perspective divide{source}"
+    return (f"dense, each output pixel taken back through every map of the run (fields read bilinearly), then one "
+            f"bilinear read of four taps{source}")
 
 
 def _step(node) -> str:

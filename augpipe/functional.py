@@ -404,20 +404,85 @@ def sample_points(matrix: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor
     return sx, sy
 
 
+# Where a point that a homography sends to or past the line at infinity (its third coordinate <= 0) is read
+# from: far outside every image, so it takes the fill (the picture has no such point).
+BEYOND = -4.0
+
+
+def map_points(matrix: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """Source coordinates (sx, sy), each (B, Ho, Wo), of the output pixel centres under ``matrix`` (B, 3, 3), affine
+    or projective: (x, y, w) = matrix (j + 0.5, i + 0.5, 1), divided by w. For an affine matrix (last row 0, 0, 1)
+    this is ``sample_points`` exactly (a divide by 1), at the cost of the divide: affine reads use that instead."""
+    sx, sy = sample_points(matrix, size)
+    h, w = size
+    dev, dt = matrix.device, matrix.dtype
+    ys = (torch.arange(h, device=dev, dtype=torch.float64) + 0.5).view(1, h, 1)
+    xs = (torch.arange(w, device=dev, dtype=torch.float64) + 0.5).view(1, 1, w)
+    m = matrix.double()[:, 2, :, None, None]  # (B, 3, 1, 1): the row that gives w
+    den = ((m[:, 0] * xs).to(dt) + (m[:, 1] * ys + m[:, 2]).to(dt))
+    ahead = den > 0
+    den = torch.where(ahead, den, 1)
+    return torch.where(ahead, sx / den, BEYOND), torch.where(ahead, sy / den, BEYOND)
+
+
+def grid_points(size: tuple[int, int], batch: int, dtype: torch.dtype, device) -> tuple[Tensor, Tensor]:
+    """The output pixel centres (x, y), each (B, Ho, Wo): where a chain of maps evaluated point by point starts."""
+    h, w = size
+    ys = (torch.arange(h, device=device, dtype=dtype) + 0.5).view(1, h, 1).expand(batch, h, w)
+    xs = (torch.arange(w, device=device, dtype=dtype) + 0.5).view(1, 1, w).expand(batch, h, w)
+    return xs, ys
+
+
+def move_points(matrix: Tensor, sx: Tensor, sy: Tensor) -> tuple[Tensor, Tensor]:
+    """Points (sx, sy), each (B, ...), sent through the maps ``matrix`` (B, 3, 3) with the perspective divide."""
+    m = matrix.to(sx.dtype).view(-1, 9, *([1] * (sx.dim() - 1))).unbind(1)
+    den = m[6] * sx + m[7] * sy + m[8]
+    ahead = den > 0
+    den = torch.where(ahead, den, 1)
+    x = torch.where(ahead, (m[0] * sx + m[1] * sy + m[2]) / den, BEYOND)
+    y = torch.where(ahead, (m[3] * sx + m[4] * sy + m[5]) / den, BEYOND)
+    return x, y
+
+
+def displace_points(displacement: Tensor, sx: Tensor, sy: Tensor) -> tuple[Tensor, Tensor]:
+    """Points (sx, sy) (B, Ho, Wo) of a dense map's output moved to its input: p + d(p), the displacement field
+    (B, H, W, 2) (x, y pixels, given at the output's pixel centres) read bilinearly at p, its edges extended. At the
+    pixel centres themselves (a field that no later map moves) this is the field's own value."""
+    B, H, W, _ = displacement.shape
+    field = displacement.permute(0, 3, 1, 2).to(sx.dtype)  # (B, 2, H, W)
+    u, v = (sx - 0.5).clamp(0, W - 1), (sy - 0.5).clamp(0, H - 1)
+    c0, r0 = torch.floor(u), torch.floor(v)
+    wc, wr = (u - c0)[:, None], (v - r0)[:, None]
+    c0, r0 = c0.long(), r0.long()
+    c1, r1 = (c0 + 1).clamp(max=W - 1), (r0 + 1).clamp(max=H - 1)
+    flat = field.flatten(2)
+
+    def tap(r, c):
+        return flat.gather(2, (r * W + c).view(B, 1, -1).expand(B, 2, -1)).view(B, 2, *sx.shape[1:])
+
+    d = tap(r0, c0).lerp(tap(r0, c1), wc).lerp(tap(r1, c0).lerp(tap(r1, c1), wc), wr)
+    return sx + d[:, 0], sy + d[:, 1]
+
+
+def points_inside(sx: Tensor, sy: Tensor, in_size: tuple[int, int]) -> Tensor:
+    """(B, 1, Ho, Wo) bool: the points lie inside the image [0, W] x [0, H] (``_inside``, for the executor)."""
+    return _inside(sx, sy, in_size)
+
+
 def _inside(sx: Tensor, sy: Tensor, in_size: tuple[int, int]) -> Tensor:
     """(B, 1, Ho, Wo) bool: the points (sx, sy) lie inside the input image [0, W] x [0, H]."""
     return ((sx >= 0) & (sx <= in_size[1]) & (sy >= 0) & (sy <= in_size[0]))[:, None]
 
 
 def inside_mask(matrix: Tensor, in_size: tuple[int, int], out_size: tuple[int, int],
-                axis_aligned: bool = False) -> Tensor:
+                axis_aligned: bool = False, projective: bool = False) -> Tensor:
     """(B, 1, Ho, Wo) bool: the output pixel centre maps inside the input image [0, W] x [0, H].
 
     For an axis-aligned map the test is a row test (B, 1, Ho, 1) and a column test (B, 1, 1, Wo), broadcast:
     no per-pixel coordinate map is made.
     """
     if not axis_aligned:
-        return _inside(*sample_points(matrix, out_size), in_size)
+        return _inside(*(map_points if projective else sample_points)(matrix, out_size), in_size)
     sy, sx = axis_points(matrix, out_size)
     rows = (sy >= 0) & (sy <= in_size[0])
     cols = (sx >= 0) & (sx <= in_size[1])
@@ -425,23 +490,36 @@ def inside_mask(matrix: Tensor, in_size: tuple[int, int], out_size: tuple[int, i
 
 
 def warp_affine(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: float = 0.0, extend: str = "edge",
-                dtype: torch.dtype | None = None, uint8: bool = False) -> Tensor:
-    """Bilinear resample of x at ``matrix`` (out -> in pixel coordinates) into ``size``.
+                dtype: torch.dtype | None = None, uint8: bool = False, projective: bool = False) -> Tensor:
+    """Bilinear resample of x at ``matrix`` (out -> in pixel coordinates) into ``size``; ``projective``: the
+    matrix may be a homography (its points are divided by their third coordinate, ``map_points``).
 
     extend="edge": points inside the image [0, W] x [0, H] interpolate with the edge pixels extended (as
     ``F.interpolate`` and ``grid_sample(padding_mode="border")`` do) and points outside take ``fill``; the hard
     edge keeps whole-pixel maps exact.
     extend="fill": the image is taken as surrounded by ``fill`` pixels, so the border blends into the fill, as
     padding and then resampling would (a padded crop or a rotation).
-    The four taps are gathered and weighted here rather than by ``grid_sample``: its grid is normalized to
-    [-1, 1] and back, roundings that torch.compile rearranges (multiply-adds fuse on a GPU), so compiled and eager
-    results drifted apart by more than 1e-5 after Normalize. These weights are computed the same way by both.
     x (B, C, H, W) uint8 or float; matrix (B, 3, 3); returns (B, C, Ho, Wo) in ``dtype`` (default: x's compute
     dtype). ``uint8``: float x holds uint8 values, divided by 255 as uint8 input is (see ``resample_separable``).
     """
-    B, C, H, W = x.shape
     dtype = dtype or compute_dtype(x.dtype)
-    sx, sy = sample_points(matrix.to(dtype), size)  # (B, Ho, Wo)
+    sx, sy = (map_points if projective else sample_points)(matrix.to(dtype), size)
+    return warp_points(x, sx, sy, fill, extend, dtype, uint8)
+
+
+def warp_points(x: Tensor, sx: Tensor, sy: Tensor, fill: float = 0.0, extend: str = "edge",
+                dtype: torch.dtype | None = None, uint8: bool = False) -> Tensor:
+    """Bilinear read of x at the source points (sx, sy), each (B, Ho, Wo) in pixel coordinates: the read of every
+    map that is neither whole-pixel nor axis-aligned (a rotation, a homography, a dense field). Borders as
+    ``warp_affine``'s ``extend``.
+
+    The four taps are gathered and weighted here rather than by ``grid_sample``: its grid is normalized to
+    [-1, 1] and back, roundings that torch.compile rearranges (multiply-adds fuse on a GPU), so compiled and eager
+    results drifted apart by more than 1e-5 after Normalize. These weights are computed the same way by both.
+    """
+    B, C, H, W = x.shape
+    size = tuple(sx.shape[-2:])
+    dtype = dtype or compute_dtype(x.dtype)
     u, v = sx - 0.5, sy - 0.5  # pixel-centre index space
     c0, r0 = torch.floor(u), torch.floor(v)
     wc1, wr1 = (u - c0)[:, None], (v - r0)[:, None]  # (B, 1, Ho, Wo)
@@ -499,17 +577,23 @@ def affine_matrix(angle: Tensor, translate: Tensor, scale: Tensor, shear: Tensor
     return affine_rows(i00, i01, cx + i00 * dx + i01 * dy, i10, i11, cy + i10 * dx + i11 * dy).float()
 
 
-def sample_nearest(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: float = 0) -> Tensor:
+def sample_nearest(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: float = 0,
+                   projective: bool = False) -> Tensor:
     """Nearest-neighbour resample at ``matrix`` (label maps: values are copied, never blended); fill outside.
 
     x (B, C, H, W) any dtype; returns (B, C, Ho, Wo) in x's dtype.
     """
+    sx, sy = (map_points if projective else sample_points)(matrix.float(), size)
+    return nearest_points(x, sx, sy, fill)
+
+
+def nearest_points(x: Tensor, sx: Tensor, sy: Tensor, fill: float = 0) -> Tensor:
+    """x read at the points (sx, sy) (B, Ho, Wo), each taking the pixel that contains it; ``fill`` outside."""
     B, C, H, W = x.shape
-    sx, sy = sample_points(matrix.float(), size)
     col = torch.floor(sx).long().clamp(0, W - 1)  # the pixel containing the point, edge pixels extended
     row = torch.floor(sy).long().clamp(0, H - 1)
     index = (row * W + col).view(B, 1, -1).expand(B, C, -1)
-    out = x.flatten(2).gather(2, index).view(B, C, *size)
+    out = x.flatten(2).gather(2, index).view(B, C, *sx.shape[1:])
     return torch.where(_inside(sx, sy, (H, W)), out, _scalar(fill, x))
 
 
@@ -527,18 +611,32 @@ def compose(a: Tensor, b: Tensor) -> Tensor:
     return product.to(a.dtype)
 
 
-def invert_affine(matrix: Tensor) -> Tensor:
-    """Inverse of affine maps (B, 3, 3): a sampling matrix (out -> in) becomes the forward map (in -> out)."""
+def invert_map(matrix: Tensor) -> Tensor:
+    """Inverse of maps (B, 3, 3), affine or projective, by the adjugate (no solver, no host sync), scaled so the
+    last entry is 1 where it can be: a sampling matrix (out -> in) becomes the forward map (in -> out)."""
     m = matrix.double()
-    a, b, tx, c, d, ty = m[:, :2].flatten(1).unbind(1)
-    det = a * d - b * c
-    i00, i01, i10, i11 = d / det, -b / det, -c / det, a / det
-    return affine_rows(i00, i01, -(i00 * tx + i01 * ty), i10, i11, -(i10 * tx + i11 * ty)).to(matrix.dtype)
+    a, b, c, d, e, f, g, h, i = m.flatten(1).unbind(1)
+    adj = torch.stack((e * i - f * h, c * h - b * i, b * f - c * e,
+                       f * g - d * i, a * i - c * g, c * d - a * f,
+                       d * h - e * g, b * g - a * h, a * e - b * d), 1)
+    last = adj[:, 8:9]
+    adj = adj / torch.where(last.abs() > 1e-12, last, 1)
+    return adj.view(-1, 3, 3).to(matrix.dtype)
+
+
+def _moved(points: Tensor, forward: Tensor) -> Tensor:
+    """Points (B, N, 2) xy through the forward maps (B, 3, 3), divided by their third coordinate; NaN where that
+    is not positive (the point leaves the picture through the line at infinity)."""
+    f = forward.to(points.dtype)
+    moved = points @ f[:, :2, :2].transpose(1, 2) + f[:, None, :2, 2]
+    den = points @ f[:, 2, :2, None] + f[:, None, 2, 2:]  # (B, N, 1)
+    return torch.where(den > 0, moved / den, float("nan"))
 
 
 def transform_points(points: Tensor, forward: Tensor, size: tuple[int, int]) -> Tensor:
-    """Move points (B, K, 2) xy by the forward maps (B, 3, 3); points that leave [0, W] x [0, H] become NaN."""
-    moved = points @ forward[:, :2, :2].transpose(1, 2).to(points.dtype) + forward[:, None, :2, 2].to(points.dtype)
+    """Move points (B, K, 2) xy by the forward maps (B, 3, 3), affine or projective; points that leave
+    [0, W] x [0, H] become NaN."""
+    moved = _moved(points, forward)
     x, y = moved.unbind(-1)
     inside = (x >= 0) & (x <= size[1]) & (y >= 0) & (y <= size[0])
     return torch.where(inside[..., None], moved, torch.full_like(moved, float("nan")))
@@ -547,17 +645,77 @@ def transform_points(points: Tensor, forward: Tensor, size: tuple[int, int]) -> 
 def transform_boxes(boxes: Tensor, forward: Tensor, size: tuple[int, int]) -> Tensor:
     """Move boxes (B, N, 4) xyxy by the forward maps: the box around the moved corners, clipped to the image.
 
-    Boxes left with no area become NaN rows, like the NaN rows that pad a batch.
+    A homography maps segments to segments while the box stays on one side of the line at infinity, so the moved
+    box is the quadrilateral of its moved corners, and the box around those bounds it exactly. Boxes left with no
+    area (or with a corner sent to infinity) become NaN rows, like the NaN rows that pad a batch.
     """
     x1, y1, x2, y2 = boxes.unbind(-1)
     corners = torch.stack((torch.stack((x1, y1), -1), torch.stack((x2, y1), -1), torch.stack((x1, y2), -1),
                            torch.stack((x2, y2), -1)), dim=2)  # (B, N, 4, 2)
-    moved = (corners.flatten(1, 2) @ forward[:, :2, :2].transpose(1, 2).to(boxes.dtype)
-             + forward[:, None, :2, 2].to(boxes.dtype)).view(corners.shape)
+    moved = _moved(corners.flatten(1, 2), forward).view(corners.shape)
     lo, hi = moved.amin(2), moved.amax(2)  # (B, N, 2); NaN rows stay NaN
     out = _clamp_xy(torch.cat((lo, hi), -1).clamp(min=0), size)
-    empty = (out[..., 2:] <= out[..., :2]).any(-1, keepdim=True)
+    empty = (out[..., 2:] <= out[..., :2]).any(-1, keepdim=True) | out.isnan().any(-1, keepdim=True)
     return torch.where(empty, torch.full_like(out, float("nan")), out)
+
+
+def square_to_quad(quad: Tensor) -> Tensor:
+    """The homographies (B, 3, 3) that send the unit square's corners (0, 0), (1, 0), (1, 1), (0, 1) to ``quad``
+    (B, 4, 2), in that order, in closed form (Heckbert 1989): no solver, so nothing waits on a device. An affine
+    quad (a parallelogram) gives the last row (0, 0, 1)."""
+    q = quad.double()
+    (x0, y0), (x1, y1), (x2, y2), (x3, y3) = (q[:, k].unbind(-1) for k in range(4))
+    dx1, dx2, dx3 = x1 - x2, x3 - x2, x0 - x1 + x2 - x3
+    dy1, dy2, dy3 = y1 - y2, y3 - y2, y0 - y1 + y2 - y3
+    den = dx1 * dy2 - dx2 * dy1
+    g = (dx3 * dy2 - dx2 * dy3) / den
+    h = (dx1 * dy3 - dx3 * dy1) / den
+    one = torch.ones_like(g)
+    rows = (x1 - x0 + g * x1, x3 - x0 + h * x3, x0, y1 - y0 + g * y1, y3 - y0 + h * y3, y0, g, h, one)
+    return torch.stack(rows, -1).view(-1, 3, 3)
+
+
+def perspective_matrix(start: Tensor, end: Tensor) -> Tensor:
+    """Sampling matrices (B, 3, 3) of the homographies that send the corners ``start`` (B, 4, 2) onto ``end``
+    (B, 4, 2): an output point on end's quad reads the input at the matching point of start's. Corner coordinates
+    are taken as pixel coordinates as given (torchvision's perspective takes its corner pixels' indices so), and the
+    map is the one homography through the four pairs: start's square-to-quad after the inverse of end's."""
+    m = compose(square_to_quad(start), invert_map(square_to_quad(end)))
+    return (m / m[:, 2:3, 2:3]).float()
+
+
+def gaussian_kernel(sigma: float) -> Tensor:
+    """A normalized 1-D Gaussian of std ``sigma`` (float64), int(8 sigma + 1) taps rounded up to odd, as
+    torchvision's elastic displacement blur: the weights at integer offsets from the centre, summed to 1."""
+    k = int(8 * sigma + 1)
+    k += 1 - k % 2
+    x = torch.arange(k, dtype=torch.float64) - (k - 1) / 2
+    w = torch.exp(-0.5 * (x / sigma) ** 2)
+    return w / w.sum()
+
+
+def blur_reflect(x: Tensor, kernel: Tensor) -> Tensor:
+    """x (B, C, H, W) convolved with the 1-D ``kernel`` along rows and then columns, its edges mirrored without
+    repeating the edge pixel (``F.pad``'s "reflect", folded again where the kernel reaches past a small image)."""
+    k = kernel.numel()
+    r = k // 2
+    w = kernel.to(x)
+    for dim in (x.dim() - 1, x.dim() - 2):
+        n = x.shape[dim]
+        index = _remap_index(torch.arange(-r, n + r, device=x.device), n, "reflect")
+        x = x.index_select(dim, index).unfold(dim, k, 1) @ w  # each pixel's k neighbours along dim, weighted
+    return x
+
+
+def elastic_displacement(noise: Tensor, alpha: float, sigma: float) -> Tensor:
+    """Displacement fields (B, H, W, 2), (x, y) in pixels, from uniform noise (B, 2, H, W) in [-1, 1]: each
+    component blurred by a Gaussian of std ``sigma`` (``gaussian_kernel``, mirrored edges) and scaled by alpha / 2.
+    torchvision scales by alpha / W (x) and alpha / H (y) in grid units, whose pixel size is W / 2 and H / 2: the
+    same alpha / 2 pixels per unit of smoothed noise along either axis (docs/references.md, "Geometry")."""
+    d = noise.double()
+    if sigma > 0:
+        d = blur_reflect(d, gaussian_kernel(sigma).to(d.device))
+    return (d * (alpha / 2)).permute(0, 2, 3, 1).to(noise.dtype)
 
 
 def resized_crop(x: Tensor, boxes: Tensor, size: tuple[int, int]) -> Tensor:

@@ -94,7 +94,7 @@ def window_plan(ops) -> F.WindowPlan | None:
         if not isinstance(op, GeometricOp) or (segment and not _joins(segment[0], op)):
             break
         segment.append(op)
-    if not segment or not all(op.exact for op in segment):
+    if not segment or segment_kind(segment) != "exact":
         return None
     mirrored = any(op.mirrors for op in segment)
     border = segment[0].border()
@@ -122,15 +122,11 @@ def warp(state: dict, segment: list, dtype, window=None, tables: list | None = N
     """
     x = state["images"]
     sizes = [tuple(x.shape[-2:])]
-    mats = []
+    maps = []
     for op, params in segment:
-        mats.append(op.matrix(params, sizes[-1]))
+        maps.append(op.map(params, sizes[-1]))
         sizes.append(tuple(op.output_size(sizes[-1])))
-    suffix = list(mats)  # suffix[k]: final output -> input of op k
-    for k in range(len(mats) - 2, -1, -1):
-        suffix[k] = F.compose(mats[k], suffix[k + 1])
-    if tables is not None:
-        tables.extend(suffix)
+    kind = segment_kind(op for op, _ in segment)
     out_size = sizes[-1]
     # The first op that reads outside its input, behind nothing but flips, sees the original's rectangle: its
     # padding goes into the one read (for a bilinear read, the border blends into its fill, as padding and then
@@ -140,7 +136,15 @@ def warp(state: dict, segment: list, dtype, window=None, tables: list | None = N
         first = None
     mode, fill = segment[first][0].border() if first is not None else ("constant", 0.0)
     masks = state.get("masks")
-    if all(op.exact for op, _ in segment):
+    if kind == "dense":
+        x, masks = _read_dense(x, masks, segment, maps, sizes, first, fill, dtype, window)
+        return _moved(state, x, masks, segment, maps, sizes)
+    suffix = list(maps)  # suffix[k]: final output -> input of op k
+    for k in range(len(maps) - 2, -1, -1):
+        suffix[k] = F.compose(maps[k], suffix[k + 1])
+    if tables is not None:
+        tables.extend(suffix)
+    if kind == "exact":
         # The window is read when it was made for these ops (a changed op falls back to reading the images).
         windowed = window is not None and window.plan == window_plan(op for op, _ in segment)
         if not windowed or masks is not None:
@@ -162,28 +166,70 @@ def warp(state: dict, segment: list, dtype, window=None, tables: list | None = N
         source, uint8 = x, False
         if _plain(window, x):  # its four taps are read from the float copy
             source, uint8 = F.window_images(window.source, x.shape), True
-        if all(op.axis_aligned for op, _ in segment):
+        projective = kind == "projective"
+        if kind == "axis":
             x = F.resample_separable(source, suffix[0], out_size, fill, extend, dtype, uint8=uint8, tables=tables)
         else:
-            x = F.warp_affine(source, suffix[0].to(dtype), out_size, fill, extend, dtype, uint8=uint8)
+            x = F.warp_affine(source, suffix[0].to(dtype), out_size, fill, extend, dtype, uint8=uint8,
+                              projective=projective)
         if masks is not None:
-            masks = F.sample_nearest(masks, suffix[0], out_size, 0)
+            masks = F.sample_nearest(masks, suffix[0], out_size, 0, projective=projective)
     for k in range(1, len(segment)):
         border = segment[k][0].border()
         if border is not None and k != first:
-            axis_aligned = all(op.axis_aligned for op, _ in segment[k:])
-            inside = F.inside_mask(suffix[k].to(dtype), sizes[k], out_size, axis_aligned)
+            later = segment_kind(op for op, _ in segment[k:])
+            inside = F.inside_mask(suffix[k].to(dtype), sizes[k], out_size, later in ("exact", "axis"),
+                                   later == "projective")
             x = torch.where(inside, x, border[1])
             if masks is not None:
                 masks = torch.where(inside, masks, torch.zeros((), dtype=masks.dtype, device=masks.device))
+    return _moved(state, x, masks, segment, maps, sizes)
+
+
+def segment_kind(ops) -> str:
+    """The kind of read a run of geometric ops needs: the most general of its members' (``GeometricOp.KINDS``)."""
+    return GeometricOp.KINDS[max((GeometricOp.KINDS.index(op.kind) for op in ops), default=0)]
+
+
+def _read_dense(x, masks, segment, maps, sizes, first, fill, dtype, window):
+    """The read of a run that holds a dense map: each output pixel centre is taken back through every op's map in
+    turn (a matrix with its divide, or a field), so the run still reads the pixels once. A later op that reads
+    outside its input writes its fill where the point, taken back to that op's input, falls outside."""
+    sx, sy = F.grid_points(sizes[-1], x.shape[0], dtype, x.device)
+    at = [None] * len(segment)  # at[k]: the points in op k's input
+    for k in range(len(segment) - 1, -1, -1):
+        if segment[k][0].kind == "dense":
+            sx, sy = F.displace_points(maps[k], sx, sy)
+        else:
+            sx, sy = F.move_points(maps[k], sx, sy)
+        at[k] = (sx, sy)
+    source, uint8 = x, False
+    if _plain(window, x):
+        source, uint8 = F.window_images(window.source, x.shape), True
+    x = F.warp_points(source, sx, sy, fill, "edge" if first is None else "fill", dtype, uint8)
+    if masks is not None:
+        masks = F.nearest_points(masks, sx, sy, 0)
+    for k in range(1, len(segment)):
+        border = segment[k][0].border()
+        if border is not None and k != first:
+            inside = F.points_inside(*at[k], sizes[k])
+            x = torch.where(inside, x, border[1])
+            if masks is not None:
+                masks = torch.where(inside, masks, torch.zeros((), dtype=masks.dtype, device=masks.device))
+    return x, masks
+
+
+def _moved(state: dict, x, masks, segment, maps, sizes) -> dict:
+    """The state after a run: its images and masks as read, its boxes and keypoints moved op by op (they are few),
+    each op clipping them to its own output."""
     out = {**state, "images": x}
     if masks is not None:
         out["masks"] = masks
     for key, move in (("boxes", F.transform_boxes), ("keypoints", F.transform_points)):
         if state.get(key) is not None:
             points = state[key]
-            for m, size in zip(mats, sizes[1:]):
-                points = move(points, F.invert_affine(m), size)
+            for m, size in zip(maps, sizes[1:]):
+                points = move(points, F.invert_map(m), size)
             out[key] = points
     return out
 

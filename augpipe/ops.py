@@ -7,7 +7,7 @@ Each op separates drawing from applying:
 - ``skip(params, keep) -> params`` (where the op has one): the same params with "not applied" written in as the
   neutral value (flip off, factor 1, empty box, lambda 1) for samples whose ``keep`` is false. This is how a
   per-sample ``p`` and ``RandomApply`` work without branching or indexing subsets.
-Geometric ops also give their sampling ``matrix`` so that ``augpipe.fuse`` can compose them into one resample.
+Geometric ops give their sampling ``map`` instead of ``apply``, so that ``augpipe.fuse`` composes them into one read.
 
 ``state`` is a dict with "images" (B, C, H, W), "targets" (B, K) or None, and where given "masks" (B, 1, H, W)
 integer label maps, "boxes" (B, N, 4) xyxy pixels and "keypoints" (B, K, 2) xy pixels (NaN rows are padding).
@@ -184,7 +184,7 @@ class Op(nn.Module):
 
     def apply(self, state: dict, params: dict[str, Tensor]) -> dict:
         raise NotImplementedError(f"{type(self).__name__}: an op defines apply(state, params) (or, to move "
-                                  f"pixels, is an augpipe.GeometricOp with a matrix)")
+                                  f"pixels, is an augpipe.GeometricOp with a map)")
 
     def steps(self, params):
         yield self, params
@@ -194,17 +194,21 @@ class Op(nn.Module):
 
 
 class GeometricOp(Op):
-    """An op that moves pixels, given by a sampling matrix; subclass it for a geometric op of your own.
+    """An op that moves pixels, given by a sampling map; subclass it for a geometric op of your own.
 
-    Define ``sample`` as for any op, and ``matrix(params, size) -> (B, 3, 3)``: per sample, the affine map (last row
-    0, 0, 1) that sends a point of the *output* image to the point of the *input* image it reads, in pixel units
-    (the image spans [0, W] x [0, H], the centre of pixel (i, j) is (j + 0.5, i + 0.5)); ``size`` is the input's
-    (H, W). Define ``output_size(size)`` when the output has another size, and ``border()`` when the map reads
+    Define ``sample`` as for any op, and ``map(params, size) -> (B, 3, 3)``: per sample, the matrix that sends a
+    point of the *output* image to the point of the *input* image it reads, in pixel units (the image spans
+    [0, W] x [0, H], the centre of pixel (i, j) is (j + 0.5, i + 0.5)); ``size`` is the input's (H, W). The matrix
+    is affine (last row 0, 0, 1) unless the op's ``kind`` is "projective", where points are divided by their third
+    coordinate; an op of kind "dense" returns instead a displacement field (B, H, W, 2), (x, y) pixels at each
+    output pixel centre, which the source point adds to it. Define ``output_size(size)`` when the output has another size, and ``border()`` when the map reads
     outside the input: ``("constant", fill)`` gives those pixels ``fill``; with None they repeat the edge pixels.
     There is no apply: the executor composes consecutive geometric ops into one map and reads the pixels once,
     bilinearly, moving masks (nearest), boxes and keypoints with them. ``skip`` writes in the identity map.
 
-    Flags that choose a faster read, each a promise about every map the op can give (leave them False if unsure):
+    ``kind`` (see ``KINDS``) is what the read of a run of such ops is chosen by; for an affine op it follows the
+    flags below. Flags that choose a faster read, each a promise about every map the op can give (leave them False
+    if unsure):
     ``axis_aligned`` (no rotation or shear: rows stay rows, so a row pass and a column pass), ``keeps_bounds``
     (the image rectangle maps onto itself), ``exact`` (pixel centres land on pixel centres: a gather instead of a
     bilinear read; then ``reach``, the columns read beyond either side of the input, and ``mirrors``, whether it
@@ -232,7 +236,7 @@ class GeometricOp(Op):
             def border(self):
                 return "constant", 0.0
 
-            def matrix(self, params, size):  # output point p reads c + (p - c) / s, c the centre
+            def map(self, params, size):  # output point p reads c + (p - c) / s, c the centre
                 inv = 1 / params["scale"]
                 zero, one = torch.zeros_like(inv), torch.ones_like(inv)
                 (h, w) = size
@@ -253,8 +257,18 @@ class GeometricOp(Op):
         """(padding_mode, fill) if the op reads outside its input image, else None."""
         return None
 
-    def matrix(self, params: dict[str, Tensor], size: tuple[int, int]) -> Tensor:
-        raise NotImplementedError(f"{type(self).__name__}: a geometric op defines matrix(params, size)")
+    # How the executor reads a map of this op, from cheapest to most general; a run of ops reads as the most general
+    # of its members: "exact" (whole pixels: a gather), "axis" (rows stay rows: a separable bilinear read), "affine"
+    # (four taps per pixel), "projective" (four taps after the perspective divide), "dense" (a per-pixel field).
+    KINDS = ("exact", "axis", "affine", "projective", "dense")
+
+    @property
+    def kind(self) -> str:
+        """This op's map kind (``KINDS``): by default what the flags ``exact`` and ``axis_aligned`` promise."""
+        return "exact" if self.exact else "axis" if self.axis_aligned else "affine"
+
+    def map(self, params: dict[str, Tensor], size: tuple[int, int]) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__}: a geometric op defines map(params, size)")
 
 
 # ----------------------------------------------------------------------------------------------- geometry
@@ -279,7 +293,7 @@ class _Flip(GeometricOp):
     def skip(self, params, keep):
         return {"flip": params["flip"] & keep}
 
-    def matrix(self, params, size):
+    def map(self, params, size):
         flip = params["flip"]
         m = _eye(flip.shape[0], flip.device)
         a = self.axis
@@ -364,7 +378,7 @@ class RandomCrop(GeometricOp):
         n = shape.batch
         return {"top": _randint(n, hp - h + 1, generator, device), "left": _randint(n, wp - w + 1, generator, device)}
 
-    def matrix(self, params, size):
+    def map(self, params, size):
         m = _eye(params["top"].shape[0], params["top"].device)
         m[:, 0, 2] = (params["left"] - self.padding[0]).float()
         m[:, 1, 2] = (params["top"] - self.padding[1]).float()
@@ -422,7 +436,7 @@ class RandomResizedCrop(GeometricOp):
             return round(H * self.ratio[1]), H
         return W, H
 
-    def matrix(self, params, size):
+    def map(self, params, size):
         return F.resized_crop_matrix(params["box"], self.size)
 
 
@@ -496,7 +510,7 @@ class RandomAffine(GeometricOp):
         return {"angle": params["angle"] * keep, "translate": params["translate"] * k,
                 "scale": torch.where(keep, params["scale"], 1.0), "shear": params["shear"] * k}
 
-    def matrix(self, params, size):
+    def map(self, params, size):
         return F.affine_matrix(params["angle"], params["translate"], params["scale"], params["shear"], size)
 
 
@@ -509,9 +523,104 @@ class RandomRotation(RandomAffine):
     def extra_repr(self) -> str:
         return f"degrees={self.degrees}, fill={self.fill}"
 
-    def matrix(self, params, size):
+    def map(self, params, size):
         # torchvision's rotate turns counter-clockwise, its affine clockwise: the same map with the angle negated
         return F.affine_matrix(-params["angle"], params["translate"], params["scale"], params["shear"], size)
+
+
+
+class RandomPerspective(GeometricOp):
+    """A per-sample homography, torchvision's corner sampling: with d = ``distortion_scale``, each corner of the
+    image moves inward by whole pixels, at most int(d W // 2) across and int(d H // 2) down or up, uniformly; the
+    output's corners then read the input's corners, and the pixels between follow the one homography through the
+    four pairs. Bilinear; pixels from outside the image take ``fill``. Applied with probability p per sample; not
+    applied: the corners stay, the identity map. Boxes and keypoints move through the homography exactly.
+    """
+
+    kind = "projective"
+
+    def __init__(self, distortion_scale: float = 0.5, p: float = 0.5, fill: float = 0.0):
+        super().__init__()
+        _check_finite("RandomPerspective", "distortion_scale and fill", distortion_scale, fill)
+        if not 0 <= distortion_scale <= 1:
+            raise ValueError(f"RandomPerspective: distortion_scale must be in [0, 1], got {distortion_scale}")
+        self.distortion_scale, self.fill = float(distortion_scale), float(fill)
+        self.p = _check_probability(p, "RandomPerspective")
+
+    def extra_repr(self) -> str:
+        return f"distortion_scale={self.distortion_scale}, p={self.p}, fill={self.fill}"
+
+    def check(self, shape):
+        if min(shape.size) < 2:
+            raise ValueError(f"{self!r}: needs images of at least 2x2 (its corners must differ), got "
+                             f"{shape.height}x{shape.width}")
+
+    def border(self):
+        return "constant", self.fill
+
+    @staticmethod
+    def corners(size: tuple[int, int], device=None) -> Tensor:
+        """The image's corner pixels (4, 2) as x, y: top-left, top-right, bottom-right, bottom-left."""
+        h, w = size[0] - 1, size[1] - 1
+        return torch.tensor([[0, 0], [w, 0], [w, h], [0, h]], dtype=torch.float32, device=device)
+
+    def sample(self, shape, generator, device):
+        n, (H, W) = shape.batch, shape.size
+        dx, dy = int(self.distortion_scale * (W // 2)), int(self.distortion_scale * (H // 2))
+        inward = torch.stack([torch.stack((_randint(n, dx + 1, generator, device),
+                                           _randint(n, dy + 1, generator, device)), -1) for _ in range(4)], 1)
+        return self.skip({"inward": inward}, _bernoulli(n, self.p, generator, device))
+
+    def skip(self, params, keep):
+        # Not applied: no corner moves inward, so the end corners are the image's own (inward distance 0).
+        return {"inward": params["inward"] * keep.view(-1, 1, 1)}
+
+    def map(self, params, size):
+        inward = params["inward"]
+        start = self.corners(size, inward.device).expand(inward.shape[0], 4, 2)
+        toward_centre = torch.tensor([[1, 1], [-1, 1], [-1, -1], [1, -1]], device=inward.device)  # x, y per corner
+        return F.perspective_matrix(start, start + inward * toward_centre)
+
+
+class ElasticTransform(GeometricOp):
+    """Elastic distortion, torchvision's displacement field, one field per sample: every pixel reads the input
+    displaced by (dx, dy), uniform noise in [-1, 1] per pixel and axis, smoothed by a Gaussian of std ``sigma``
+    (kernel int(8 sigma + 1), odd; mirrored edges) and scaled by alpha / 2 pixels (torchvision's alpha / W and
+    alpha / H in grid units). Bilinear; pixels from outside the image take ``fill``. Applied with probability p per
+    sample; not applied: no displacement.
+
+    Masks follow (nearest). The map has no closed-form inverse, so boxes and keypoints are not carried: a call that
+    gives them is refused.
+    """
+
+    kind = "dense"
+    carries = frozenset({"masks"})
+
+    def __init__(self, alpha: float = 50.0, sigma: float = 5.0, p: float = 1.0, fill: float = 0.0):
+        super().__init__()
+        _check_finite("ElasticTransform", "alpha, sigma and fill", alpha, sigma, fill)
+        if alpha < 0 or sigma < 0:
+            raise ValueError(f"ElasticTransform: alpha and sigma must be >= 0, got alpha={alpha}, sigma={sigma}")
+        self.alpha, self.sigma, self.fill = float(alpha), float(sigma), float(fill)
+        self.p = _check_probability(p, "ElasticTransform")
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, sigma={self.sigma}, p={self.p}, fill={self.fill}"
+
+    def border(self):
+        return "constant", self.fill
+
+    def sample(self, shape, generator, device):
+        n, (H, W) = shape.batch, shape.size
+        noise = (2 * D.uniform(n * 2 * H * W, generator, device) - 1).view(n, 2, H, W)
+        field = F.elastic_displacement(noise, self.alpha, self.sigma)
+        return self.skip({"displacement": field}, _bernoulli(n, self.p, generator, device))
+
+    def skip(self, params, keep):
+        return {"displacement": params["displacement"] * keep.view(-1, 1, 1, 1)}
+
+    def map(self, params, size):
+        return params["displacement"]
 
 
 # ----------------------------------------------------------------------------------------------- photometric

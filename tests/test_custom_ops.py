@@ -67,7 +67,7 @@ class Zoom(A.GeometricOp):
     def border(self):
         return "constant", 0.0
 
-    def matrix(self, params, size):
+    def map(self, params, size):
         inv = 1 / params["scale"]
         zero, one = torch.zeros_like(inv), torch.ones_like(inv)
         h, w = size
