@@ -684,12 +684,12 @@ def perspective_matrix(start: Tensor, end: Tensor) -> Tensor:
     return (m / m[:, 2:3, 2:3]).float()
 
 
-def gaussian_kernel(sigma: float) -> Tensor:
+def gaussian_kernel(sigma: float, device=None) -> Tensor:
     """A normalized 1-D Gaussian of std ``sigma`` (float64), int(8 sigma + 1) taps rounded up to odd, as
     torchvision's elastic displacement blur: the weights at integer offsets from the centre, summed to 1."""
     k = int(8 * sigma + 1)
     k += 1 - k % 2
-    x = torch.arange(k, dtype=torch.float64) - (k - 1) / 2
+    x = torch.arange(k, dtype=torch.float64, device=device) - (k - 1) / 2
     w = torch.exp(-0.5 * (x / sigma) ** 2)
     return w / w.sum()
 
@@ -712,10 +712,10 @@ def elastic_displacement(noise: Tensor, alpha: float, sigma: float) -> Tensor:
     component blurred by a Gaussian of std ``sigma`` (``gaussian_kernel``, mirrored edges) and scaled by alpha / 2.
     torchvision scales by alpha / W (x) and alpha / H (y) in grid units, whose pixel size is W / 2 and H / 2: the
     same alpha / 2 pixels per unit of smoothed noise along either axis (docs/references.md, "Geometry")."""
-    d = noise.double()
+    d = noise
     if sigma > 0:
-        d = blur_reflect(d, gaussian_kernel(sigma).to(d.device))
-    return (d * (alpha / 2)).permute(0, 2, 3, 1).to(noise.dtype)
+        d = blur_reflect(d, gaussian_kernel(sigma, d.device))
+    return (d * (alpha / 2)).permute(0, 2, 3, 1)
 
 
 def resized_crop(x: Tensor, boxes: Tensor, size: tuple[int, int]) -> Tensor:

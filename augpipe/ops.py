@@ -529,6 +529,13 @@ class RandomRotation(RandomAffine):
 
 
 
+def _corner_sides(device) -> tuple[Tensor, Tensor]:
+    """Per corner (top-left, top-right, bottom-right, bottom-left): 1.0 on the right, and 1.0 at the bottom. Made
+    on the device from an arange: a constant copied from the host would make a GPU call wait."""
+    k = torch.arange(4, device=device)
+    return ((k == 1) | (k == 2)).float(), (k >= 2).float()
+
+
 class RandomPerspective(GeometricOp):
     """A per-sample homography, torchvision's corner sampling: with d = ``distortion_scale``, each corner of the
     image moves inward by whole pixels, at most int(d W // 2) across and int(d H // 2) down or up, uniformly; the
@@ -561,8 +568,8 @@ class RandomPerspective(GeometricOp):
     @staticmethod
     def corners(size: tuple[int, int], device=None) -> Tensor:
         """The image's corner pixels (4, 2) as x, y: top-left, top-right, bottom-right, bottom-left."""
-        h, w = size[0] - 1, size[1] - 1
-        return torch.tensor([[0, 0], [w, 0], [w, h], [0, h]], dtype=torch.float32, device=device)
+        right, bottom = _corner_sides(device)
+        return torch.stack((right * (size[1] - 1), bottom * (size[0] - 1)), -1)
 
     def sample(self, shape, generator, device):
         n, (H, W) = shape.batch, shape.size
@@ -578,7 +585,7 @@ class RandomPerspective(GeometricOp):
     def map(self, params, size):
         inward = params["inward"]
         start = self.corners(size, inward.device).expand(inward.shape[0], 4, 2)
-        toward_centre = torch.tensor([[1, 1], [-1, 1], [-1, -1], [1, -1]], device=inward.device)  # x, y per corner
+        toward_centre = 1 - 2 * torch.stack(_corner_sides(inward.device), -1)  # x, y per corner: +1 or -1
         return F.perspective_matrix(start, start + inward * toward_centre)
 
 

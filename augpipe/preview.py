@@ -20,8 +20,9 @@ from torch import Tensor
 
 from . import functional as F
 from .graph import OneOf, Pipeline, RandomApply
-from .ops import (Brightness, Contrast, CutMix, Cutout, FractionalPool, HorizontalFlip, LabelSmoothing, Mixup,
-                  Normalize, RandomAffine, RandomCrop, RandomResizedCrop, RandomRotation, VerticalFlip)
+from .ops import (Brightness, Contrast, CutMix, Cutout, ElasticTransform, FractionalPool, HorizontalFlip,
+                  LabelSmoothing, Mixup, Normalize, RandomAffine, RandomCrop, RandomPerspective, RandomResizedCrop,
+                  RandomRotation, VerticalFlip)
 
 DEFAULT_IMAGES = ("chelsea", "coffee", "astronaut", "rocket")  # >= 4 so that Mixup/CutMix partners differ
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -85,6 +86,10 @@ def catalogue(size: int) -> list[Preview]:
         Preview("random_rotation", "angle in degrees, counter-clockwise", [RandomRotation(30)]),
         Preview("random_affine", "angle (clockwise, as torchvision), shift (x, y) px, scale, shear (x, y) degrees",
                 [RandomAffine(15, translate=(0.1, 0.1), scale=(0.8, 1.2), shear=10)]),
+        Preview("random_perspective", "how far each corner (top-left, top-right, bottom-right, bottom-left) moved "
+                "inward, x/y px", [RandomPerspective(0.5, p=1.0)]),
+        Preview("elastic_transform", "α = 50, σ = 5 (torchvision's defaults): the field's largest shift and its "
+                "mean length", [ElasticTransform(50.0, 5.0)]),
         Preview("brightness", "out = clamp(f x, 0, 1)", [Brightness(0.4)]),
         Preview("contrast", "out = clamp(f x + (1 - f) gray mean, 0, 1)", [Contrast(0.4)]),
         Preview("cutout", "box rows y1:y2, columns x1:x2 (clipped at the border)", [Cutout(hole)]),
@@ -138,6 +143,12 @@ def describe_op(op, q: dict, b: int, size: tuple[int, int]) -> list[str]:
         tx, ty = tx + 0, ty + 0  # -0.0 -> 0.0, so that a zero shift prints as +0
         return [f"angle {float(q['angle']):+.1f}°", f"shift {tx:+.0f}, {ty:+.0f} scale {float(q['scale']):.2f}",
                 f"shear {sx:+.1f}°, {sy:+.1f}°"]
+    if isinstance(op, RandomPerspective):
+        moves = " ".join(f"{x}/{y}" for x, y in q["inward"].tolist())
+        return [f"corners in {moves}"]
+    if isinstance(op, ElasticTransform):
+        length = q["displacement"].norm(dim=-1)
+        return [f"shift max {float(length.max()):.1f} px", f"mean {float(length.mean()):.2f} px"]
     if isinstance(op, (Brightness, Contrast)):
         return [f"{type(op).__name__.lower()} {float(q['factor']):.3f}"]
     if isinstance(op, Cutout):

@@ -17,8 +17,17 @@ from torch.utils.data import DataLoader, TensorDataset
 import augpipe as A
 from test_execution import assert_same, batch, every_op_cifar, every_op_imagenet
 
+
+def every_warp(compile):
+    """The projective and dense reads: a perspective and an elastic field composed with flips and a padded crop."""
+    return A.Pipeline(
+        A.HorizontalFlip(), A.RandomPerspective(0.5, p=0.7, fill=0.5), A.RandomCrop(36, padding=2),
+        A.ElasticTransform(20.0, 3.0, p=0.6), A.Brightness(0.3), A.Normalize((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)),
+        A.CutMix(), seed=2, num_classes=7, compile=compile)
+
+
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-RECIPES = [(every_op_cifar, 32), (every_op_imagenet, 40)]
+RECIPES = [(every_op_cifar, 32), (every_op_imagenet, 40), (every_warp, 40)]
 
 
 def moved(obj, device):

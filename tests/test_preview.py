@@ -11,7 +11,7 @@ import augpipe as A
 from augpipe import preview
 
 NAMES = {"horizontal_flip", "vertical_flip", "random_crop", "random_resized_crop", "random_rotation",
-         "random_affine", "brightness", "contrast", "cutout", "mixup", "cutmix", "fractional_pool_pseudorandom",
+         "random_affine", "random_perspective", "elastic_transform", "brightness", "contrast", "cutout", "mixup", "cutmix", "fractional_pool_pseudorandom",
          "fractional_pool_random", "label_smoothing", "cifar_recipe", "imagenet_recipe"}
 
 
@@ -106,3 +106,13 @@ def test_import_augpipe_does_not_import_plotting():
             "print(sorted(m for m in ('matplotlib', 'skimage', 'PIL') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_perspective_and_elastic_text_is_their_drawn_parameters(image_paths):
+    images, _ = preview.load_images(image_paths, 32)
+    (draw,) = preview.run([A.RandomPerspective(0.5, p=1.0)], images, seed=3, draws=1)
+    inward = draw.params[0]["inward"]
+    assert draw.texts[0] == "corners in " + " ".join(f"{x}/{y}" for x, y in inward[0].tolist())
+    (draw,) = preview.run([A.ElasticTransform()], images, seed=3, draws=1)
+    lengths = draw.params[0]["displacement"][1].norm(dim=-1)
+    assert draw.texts[1] == f"shift max {float(lengths.max()):.1f} px\nmean {float(lengths.mean()):.2f} px"
