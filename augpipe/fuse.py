@@ -187,8 +187,12 @@ def warp(state: dict, segment: list, dtype, window=None, tables: list | None = N
 
 
 def segment_kind(ops) -> str:
-    """The kind of read a run of geometric ops needs: the most general of its members' (``GeometricOp.KINDS``)."""
-    return GeometricOp.KINDS[max((GeometricOp.KINDS.index(op.kind) for op in ops), default=0)]
+    """The kind of read a run of geometric ops needs: the most general of its members' (``GeometricOp.KINDS``).
+    A plain loop: torch.compile traces it, where max() over a generator with a default breaks the graph."""
+    most = 0
+    for op in ops:
+        most = max(most, GeometricOp.KINDS.index(op.kind))
+    return GeometricOp.KINDS[most]
 
 
 def _read_dense(x, masks, segment, maps, sizes, first, fill, dtype, window):

@@ -293,11 +293,14 @@ def test_bad_arguments_are_refused_with_the_op_named():
         A.Pipeline(A.RandomPerspective())(images(1, (1, 5)))
 
 
-def test_compiled_equals_eager_for_projective_and_dense_runs():
+def test_compiled_equals_eager_for_projective_and_dense_runs_traced_whole():
+    """One graph: a break would run part of the call eagerly, and compile a piece of it again per pipeline."""
     x = torch.randint(0, 256, (4, 3, 24, 24), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     ops = [A.HorizontalFlip(), A.RandomPerspective(p=0.7), A.RandomCrop(20, padding=2), A.Brightness(0.2),
            A.ElasticTransform(alpha=20.0, sigma=2.0, p=0.6), A.Normalize([0.5] * 3, [0.25] * 3)]
     compiled = A.Pipeline(*ops, seed=0, compile=True)
+    torch._dynamo.utils.counters.clear()
     out = compiled(x)
+    assert not torch._dynamo.utils.counters["graph_break"], dict(torch._dynamo.utils.counters["graph_break"])
     eager = A.Pipeline(*ops, seed=0)(x, params=compiled.last_params)
     torch.testing.assert_close(out, eager, rtol=0, atol=1e-4)
