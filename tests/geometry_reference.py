@@ -378,3 +378,48 @@ def move_boxes(steps, boxes, size):
                 moved.append([lo_x, lo_y, hi_x, hi_y] if hi_x > lo_x and hi_y > lo_y else [math.nan] * 4)
             out[b] = moved
     return out
+
+
+# ----------------------------------------------------------------------------------------------- fused vs op by op
+def _near_edge(point: Point, size, width: float) -> bool:
+    """Is ``point`` within ``width`` pixels of the boundary of the rectangle [0, W] x [0, H]?"""
+    (x, y), (H, W) = point, size
+
+    def near(v, n):
+        return -width < v < width or n - width < v < n + width
+
+    return (near(x, W) and -width < y < H + width) or (near(y, H) and -width < x < W + width)
+
+
+def _extend(v: float, n: int, mode: str) -> float:
+    """A coordinate outside [0, n] moved inside as F.pad's reflect or replicate extends the pixel centres."""
+    if 0 <= v <= n:
+        return v
+    if mode == "reflect":  # centre of index -i for index i < 0, of 2 (n - 1) - i for i >= n
+        return 1 - v if v < 0 else 2 * n - 1 - v
+    return min(max(v, 0.5), n - 0.5)
+
+
+def intermediate_edge_band(steps, size, width: float = 1.0) -> list[list[list[bool]]]:
+    """Per sample, the output pixels whose point lies within ``width`` pixels of the edge of an image between two
+    of these geometric steps: where a fused read (true neighbours, a hard edge) and op-by-op resampling (the
+    intermediate image's edge extended, its border blended) may differ. Points are followed through reflect and
+    replicate padding, which copy pixels near an edge outwards. [B][Ho][Wo] bools."""
+    maps, sizes = [], [size]
+    for op, p in steps:
+        maps.append(op_maps(op, p, sizes[-1]))
+        sizes.append(maps[-1][0].out_size)
+
+    def near(chain, point):
+        for k in range(len(chain) - 1, 0, -1):
+            point = chain[k].to_input(*point)
+            if _extends(chain[k]):
+                (h, w), mode = sizes[k], chain[k].border[0]
+                point = _extend(point[0], w, mode), _extend(point[1], h, mode)
+            if _near_edge(point, sizes[k], width):
+                return True
+        return False
+
+    Ho, Wo = sizes[-1]
+    return [[[near([m[b] for m in maps], (j + 0.5, i + 0.5)) for j in range(Wo)] for i in range(Ho)]
+            for b in range(len(maps[0]) if maps else 0)]
