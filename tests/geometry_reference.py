@@ -27,8 +27,11 @@ How a run of geometric ops reads its pixels follows augpipe/fuse.py's module doc
 - Keypoints and boxes move op by op through each op's forward map (input -> output); a keypoint that leaves
   [0, W] x [0, H] becomes NaN, a box becomes the clipped hull of its four moved corners, NaN once it has no area.
 
-``MAPS`` is the table of map definitions, one entry per op class: a new geometric op (a perspective or elastic
-warp, say) joins both test files by adding its entry here, plus its cases in the two files' lists.
+``MAPS`` is the table of map definitions, one entry per op class: a new geometric op joins both test files by
+adding its entry here, plus its cases in test_map_reference.CASES and its factory in test_fuzz_orders.VOCABULARY.
+A perspective warp's ``to_input`` is its 3 x 3 homography followed by the divide by the third coordinate, and its
+``to_output`` the inverse homography; an elastic warp's ``to_input`` adds its displacement field at the point, and
+its ``to_output`` is None until it has a tested inverse (moving keypoints or boxes through it then raises).
 """
 from __future__ import annotations
 
@@ -340,12 +343,18 @@ def reference_geometry(steps, images, masks=None, tie: float = 1e-4, fused: bool
 
 
 # ----------------------------------------------------------------------------------------------- points
+def _forward_maps(op, maps: list[Map]) -> None:
+    if any(m.to_output is None for m in maps):
+        raise NotImplementedError(f"geometry_reference: {op!r} has no forward map in MAPS to move points with")
+
+
 def move_keypoints(steps, keypoints, size):
     """Keypoints (B, K, 2) moved op by op through the forward maps; NaN once outside an op's output."""
     out = keypoints.double().tolist()
     for op, p in steps:
         maps = op_maps(op, p, size)
         size = maps[0].out_size
+        _forward_maps(op, maps)
         for b, m in enumerate(maps):
             moved = []
             for x, y in out[b]:
@@ -365,6 +374,7 @@ def move_boxes(steps, boxes, size):
     for op, p in steps:
         maps = op_maps(op, p, size)
         H, W = size = maps[0].out_size
+        _forward_maps(op, maps)
         for b, m in enumerate(maps):
             moved = []
             for x1, y1, x2, y2 in out[b]:

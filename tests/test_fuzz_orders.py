@@ -1,7 +1,7 @@
 """Random graphs of ops in random orders: the executor's paths must agree with each other.
 
-- Graphs of whole-pixel ops only (flips, crops padded in any mode, RandomApply and OneOf around them), in any
-  order: the fused read equals the op-by-op path (``fuse.run(..., fuse=False)``) exactly.
+- Graphs of whole-pixel ops only (flips, crops padded in any mode, and RandomApply, OneOf and nested Pipelines
+  around them), in any order: the fused read equals the op-by-op path (``fuse.run(..., fuse=False)``) exactly.
 - Graphs of whole-pixel ops and one bilinear op (a resized crop, a rotation, an affine map, maybe random-applied):
   the fused read equals the op-by-op path within float rounding, except within a pixel of an intermediate image's
   edge, where augpipe/fuse.py documents that the one read sees true neighbours or a hard edge where op by op sees
@@ -27,7 +27,7 @@ from geometry_reference import flat_steps, intermediate_edge_band
 
 B, C, SIZE = 4, 3, 16
 MIN, MAX = 6, 16  # image sides along the way
-FUZZ = settings(max_examples=40, deadline=None, derandomize=True, database=None,
+FUZZ = settings(max_examples=50, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -108,6 +108,17 @@ def one_of(*inner):
     return make
 
 
+def sub_pipeline(*inner):
+    def make(rng, size, keep):
+        nodes = []
+        for _ in range(2):
+            node, size = rng.choice(inner)(rng, size, keep)
+            nodes.append(node)
+        return A.Pipeline(*nodes), size
+    make.__name__ = f"sub_pipeline({', '.join(f.__name__ for f in inner)})"
+    return make
+
+
 EXACT = [flip, crop]
 BILINEAR = [resized, rotation, affine]
 PHOTOMETRIC = [brightness, contrast, normalize, cutout, mixup, cutmix]
@@ -145,7 +156,8 @@ def op_by_op(pipe, params, x):
 @given(rng=st.randoms(use_true_random=False), count=st.integers(1, 7), dtype=st.sampled_from([torch.uint8,
                                                                                              torch.float32]))
 def test_whole_pixel_graphs_in_any_order_read_fused_as_op_by_op(rng, count, dtype):
-    nodes, size = random_graph(rng, EXACT + [random_apply(*EXACT), one_of(*EXACT)], count)
+    sub = sub_pipeline(*EXACT)
+    nodes, size = random_graph(rng, EXACT + [sub, random_apply(*EXACT, sub), one_of(*EXACT, sub)], count)
     note(f"graph: {nodes}")
     x = images(dtype, rng.randint(0, 1000))
     pipe = A.Pipeline(*nodes, seed=rng.randint(0, 1000))

@@ -54,6 +54,8 @@ CASES = {
     "reflect crop, flip, constant crop": lambda: [
         A.RandomCrop((9, 10), padding=(3, 2, 1, 4), padding_mode="reflect"), A.HorizontalFlip(),
         A.RandomCrop(7, padding=2, fill=0.7)],
+    "flip, reflect crop": lambda: [
+        A.HorizontalFlip(), A.RandomCrop((10, 9), padding=(3, 1, 2, 4), padding_mode="reflect")],
     "flip, replicate crop, vertical flip": lambda: [
         A.HorizontalFlip(), A.RandomCrop((10, 12), padding=(2, 3, 4, 1), padding_mode="replicate"), A.VerticalFlip()],
     "constant crop, then reflect crop": lambda: [
