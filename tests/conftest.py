@@ -33,13 +33,19 @@ logging.getLogger("torch._dynamo.convert_frame").addHandler(_hits)
 
 
 @pytest.fixture(autouse=True)
-def _no_fallback_to_eager():
-    """Fail the test in which dynamo fell back to eager code, on every torch version."""
+def _no_fallback_to_eager(request):
+    """Fail the test in which dynamo fell back to eager code, on every torch version, or broke a compiled call
+    into pieces: a graph break runs part of the call eagerly and compiles the rest again per pipeline, silently.
+    A test whose own code breaks the graph on purpose (a Lambda torch cannot trace) says so with
+    ``@pytest.mark.graph_breaks``."""
     _hits.messages.clear()
+    counters["graph_break"].clear()
     yield
     if _hits.messages:
         pytest.fail("torch.compile fell back to eager code (the compiled path was not tested): "
                     + "; ".join(_hits.messages), pytrace=False)
+    if counters["graph_break"] and request.node.get_closest_marker("graph_breaks") is None:
+        pytest.fail(f"torch.compile broke the graph: {dict(counters['graph_break'])}", pytrace=False)
 
 
 @pytest.fixture

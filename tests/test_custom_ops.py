@@ -336,6 +336,7 @@ def breaks_the_graph(x):
     return 1 - x
 
 
+@pytest.mark.graph_breaks  # breaks_the_graph, on purpose: the rest still compiles
 def test_user_ops_and_lambdas_compiled_equal_eager():
     nodes = lambda: (Zoom(0.8, 1.2), A.HorizontalFlip(), Gamma(0.5, p=0.7), A.RandomApply(Noise(0.1), p=0.5),
                      A.Lambda(lambda t: kornia.filters.gaussian_blur2d(t, (3, 3), (1.0, 1.0))),
