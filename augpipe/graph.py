@@ -42,6 +42,15 @@ def _where(keep: Tensor, a: dict, b: dict) -> dict:
 
 
 class _Composite(nn.Module):
+    # Counts the nodes assigned to this one (``random_apply.node = op``): a graph of another shape may ask for
+    # other draws, so a Pipeline holding this node plans again, as for an op's edits (``Op._edits``).
+    _edits = 0
+
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        if isinstance(value, nn.Module):
+            object.__setattr__(self, "_edits", self._edits + 1)
+
     def forward(self, *args, **kwargs):
         raise TypeError(f"{type(self).__name__} is a graph node: put it in augpipe.Pipeline(...) to call it")
 
@@ -181,7 +190,8 @@ class Pipeline(_Composite):
 
     def _forget_compiled(self) -> None:
         self._compiled_fns: dict = {}  # (which, device type, scalar) -> compiled callable, made on first use
-        self._plans: dict = {}  # (shape, device) -> (Op.edits, the plan of its draws): see _plan
+        self._plans: dict = {}  # (shape, device) -> (the nodes' edits, the plan of its draws): see _plan
+        self._nodes_seen = None  # (every op and node in the graph, their edit counts), found on first use
         # The calling thread's window copy (``window``) and stage buffers (``stages``): per thread, so that threads
         # never share one, and freed with the thread.
         self._kept = threading.local()
@@ -306,7 +316,7 @@ class Pipeline(_Composite):
 
     def __getstate__(self):
         """Pickle without the compiled callables (they do not pickle) and caches; unpickling compiles afresh."""
-        caches = ("_compiled_fns", "_plans", "_kept", "_stage_cuts", "_buffer_slots", "_mixers")
+        caches = ("_compiled_fns", "_plans", "_nodes_seen", "_kept", "_stage_cuts", "_buffer_slots", "_mixers")
         return {k: v for k, v in self.__dict__.items() if k not in caches}
 
     def __setstate__(self, state):
@@ -370,13 +380,26 @@ class Pipeline(_Composite):
         state, tables = fuse.run_returning_tables(steps, state, dtype, window=window, keep_in=keep_in)
         return params, state, tables
 
+    def _node_edits(self) -> tuple:
+        """(nodes, their edit counts): every op and node in this graph, this one included, and how often each was
+        changed (``Op._edits``, ``_Composite._edits``). The nodes are found once, as ``_follow``'s buffers are,
+        and again after an edit, which may have put another node in."""
+        if self._nodes_seen is not None:
+            nodes, edits = self._nodes_seen
+            if tuple(node._edits for node in nodes) == edits:
+                return self._nodes_seen
+        nodes = tuple(m for m in self.modules() if isinstance(m, (Op, _Composite)))
+        self._nodes_seen = (nodes, tuple(node._edits for node in nodes))
+        return self._nodes_seen
+
     def _plan(self, shape: Shape, device: torch.device) -> tuple[list, list, list]:
         """(requests, draws, where): the draws ``sample`` asks for at this shape and how ``augpipe.draws.plan``
         groups them; planned on the first call at a shape by a dry run of ``sample``, which draws nothing, and
-        checked by another dry run after any op's attributes changed (``Op.edits``)."""
+        checked by another dry run after an op or node of this graph changed (``_node_edits``)."""
         key = (shape, str(device))
         edits, plan = self._plans.get(key, (None, None))
-        if edits != Op.edits:
+        now = self._node_edits()
+        if edits != now:
             planner = D.Planner(device)
             _dry_run(self, shape, planner, device)
             if plan is None or planner.requests != plan[0]:  # kept when equal: a compiled call's guards hold
@@ -384,7 +407,7 @@ class Pipeline(_Composite):
             self._plans.pop(key, None)
             if len(self._plans) >= PLANS_KEPT:  # images of ever-new sizes must not grow this without end
                 del self._plans[next(iter(self._plans))]
-            self._plans[key] = (Op.edits, plan)
+            self._plans[key] = (now, plan)
         return plan
 
     def _planned_draws(self, shape: Shape, device: torch.device) -> D.Replay:

@@ -203,3 +203,106 @@ def test_a_recipe_draws_the_recorded_numbers_for_its_seed(name, seed):
             assert got[path][0] == shape, path
             assert got[path][1] == pytest.approx(total, rel=1e-12, abs=0), path
             assert got[path][2] == pytest.approx(leading, rel=1e-12, abs=0), path
+
+
+# ----------------------------------------------------------------------------------------------- re-planning
+@pytest.fixture
+def dry_runs(monkeypatch):
+    """Counts, per pipeline, the dry runs of sample() that plan its draws."""
+    from augpipe import graph
+    seen, dry_run = [], graph._dry_run
+
+    def counted(pipe, *args):
+        seen.append(pipe)
+        return dry_run(pipe, *args)
+
+    monkeypatch.setattr(graph, "_dry_run", counted)
+    return lambda pipe: sum(p is pipe for p in seen)
+
+
+def images_and_labels(batch=8):
+    x = torch.randint(0, 256, (batch, 3, 12, 10), dtype=torch.uint8, generator=torch.Generator().manual_seed(batch))
+    return x, torch.arange(batch) % 10
+
+
+def test_other_ops_and_other_pipelines_do_not_make_a_pipeline_plan_again(dry_runs):
+    """Planning is per pipeline: building an op, changing an op of another pipeline or putting another pipeline in
+    eval mode leaves this one's plan alone; a call changes nothing, so a second call plans nothing either."""
+    x, labels = images_and_labels()
+    cutout, mixup = A.Cutout(3), A.Mixup(alpha=0.3)
+    pipe = A.Pipeline(A.RandomCrop(10, padding=2), A.Cutout(4), A.Mixup(alpha=0.2), seed=0, num_classes=10)
+    other = A.Pipeline(cutout, A.RandomApply(mixup, p=0.5), seed=1, num_classes=10)
+    for _ in range(2):
+        pipe(x, labels)
+        other(x, labels)
+    assert (dry_runs(pipe), dry_runs(other)) == (1, 1)
+    A.Cutout(5, count=3), A.Pipeline(A.Mixup(alpha=0.7))
+    other.eval()
+    cutout.count, mixup.alpha = 2, 0.9
+    pipe(x, labels)
+    assert dry_runs(pipe) == 1
+    other(x, labels)
+    assert dry_runs(other) == 2
+
+
+def test_eval_mode_plans_again_once(dry_runs):
+    """Switching a pipeline's mode assigns ``training`` on each op: a change, planned again once; switching to the
+    mode it is in assigns the same value, which changes nothing."""
+    x, labels = images_and_labels()
+    pipe = A.Pipeline(A.RandomCrop(10, padding=2), A.Mixup(alpha=0.2), seed=0, num_classes=10)
+    counts = []
+    for switch in (None, "eval", "eval", None, "train", "train"):
+        if switch:
+            getattr(pipe, switch)()
+        pipe(x, labels)
+        counts.append(dry_runs(pipe))
+    assert counts == [1, 2, 2, 2, 3, 3]
+
+
+def nested_graph(cutout, mixup, cutmix, seed=None):
+    """Ops inside a sub-pipeline, a RandomApply and a OneOf."""
+    return A.Pipeline(A.HorizontalFlip(), A.Pipeline(A.Brightness(0.2), A.RandomApply(cutout, p=0.6)),
+                      A.OneOf(A.Pipeline(mixup), cutmix, weights=(1, 2)), seed=seed, num_classes=10)
+
+
+@pytest.mark.parametrize("where", ["top level", "nested"])
+def test_an_op_changed_between_calls_is_planned_again_and_draws_as_if_built_so(where, dry_runs):
+    """Mixup's alpha on a schedule, or Cutout's count, change the draws sample asks for (alpha 1 is an exponential
+    draw, any other alpha a gamma draw): the pipeline plans again, and draws what a pipeline built with the new
+    values draws from the same generator state."""
+    x, labels = images_and_labels()
+
+    def build(cutout, mixup, cutmix, seed=None):
+        if where == "nested":
+            return nested_graph(cutout, mixup, cutmix, seed)
+        return A.Pipeline(A.HorizontalFlip(), cutout, mixup, cutmix, seed=seed, num_classes=10)
+
+    cutout, mixup, cutmix = A.Cutout(4), A.Mixup(alpha=1.0), A.CutMix(alpha=0.5)
+    pipe = build(cutout, mixup, cutmix, seed=3)
+    pipe(x, labels)
+    cutout.count, mixup.alpha, cutmix.alpha = 3, 0.4, 1.0
+    state = pipe.state_dict()
+    out, targets = pipe(x, labels)
+    assert dry_runs(pipe) == 2
+    reference = build(A.Cutout(4, count=3), A.Mixup(alpha=0.4), A.CutMix(alpha=1.0))
+    reference.load_state_dict(state)
+    expected, expected_targets = reference(x, labels)
+    assert torch.equal(out, expected) and torch.equal(targets, expected_targets)
+    assert summary(pipe.last_params) == summary(reference.last_params)
+    assert (8, 3, 4) in [shape for shape, _, _ in summary(pipe.last_params).values()]  # three Cutout boxes each
+
+
+def test_a_node_put_in_place_of_another_is_planned_again(dry_runs):
+    """RandomApply's node replaced by an op that draws otherwise: planned again, drawing as a graph built so."""
+    x, labels = images_and_labels()
+    apply = A.RandomApply(A.Brightness(0.3), p=0.5)
+    pipe = A.Pipeline(A.HorizontalFlip(), apply, seed=4)
+    pipe(x)
+    apply.node = A.Cutout(3, count=2)
+    state = pipe.state_dict()
+    out = pipe(x)
+    assert dry_runs(pipe) == 2
+    reference = A.Pipeline(A.HorizontalFlip(), A.RandomApply(A.Cutout(3, count=2), p=0.5))
+    reference.load_state_dict(state)
+    assert torch.equal(out, reference(x))
+    assert pipe.last_params[1]["node"]["boxes"].shape == (8, 2, 4)
