@@ -9,8 +9,6 @@ from __future__ import annotations
 import itertools
 import math
 import operator
-import os
-import sys
 import threading
 import types
 import warnings
@@ -21,7 +19,7 @@ from torch import Tensor, nn
 
 from . import draws as D
 from . import functional as F
-from . import fuse, memory
+from . import fuse, memory, validate
 from .explain import explain
 from .functional import compute_dtype
 from .ops import CutMix, GeometricOp, Mixup, Op, Shape, _bernoulli, _check_probability
@@ -169,7 +167,8 @@ class Pipeline(_Composite):
     C = 1, 3 or 4 and H, W > 4, is refused (``img.permute(2, 0, 1)``, ``images.permute(0, 3, 1, 2)``). A 3-dim
     tensor is one image, so a (B, H, W) grayscale batch would read as B channels: more than 4 channels warn; pass
     ``x.unsqueeze(1)`` for (B, 1, H, W), or a multi-channel image as ``x.unsqueeze(0)``. Float images outside
-    [0, 1] (``RANGE_SLACK`` aside) or not finite are refused: a ValueError on a CPU, a device-side assert on CUDA.
+    [0, 1] (``validate.RANGE_SLACK`` aside) or not finite are refused: a ValueError on a CPU, a device-side assert
+    on CUDA.
     """
 
     def __init__(self, *nodes, seed: int | None = None, num_classes: int | None = None, compile: bool = False):
@@ -462,14 +461,15 @@ class Pipeline(_Composite):
                 boxes: Tensor | None = None, keypoints: Tensor | None = None, params: list | None = None):
         """Augment a batch. Returns images; (images, targets) with labels; a dict when masks, boxes or keypoints
         are given, with "images" and, for each input given, "targets", "masks", "boxes", "keypoints"."""
-        single = _check_images(images)
+        single = validate.check_images(images)
         x = images.unsqueeze(0) if single else images
         shape = Shape(*x.shape)
-        targets = None if labels is None else self._targets(labels, shape.batch, single, x.device)
+        targets = None if labels is None else validate.targets(labels, shape.batch, single, x.device,
+                                                                self.num_classes)
         state = {"images": x, "targets": targets}
-        state.update(_dense_and_points(shape, single, masks=masks, boxes=boxes, keypoints=keypoints))
+        state.update(validate.dense_and_points(shape, single, masks=masks, boxes=boxes, keypoints=keypoints))
         self.check(shape)
-        self._check_carried(state)
+        validate.check_carried(self.modules(), state)
         if labels is None and masks is None and self._mixes():  # masks are a segmentation CutMix's targets
             # stacklevel: the caller's line, above nn.Module's __call__ and _call_impl
             warnings.warn("Pipeline: Mixup/CutMix mix the images but no labels were given, so nothing says how much "
@@ -486,7 +486,7 @@ class Pipeline(_Composite):
         if params is None:
             params, state = self._draw_and_run(shape, state, compute_dtype(x.dtype))
         else:
-            _check_params(params, self, shape.batch)
+            validate.check_params(params, len(self.nodes), shape.batch)
             dtype = compute_dtype(x.dtype)
             state = self._run(list(zip(self.nodes, params)), state, dtype, self._window(x, dtype))
         self.last_params = params
@@ -513,84 +513,11 @@ class Pipeline(_Composite):
             return out["images"] if labels is None else (out["images"], out["targets"])
         return out
 
-    def _check_carried(self, state: dict) -> None:
-        present = {k for k in ("masks", "boxes", "keypoints") if state.get(k) is not None}
-        if not present:  # the common call: nothing to check, and walking the modules costs a call's worth of ops
-            return
-        for op in self.modules():
-            if isinstance(op, Op) and present - op.carries:
-                raise ValueError(f"{op!r}: cannot carry {', '.join(sorted(present - op.carries))} along with the "
-                                 f"images; remove them or the op")
-
     def _mixes(self) -> bool:
         """Does the graph hold a Mixup or CutMix, at any depth? Looked up once, as ``_follow``'s buffers are."""
         if self._mixers is None:
             self._mixers = any(isinstance(m, (Mixup, CutMix)) for m in self.modules())
         return self._mixers
-
-    def _targets(self, labels, batch: int, single: bool, device: torch.device) -> Tensor:
-        """Labels -> float soft targets (B, K) on the images' ``device``.
-
-        labels: a tensor, a list of ints (or of K-lists of floats) or a numpy array; int class indices (B,) or float
-        soft labels (B, K), each row summing to 1. Both are checked where it is free, while they are on the CPU."""
-        if not isinstance(labels, Tensor):
-            labels = _as_label_tensor(labels)
-        if single:
-            labels = labels.unsqueeze(0)
-        if labels.is_floating_point():
-            if labels.dim() != 2 or labels.shape[0] != batch:
-                raise ValueError(f"Pipeline: soft labels must be (B, K) = ({batch}, K), got {tuple(labels.shape)}")
-            if self.num_classes is not None and labels.shape[1] != self.num_classes:
-                raise ValueError(f"Pipeline: soft labels have {labels.shape[1]} classes, num_classes is "
-                                 f"{self.num_classes}")
-            if labels.device.type == "cpu":
-                _check_soft_sums(labels)
-            return labels.to(device, torch.promote_types(labels.dtype, torch.float32))
-        if labels.dtype in (torch.bool,) or labels.is_complex():
-            raise TypeError(f"Pipeline: labels must be integer class indices or float soft labels, got {labels.dtype}")
-        if labels.dim() != 1 or labels.shape[0] != batch:
-            raise ValueError(f"Pipeline: integer labels must be (B,) = ({batch},), got {tuple(labels.shape)}")
-        if self.num_classes is None:
-            raise ValueError("Pipeline: integer labels need num_classes, e.g. Pipeline(..., num_classes=10)")
-        if labels.device.type == "cpu" and labels.numel() and not (
-                0 <= int(labels.min()) and int(labels.max()) < self.num_classes):
-            raise ValueError(f"Pipeline: labels must be in [0, {self.num_classes}), got values in "
-                             f"[{int(labels.min())}, {int(labels.max())}]")
-        labels = labels.to(device)
-        targets = torch.zeros(batch, self.num_classes, device=device)
-        return targets.scatter_(1, labels.long()[:, None], 1.0)
-
-
-# How far a soft label's row sum may be from 1: float32 rounding of K values is far below it, a wrong row far above.
-SOFT_SUM_TOLERANCE = 1e-3
-
-
-def _as_label_tensor(labels) -> Tensor:
-    """A list, tuple, numpy array (or one int) of labels as a CPU tensor: ints stay integer, floats floating point."""
-    one_int = isinstance(labels, int) and not isinstance(labels, bool)  # the label of one image
-    if not (one_int or isinstance(labels, (list, tuple)) or hasattr(labels, "__array__")):
-        raise TypeError(f"Pipeline: labels must be a torch.Tensor, a list or a numpy array, got "
-                        f"{type(labels).__name__}")
-    try:
-        return torch.as_tensor(labels)
-    except (TypeError, ValueError, RuntimeError) as e:
-        raise TypeError(f"Pipeline: labels must be int class indices or float soft labels, got {type(labels).__name__}"
-                        f" that torch cannot read as numbers: {e}") from None
-
-
-def _check_soft_sums(labels: Tensor) -> None:
-    """Each row of soft labels (B, K) sums to 1: a distribution over the classes, as Mixup's blend and the loss
-    assume. Run on CPU tensors only, where reading the sums makes nothing wait."""
-    if not labels.numel():
-        return
-    sums = labels.double().sum(1)
-    off = (sums - 1).abs() > SOFT_SUM_TOLERANCE
-    if bool(off.any()):
-        rows = off.nonzero().flatten()[:4].tolist()
-        seen = ", ".join(f"row {r}: {sums[r].item():.6g}" for r in rows)
-        raise ValueError(f"Pipeline: soft labels must sum to 1 in each row (within {SOFT_SUM_TOLERANCE}), got "
-                         f"{int(off.sum())} rows that do not ({seen})")
-
 
 # Inductor's fusion options per device type (torch.compile's ``options``). By default, on a CPU, inductor stores a
 # full-size result of any pointwise formula longer than 50 ops that two consumers read, and of a long gather index.
@@ -707,148 +634,3 @@ def _static_steps(nodes):
         else:
             yield node
 
-
-def _check_images(images) -> bool:
-    """Validate the image batch; returns True for a single (C, H, W) image."""
-    if not isinstance(images, Tensor):
-        raise TypeError(f"Pipeline: images must be a torch.Tensor (B, C, H, W) or (C, H, W), "
-                        f"got {type(images).__name__}")
-    if images.dtype != torch.uint8 and not images.is_floating_point():
-        raise TypeError(f"Pipeline: images must be uint8 in [0, 255] or floating point in [0, 1], got {images.dtype}")
-    if images.dim() not in (3, 4):
-        raise ValueError(f"Pipeline: images must be (B, C, H, W) or (C, H, W), got shape {tuple(images.shape)}")
-    if min(images.shape[-3:]) < 1:
-        raise ValueError(f"Pipeline: images need C, H, W >= 1, got shape {tuple(images.shape)}")
-    if images.is_meta:
-        raise ValueError("Pipeline: images are on the meta device, which holds no values to draw for or augment")
-    _check_layout(tuple(images.shape))
-    if images.is_floating_point():
-        _check_range(images)
-    return images.dim() == 3
-
-
-def looks_channels_last(shape: tuple[int, ...]) -> bool:
-    """Whether a (..., A, B, K) image shape reads as (H, W, C) rather than (C, H, W): K is 1, 3 or 4 and A and B
-    are both larger than 4. Such a (C, H, W) image would have more than 4 channels and be 1, 3 or 4 pixels wide
-    yet more than 4 tall; an (H, W, C) picture is larger than 4 by 4 pixels. A small multi-band patch, (200, 3, 3)
-    say, is not taken for (H, W, C)."""
-    return len(shape) >= 3 and shape[-1] in (1, 3, 4) and shape[-3] > 4 and shape[-2] > 4
-
-
-def _check_layout(shape: tuple[int, ...]) -> None:
-    """Refuse channels-last images; warn where one image may be a batch of grayscale images."""
-    if looks_channels_last(shape):
-        if len(shape) == 3:
-            raise ValueError(f"Pipeline: an image of shape {shape} looks like (H, W, C) = channels last, where "
-                             f"augpipe reads (C, H, W) and would see {shape[0]} channels; pass img.permute(2, 0, 1)")
-        raise ValueError(f"Pipeline: images of shape {shape} look like (B, H, W, C) = channels last, where augpipe "
-                         f"reads (B, C, H, W) and would see {shape[1]} channels; pass images.permute(0, 3, 1, 2)")
-    if len(shape) == 3 and shape[0] > 4:
-        warnings.warn(f"Pipeline: a tensor of shape {shape} is read as one (C, H, W) image with {shape[0]} "
-                      f"channels. If it is a batch of {shape[0]} grayscale images, add their channel axis: "
-                      f"x.unsqueeze(1) is (B, 1, H, W). Pass a multi-channel image as a batch of one, "
-                      f"x.unsqueeze(0), to silence this warning.", UserWarning, stacklevel=_outside_stacklevel())
-
-
-def _outside_stacklevel() -> int:
-    """The ``stacklevel`` that points a warning at the first caller outside augpipe and torch.nn (the line that
-    called the pipeline), so that Python shows it once per such line."""
-    inside = (os.path.dirname(__file__) + os.sep, os.path.dirname(nn.__file__) + os.sep)
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_code.co_filename.startswith(inside):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
-# How far outside [0, 1] a float image may stray: float arithmetic on valid images (a resize, a colour conversion)
-# can leave values a rounding step outside. Under a quarter of one 8-bit level, so [0, 255] or normalized images
-# are still refused; for bfloat16, whose rounding step at 1 is larger, one of its steps.
-RANGE_SLACK = 1e-3
-
-
-def _range_slack(dtype: torch.dtype) -> float:
-    return max(RANGE_SLACK, torch.finfo(dtype).eps)
-
-
-def _check_range(images: Tensor) -> None:
-    """Float images must be finite and within [0, 1] (up to ``RANGE_SLACK``).
-
-    On a CPU one min/max pass reads the range, and a bad batch raises a ValueError at once. On CUDA the host is
-    not made to wait: the same comparison becomes a device-side assert (torch._assert_async), which fails at the
-    next synchronizing call (``.item()``, ``.cpu()``, a print) with "device-side assert triggered" (torch
-    versions that keep the message print it from the device), and the CUDA context cannot be used afterwards:
-    restart the process, and look at the batch on the CPU or with CUDA_LAUNCH_BLOCKING=1. A host-side check would
-    make every call wait for the device. Other accelerators are not checked."""
-    if not images.numel() or images.device.type not in ("cpu", "cuda"):
-        return
-    slack = _range_slack(images.dtype)
-    # One min/max pass, where isfinite(images).all() would also write and read a bool per value; a NaN makes both
-    # NaN.
-    lo, hi = torch.aminmax(images)
-    if images.device.type == "cuda":
-        inside = (lo >= -slack) & (hi <= 1 + slack)  # False for NaN too
-        torch._assert_async(inside, "Pipeline: float images must be in [0, 1] and finite; divide by 255 or pass "
-                                    "uint8")
-        return
-    lo, hi = lo.item(), hi.item()
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ValueError("Pipeline: images contain NaN or infinity")
-    if lo < -slack or hi > 1 + slack:
-        raise ValueError(f"Pipeline: float images must be in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; divide "
-                         f"by 255 (images / 255) or pass uint8 images in [0, 255]"
-                         f"{'; normalize after augmenting (augpipe.Normalize last)' if lo < 0 else ''}")
-
-
-def _dense_and_points(shape: Shape, single: bool, **given) -> dict:
-    """Validate masks (B, H, W) / (B, 1, H, W), boxes (B, N, 4), keypoints (B, K, 2); masks become (B, 1, H, W)."""
-    out = {}
-    lead = () if single else (shape.batch,)
-    for name, value in given.items():
-        if value is None:
-            continue
-        if not isinstance(value, Tensor):
-            raise TypeError(f"Pipeline: {name} must be a torch.Tensor, got {type(value).__name__}")
-        if single:
-            value = value.unsqueeze(0)
-        if name == "masks":
-            if value.is_floating_point() or value.is_complex():
-                raise TypeError(f"Pipeline: masks must be integer label maps, got {value.dtype}")
-            if value.dim() == 3:
-                value = value.unsqueeze(1)
-            if value.dim() != 4 or value.shape[1] != 1 or tuple(value.shape[-2:]) != shape.size \
-                    or value.shape[0] != shape.batch:
-                raise ValueError(f"Pipeline: masks must be {(*lead, shape.height, shape.width)} or "
-                                 f"{(*lead, 1, shape.height, shape.width)} to match the images, got "
-                                 f"{tuple(value.shape[1:] if single else value.shape)}")
-        else:
-            width = 4 if name == "boxes" else 2
-            if not value.is_floating_point():
-                raise TypeError(f"Pipeline: {name} must be floating point pixels (NaN rows pad), got {value.dtype}")
-            if value.dim() != 3 or value.shape[0] != shape.batch or value.shape[2] != width:
-                what = "(B, N, 4) xyxy" if name == "boxes" else "(B, K, 2) xy"
-                raise ValueError(f"Pipeline: {name} must be {what} with B = {shape.batch}"
-                                 f"{' (no B for one image)' if single else ''}, got "
-                                 f"{tuple(value.shape[1:] if single else value.shape)}")
-        out[name] = value
-    return out
-
-
-def _check_params(params, pipeline: Pipeline, batch: int) -> None:
-    """A replayed params tree must come from this graph and this batch size."""
-    if not isinstance(params, list) or len(params) != len(pipeline.nodes):
-        raise ValueError(f"Pipeline: params must be the list of {len(pipeline.nodes)} node params that "
-                         f"pipe.last_params holds, got {type(params).__name__}")
-
-    def walk(p):
-        if isinstance(p, Tensor):
-            if p.dim() == 0 or p.shape[0] != batch:
-                raise ValueError(f"Pipeline: params were drawn for a batch of {p.shape[0] if p.dim() else 1}, "
-                                 f"the images are a batch of {batch}")
-        elif isinstance(p, dict):
-            for v in p.values():
-                walk(v)
-        elif isinstance(p, (list, tuple)):
-            for v in p:
-                walk(v)
-
-    walk(params)

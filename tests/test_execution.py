@@ -383,7 +383,7 @@ def test_no_per_sample_work_the_op_count_does_not_grow_with_the_batch(make, size
     Soft labels are passed, and their row-sum check is left out: the checks of labels read them, by design only on
     CPU tensors, where that makes nothing wait.
     """
-    monkeypatch.setattr(A.graph, "_check_soft_sums", lambda labels: None)
+    monkeypatch.setattr(A.validate, "check_soft_sums", lambda labels: None)
     counts = []
     for b in (2, 37):
         pipe = make(False)
