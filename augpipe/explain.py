@@ -29,7 +29,7 @@ def explain(pipe, images_shape, dtype: torch.dtype = torch.uint8, device="cpu") 
     mode = "compiled" if pipe.compiled else "eager"
     lines = [f"{type(pipe).__name__}, {mode}, on {device.type}: {_dtype(dtype)} {tuple(shape)} -> "
              f"{_dtype(out_dtype)} {out_shape}, computed in {_dtype(work)}"]
-    requests, made, _ = pipe._plan(shape, device)
+    requests, made, _ = pipe._draw_plans.plan(pipe, shape, device)
     lines.append(f"draws: {len(requests)} requests from sample(), made as {len(made)} draw(s) from the pipeline's "
                  f"generator per call")
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import operator
 import threading
 import types
 import warnings
@@ -19,7 +18,7 @@ from torch import Tensor, nn
 
 from . import draws as D
 from . import functional as F
-from . import fuse, memory, validate
+from . import fuse, memory, streams, validate
 from .explain import explain
 from .functional import compute_dtype
 from .ops import CutMix, GeometricOp, Mixup, Op, Shape, _bernoulli, _check_probability
@@ -179,18 +178,14 @@ class Pipeline(_Composite):
             raise ValueError(f"Pipeline: num_classes must be a positive int, got {num_classes!r}")
         self.nodes = nn.ModuleList(nodes)
         self.num_classes = num_classes
-        self.seed = _check_seed(torch.Generator().seed() if seed is None else seed)
-        self._generators: dict[str, torch.Generator] = {}
-        self._saved_states: dict[str, Tensor] = {}
-        self._worker_seed: int | None = None  # the DataLoader worker's seed the generators were made for, if any
+        self._streams = streams.Streams(seed)
         self.last_params = None
         self.compiled = bool(compile)
         self._forget_compiled()
 
     def _forget_compiled(self) -> None:
         self._compiled_fns: dict = {}  # (which, device type, scalar) -> compiled callable, made on first use
-        self._plans: dict = {}  # (shape, device) -> (the nodes' edits, the plan of its draws): see _plan
-        self._nodes_seen = None  # (every op and node in the graph, their edit counts), found on first use
+        self._draw_plans = streams.DrawPlans()
         # The calling thread's window copy (``window``) and stage buffers (``stages``): per thread, so that threads
         # never share one, and freed with the thread.
         self._kept = threading.local()
@@ -208,7 +203,7 @@ class Pipeline(_Composite):
         """The compiled executor (``"run"``) or sample-and-run (``"sample_run"``) for ``device``'s type.
 
         compile=True also compiles sample(), together with the run: its random draws are made ahead, as planned
-        per input shape (``_planned_draws``), and one compiled call draws nothing, computes the params and applies
+        per input shape (``streams.DrawPlans``), and one compiled call draws nothing, computes the params and applies
         them. Each device type gets its own callable because inductor's fusion options (INDUCTOR_OPTIONS) differ by
         device.
 
@@ -315,7 +310,7 @@ class Pipeline(_Composite):
 
     def __getstate__(self):
         """Pickle without the compiled callables (they do not pickle) and caches; unpickling compiles afresh."""
-        caches = ("_compiled_fns", "_plans", "_nodes_seen", "_kept", "_stage_cuts", "_buffer_slots", "_mixers")
+        caches = ("_compiled_fns", "_draw_plans", "_kept", "_stage_cuts", "_buffer_slots", "_mixers")
         return {k: v for k, v in self.__dict__.items() if k not in caches}
 
     def __setstate__(self, state):
@@ -352,23 +347,23 @@ class Pipeline(_Composite):
         copy of the pipeline, so the same stream would give each worker, and each epoch's fresh workers, the same
         draws. The worker's seed differs per worker and per epoch, and follows the main process's torch seed (or
         the DataLoader's generator), as every torch draw in a worker does."""
-        device = torch.device(device)
-        if device.type != "cpu" and device.index is None:
-            device = torch.device(device.type, torch.get_device_module(device.type).current_device())
-        worker = torch.utils.data.get_worker_info()
-        worker_seed = None if worker is None else worker.seed
-        if worker_seed != self._worker_seed:  # first use in this worker: the copied streams are not its own
-            self._generators.clear()
-            self._saved_states.clear()
-            self._worker_seed = worker_seed
-        key = str(device)
-        if key not in self._generators:
-            g = torch.Generator(device=device)
-            g.manual_seed(self.seed if worker_seed is None else _worker_stream_seed(self.seed, worker_seed))
-            if key in self._saved_states:
-                g.set_state(self._saved_states.pop(key))
-            self._generators[key] = g
-        return self._generators[key]
+        return self._streams.generator(device)
+
+    @property
+    def seed(self) -> int:
+        """The seed of this pipeline's streams (``manual_seed`` sets it)."""
+        return self._streams.seed
+
+    def manual_seed(self, seed: int) -> "Pipeline":
+        """Restart every stream from ``seed`` (for example seed + rank per process)."""
+        self._streams.manual_seed(seed)
+        return self
+
+    def get_extra_state(self):
+        return self._streams.state()
+
+    def set_extra_state(self, state):
+        self._streams.set_state(state)
 
     def _sample_and_run(self, shape: Shape, source, device, state: dict, dtype, window=None, stop=None,
                         keep_in=None) -> tuple[list, dict, list]:
@@ -379,47 +374,12 @@ class Pipeline(_Composite):
         state, tables = fuse.run_returning_tables(steps, state, dtype, window=window, keep_in=keep_in)
         return params, state, tables
 
-    def _node_edits(self) -> tuple:
-        """(nodes, their edit counts): every op and node in this graph, this one included, and how often each was
-        changed (``Op._edits``, ``_Composite._edits``). The nodes are found once, as ``_follow``'s buffers are,
-        and again after an edit, which may have put another node in."""
-        if self._nodes_seen is not None:
-            nodes, edits = self._nodes_seen
-            if tuple(node._edits for node in nodes) == edits:
-                return self._nodes_seen
-        nodes = tuple(m for m in self.modules() if isinstance(m, (Op, _Composite)))
-        self._nodes_seen = (nodes, tuple(node._edits for node in nodes))
-        return self._nodes_seen
-
-    def _plan(self, shape: Shape, device: torch.device) -> tuple[list, list, list]:
-        """(requests, draws, where): the draws ``sample`` asks for at this shape and how ``augpipe.draws.plan``
-        groups them; planned on the first call at a shape by a dry run of ``sample``, which draws nothing, and
-        checked by another dry run after an op or node of this graph changed (``_node_edits``)."""
-        key = (shape, str(device))
-        edits, plan = self._plans.get(key, (None, None))
-        now = self._node_edits()
-        if edits != now:
-            planner = D.Planner(device)
-            _dry_run(self, shape, planner, device)
-            if plan is None or planner.requests != plan[0]:  # kept when equal: a compiled call's guards hold
-                plan = (planner.requests, *D.plan(planner.requests))
-            self._plans.pop(key, None)
-            if len(self._plans) >= PLANS_KEPT:  # images of ever-new sizes must not grow this without end
-                del self._plans[next(iter(self._plans))]
-            self._plans[key] = (now, plan)
-        return plan
-
-    def _planned_draws(self, shape: Shape, device: torch.device) -> D.Replay:
-        """This call's draws, made from the generator as planned, for ``sample`` to take."""
-        requests, made, where = self._plan(shape, device)
-        return D.Replay(requests, D.draw(made, self.generator(device), device), where)
-
     def _draw_and_run(self, shape: Shape, state: dict, dtype) -> tuple[list, dict]:
         """Draw this call's params and apply them. The draws are planned per shape and made ahead
-        (``_planned_draws``); ``sample`` turns them into params, eagerly, or compiled with the run into one call.
+        (``streams.DrawPlans``); ``sample`` turns them into params, eagerly, or compiled with the run into one call.
         On a CPU that call may stop where a large image is stored, and further compiled calls go on (``_stages``)."""
         device = state["images"].device
-        source = self._planned_draws(shape, device)
+        source = self._draw_plans.draws(self, shape, device, self.generator(device))
         if not self.compiled:
             params = self.sample(shape, source, device)
             return params, fuse.run(list(zip(self.nodes, params)), state, dtype)
@@ -439,22 +399,6 @@ class Pipeline(_Composite):
         if any(state["images"].untyped_storage().data_ptr() == b.untyped_storage().data_ptr() for b in buffers[:-1]):
             state["images"] = state["images"].clone()  # never hand out a buffer the next call overwrites
         return params, state
-
-    def manual_seed(self, seed: int) -> "Pipeline":
-        """Restart every stream from ``seed`` (for example seed + rank per process)."""
-        self.seed = _check_seed(seed)
-        self._generators.clear()
-        self._saved_states.clear()
-        return self
-
-    def get_extra_state(self):
-        states = {k: g.get_state() for k, g in self._generators.items()}
-        return {"seed": self.seed, "generators": {**self._saved_states, **states}}
-
-    def set_extra_state(self, state):
-        self.seed = int(state["seed"])
-        self._generators.clear()
-        self._saved_states = dict(state["generators"])
 
     # ------------------------------------------------------------------------------------------- calling
     def forward(self, images: Tensor, labels: Tensor | None = None, *, masks: Tensor | None = None,
@@ -543,11 +487,6 @@ INDUCTOR_OPTIONS: dict[str, dict] = {"cpu": {"realize_opcount_threshold": 200, "
 SCALAR_OPTIONS = {"cpp.simdlen": 1}
 
 
-# How many input shapes' draw plans a pipeline keeps (the oldest is dropped first); a plan is a few small lists,
-# and remaking one costs one dry run of sample().
-PLANS_KEPT = 64
-
-
 # Images this large are fresh memory on every call, a page fault per 4 KiB (see augpipe.memory), so a compiled CPU
 # call keeps them in buffers of its own instead (Pipeline._stages). Smaller blocks are reused from malloc's heap.
 STAGE_MIN_BYTES = memory.LARGE_BYTES
@@ -568,23 +507,6 @@ def _own_copy(fn):
     return types.FunctionType(code, fn.__globals__, name, fn.__defaults__, fn.__closure__)
 
 
-def _check_seed(seed) -> int:
-    """torch.Generator takes seeds in [-2**63, 2**64): say so here rather than on the first call."""
-    try:
-        value = operator.index(seed)  # ints, numpy integers; not floats
-    except TypeError:
-        raise TypeError(f"Pipeline: seed must be an int, got {type(seed).__name__} {seed!r}") from None
-    if isinstance(seed, bool) or not -2**63 <= value < 2**64:
-        raise ValueError(f"Pipeline: seed must be an int in [-2**63, 2**64), got {seed!r}")
-    return value
-
-
-def _worker_stream_seed(seed: int, worker_seed: int) -> int:
-    """The seed of a pipeline's stream in a DataLoader worker, from the pipeline's and the worker's. Python's hash
-    of a tuple of ints is the same in every process (only str and bytes hashes are salted)."""
-    return hash((seed, worker_seed)) % 2**64
-
-
 def stage_cuts(ops, shape: Shape, dtype) -> list[tuple[int, tuple[int, ...]]]:
     """(step index, image shape) where a compiled CPU call on ``shape`` stops (``Pipeline._stages``): before each op
     but the first that reads its whole input, when that input is an image of STAGE_MIN_BYTES or more."""
@@ -596,31 +518,6 @@ def stage_cuts(ops, shape: Shape, dtype) -> list[tuple[int, tuple[int, ...]]]:
             cuts.append((i, image))
         size = op.output_size(size)
     return cuts
-
-
-def _dry_run(graph: Pipeline, shape: Shape, planner: D.Planner, device) -> None:
-    """``graph.sample`` on the planner, which notes the draws that ``augpipe.draws`` is asked for. torch's own random
-    functions refuse it; an op whose sample calls them gets told how to draw instead, as such draws would escape the
-    plan, and with it the seed and replay."""
-    try:
-        graph.sample(shape, planner, device)
-    except TypeError as error:
-        if type(planner).__name__ not in str(error):
-            raise
-        op = next((s for s in reversed(_frame_selves(error)) if isinstance(s, Op)), None)
-        name = "an op" if op is None else repr(op)
-        raise TypeError(f"{name}: sample() handed its generator to a torch random function "
-                        f"({str(error).splitlines()[0]}); draw through augpipe.draws (uniform, normal, bernoulli, "
-                        f"permutation, standard_gamma), which the pipeline's seed and replay cover") from error
-
-
-def _frame_selves(error: BaseException) -> list:
-    """The ``self`` of each frame the error passed through, outermost first (None where there is none)."""
-    selves, tb = [], error.__traceback__
-    while tb is not None:
-        selves.append(tb.tb_frame.f_locals.get("self"))
-        tb = tb.tb_next
-    return selves
 
 
 def _static_steps(nodes):

@@ -14,7 +14,7 @@ import torch._dynamo
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import augpipe as A
-from augpipe import functional as F, fuse, graph, memory
+from augpipe import functional as F, fuse, graph, memory, streams
 
 
 def every_op_cifar(compile):
@@ -278,14 +278,14 @@ def test_planning_draws_nothing_and_each_request_gets_numbers_of_its_own(make, s
     shape = Shape(13, 3, size, size)
     generator = pipe.generator("cpu")
     before = generator.get_state()
-    requests, made, where = pipe._plan(shape, torch.device("cpu"))
+    requests, made, where = pipe._draw_plans.plan(pipe, shape, torch.device("cpu"))
     assert torch.equal(generator.get_state(), before)
     assert len(requests) > 10 and len(made) <= 3
     for k, (kind, (n,), extra) in enumerate(made):
         spans = sorted((start, start + math.prod(r[1])) for r, (j, start) in zip(requests, where) if j == k)
         assert all(r[0] == kind and r[2] == extra for r, (j, _) in zip(requests, where) if j == k)
         assert spans[0][0] == 0 and spans[-1][1] == n and all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
-    pipe._planned_draws(shape, torch.device("cpu"))  # a call makes exactly the planned draws
+    pipe._draw_plans.draws(pipe, shape, torch.device("cpu"), generator)  # a call makes exactly the planned draws
     by_hand = torch.Generator().manual_seed(0)
     by_hand.set_state(before)
     draws.draw(made, by_hand, "cpu")
@@ -422,10 +422,10 @@ def test_a_pipeline_keeps_the_draw_plans_of_its_latest_shapes_only(monkeypatch):
     inputs = [torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(size)) for size in (8, 9, 10, 8)]
     outputs = []
     for kept in (2, 64):
-        monkeypatch.setattr(graph, "PLANS_KEPT", kept)
+        monkeypatch.setattr(streams, "PLANS_KEPT", kept)
         pipe = A.Pipeline(A.HorizontalFlip(), A.RandomCrop(6, padding=1), A.Brightness(0.2), seed=0)
         outputs.append([pipe(x) for x in inputs])
-        sizes = [key[0].size for key in pipe._plans]
+        sizes = [key[0].size for key in pipe._draw_plans.by_shape]
         assert sizes == ([(10, 10), (8, 8)] if kept == 2 else [(8, 8), (9, 9), (10, 10)])
     for a, b in zip(*outputs):
         assert torch.equal(a, b)

@@ -63,7 +63,7 @@ def test_explain_lists_every_step_with_its_output_size_and_dtypes():
 
 def test_explain_counts_the_draws_the_plan_makes():
     pipe = A.Pipeline(A.HorizontalFlip(), A.Brightness(0.2), A.Mixup(0.4), seed=0)
-    requests, made, _ = pipe._plan(A.ops.Shape(5, 3, 8, 8), torch.device("cpu"))
+    requests, made, _ = pipe._draw_plans.plan(pipe, A.ops.Shape(5, 3, 8, 8), torch.device("cpu"))
     assert f"draws: {len(requests)} requests from sample(), made as {len(made)} draw(s)" in pipe.explain((5, 3, 8, 8))
     assert len(made) == 3  # float32 uniforms (flip, factor), float64 ones (the partner order), gammas of alpha 0.4
 

@@ -209,14 +209,14 @@ def test_a_recipe_draws_the_recorded_numbers_for_its_seed(name, seed):
 @pytest.fixture
 def dry_runs(monkeypatch):
     """Counts, per pipeline, the dry runs of sample() that plan its draws."""
-    from augpipe import graph
-    seen, dry_run = [], graph._dry_run
+    from augpipe import streams
+    seen, dry_run = [], streams._dry_run
 
     def counted(pipe, *args):
         seen.append(pipe)
         return dry_run(pipe, *args)
 
-    monkeypatch.setattr(graph, "_dry_run", counted)
+    monkeypatch.setattr(streams, "_dry_run", counted)
     return lambda pipe: sum(p is pipe for p in seen)
 
 
