@@ -3,25 +3,24 @@
 Every node answers the same three questions: ``check(shape)`` (can it run?), ``output_size(size)`` and
 ``sample(shape, generator, device) -> params``. ``steps(params)`` flattens a node into the (op, params) list the
 executor runs. The Pipeline owns the one torch.Generator (per device) that every parameter is drawn from.
+
+What else a call needs lives beside it: ``validate`` checks the inputs, ``streams`` holds the random streams and
+plans the draws, ``fuse`` runs the steps, and ``backends`` runs them compiled, with the passes of a compiled CPU
+call.
 """
 from __future__ import annotations
 
-import itertools
-import math
-import threading
-import types
 import warnings
 from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 
+from . import backends, streams, validate
 from . import draws as D
-from . import functional as F
-from . import fuse, memory, streams, validate
 from .explain import explain
 from .functional import compute_dtype
-from .ops import CutMix, GeometricOp, Mixup, Op, Shape, _bernoulli, _check_probability
+from .ops import CutMix, Mixup, Op, Shape, _bernoulli, _check_probability
 
 
 def _check_node(node, owner: str) -> None:
@@ -181,118 +180,15 @@ class Pipeline(_Composite):
         self._streams = streams.Streams(seed)
         self.last_params = None
         self.compiled = bool(compile)
-        self._forget_compiled()
+        self._make_caches()
 
-    def _forget_compiled(self) -> None:
-        self._compiled_fns: dict = {}  # (which, device type, scalar) -> compiled callable, made on first use
+    def _make_caches(self) -> None:
+        """Set up the caches, made on first use and never pickled: the runner (compiled callables and the buffers
+        compiled CPU calls keep), the draw plans, and where the graph's buffers and mixing ops are."""
+        self._runner = backends.Runner(self.static_steps())
         self._draw_plans = streams.DrawPlans()
-        # The calling thread's window copy (``window``) and stage buffers (``stages``): per thread, so that threads
-        # never share one, and freed with the thread.
-        self._kept = threading.local()
-        self._stage_cuts: dict = {}  # (shape, dtype) -> [(step index, image shape)]: see _stages
-        # The window copy that the first segment reads as rows (padded, mirrored) when all its ops are exact;
-        # otherwise None, and _window makes a plain copy of uint8 images (read by a bilinear segment or a first op
-        # that is not geometric). An op changed later only makes warp fall back to reading the images.
-        self._window_plan = fuse.window_plan(_static_steps(self.nodes))
-        leading = list(itertools.takewhile(lambda op: isinstance(op, GeometricOp), _static_steps(self.nodes)))
-        self._separable_first = not all(op.exact for op in leading) and all(op.axis_aligned for op in leading)
         self._buffer_slots = None  # (module, buffer name) of every buffer, found on first use (_follow)
         self._mixers = None  # does the graph hold a Mixup or CutMix? Found on first use (_mixes)
-
-    def _compiled(self, which: str, device: torch.device, scalar: bool = False):
-        """The compiled executor (``"run"``) or sample-and-run (``"sample_run"``) for ``device``'s type.
-
-        compile=True also compiles sample(), together with the run: its random draws are made ahead, as planned
-        per input shape (``streams.DrawPlans``), and one compiled call draws nothing, computes the params and applies
-        them. Each device type gets its own callable because inductor's fusion options (INDUCTOR_OPTIONS) differ by
-        device.
-
-        ``scalar``: compiled to scalar C++ (SCALAR_OPTIONS), for a CPU call that is mostly the gather of a leading
-        axis-aligned bilinear segment (a resized crop, with flips and crops around it): one that stops before any
-        op reads its whole input (``_stages``). Inductor vectorizes a gather by storing the lane indices, loading
-        lane by lane into a stack buffer and reloading that as a vector, a stall on every gather that scalar code
-        does not have. A call that also holds the contrast reduction and the mixing (small images, unstaged), or a
-        rotation's per-pixel taps, is faster vectorized, so only this kind of call is scalar. Measurements:
-        docs/design.md, "Scalar compile".
-        """
-        key = (which, device.type, scalar)
-        if key not in self._compiled_fns:
-            if which == "sample_run":
-                fn = types.MethodType(_own_copy(Pipeline._sample_and_run), self)
-            else:  # "run", or a later stage of a staged call ("stage1", ...): each compiled separately
-                fn = _own_copy(fuse.run_returning_tables)
-            options = INDUCTOR_OPTIONS.get(device.type)
-            if scalar:
-                options = {**options, **SCALAR_OPTIONS}
-            self._compiled_fns[key] = torch.compile(fn, dynamic=None, options=options)
-        return self._compiled_fns[key]
-
-    def _run(self, steps, state: dict, dtype, window=None) -> dict:
-        if not self.compiled:
-            return fuse.run(steps, state, dtype)
-        state, _ = self._compiled("run", state["images"].device)(steps, state, dtype, window=window)
-        return state
-
-    def _window(self, images: Tensor, dtype) -> fuse.Window | None:
-        """The images as the first segment of a compiled CPU run reads them (``F.window_source``), or None.
-
-        Inductor's C++ loops load a per-pixel gather lane by lane, and uint8 a quarter vector at a time through a
-        stack buffer, where ATen converts uint8 to float at full vector width. So on a CPU the leading flips and
-        crops read rows of a float copy made here by ATen, padded and mirrored once, which the compiled loop reads
-        as whole vectors; a reflect- or replicate-padded first crop has its padding made in the copy. When the
-        first segment is bilinear (a resized crop, a rotation), its taps are gathered lane by lane in any case, but
-        from a plain float copy rather than from uint8: one stack buffer per gather instead of two. When no
-        geometric op comes first, the first op reads a plain copy too. The copy's memory is kept for the next call
-        (one copy per calling thread, remade when the shape changes, freed with the thread): fresh memory costs a
-        page fault per 4 KiB, about as much as the whole read. Measurements: docs/design.md, "The window copy" and
-        "The plain float copy".
-        """
-        if not self.compiled or images.device.type != "cpu":
-            return None
-        plan = self._window_plan
-        if images.dtype == torch.uint8 and plan is None:
-            plan = F.WindowPlan()  # a plain copy, read as floats: by a bilinear read, or by the first op
-        if plan is None:
-            return None
-        kept = getattr(self._kept, "window", None)
-        source = F.window_source(images, plan, dtype, out=None if kept is None else kept.source)
-        self._kept.window = fuse.Window(source, plan)
-        return self._kept.window
-
-    def _stages(self, shape: Shape, dtype, device: torch.device) -> list[tuple[int, Tensor]]:
-        """Where a compiled CPU call stops: (step index, buffer) for each op that reads its whole input (contrast's
-        mean, a mix partner) from an image of STAGE_MIN_BYTES or more, other than the first step. No stop on a GPU,
-        whose caching allocator hands a call the memory the last call freed.
-
-        Such an image is stored in full anyway. Inductor would allocate it afresh on every call, and glibc maps an
-        allocation that large from the kernel each time, a page fault per 4 KiB. So the compiled call ends there,
-        writing the image into a buffer kept for the next call (one set per calling thread, remade when the shape
-        changes, freed with the thread), and a further compiled call goes on from it. Stops at images of one shape
-        share a buffer: a stage that reads it pixel by pixel (contrast, Normalize) writes its result back in place;
-        one that reads other pixels (a mix) has inductor store its result aside first, as functionalization
-        requires.
-        """
-        if device.type != "cpu":
-            return []
-        key = (shape, dtype)
-        if key not in self._stage_cuts:
-            self._stage_cuts[key] = stage_cuts(list(_static_steps(self.nodes)), shape, dtype)
-        cuts = self._stage_cuts[key]
-        if not cuts:
-            return []
-        kept = getattr(self._kept, "stages", None)
-        if kept is None or [(i, tuple(b.shape), b.dtype) for i, b in kept] != [(i, s, dtype) for i, s in cuts]:
-            by_shape = {s: torch.empty(s, dtype=dtype) for s in {s for _, s in cuts}}
-            kept = self._kept.stages = [(i, by_shape[s]) for i, s in cuts]
-        return kept
-
-    def _output_buffer(self, shape: Shape, dtype, device: torch.device) -> Tensor | None:
-        """Fresh memory for a compiled CPU call's output images when they are large (``memory.empty``: mapped in
-        huge pages), for the last compiled call to write them into; None otherwise."""
-        out = (shape.batch, shape.channels, *self.output_size(shape.size))
-        if device.type != "cpu" or math.prod(out) * dtype.itemsize < memory.LARGE_BYTES:
-            return None
-        return memory.empty(out, dtype)
 
     def explain(self, images_shape, dtype: torch.dtype = torch.uint8, device="cpu") -> str:
         """The plan of a call on images of ``images_shape``, ``dtype`` and ``device``, in words: which read each run
@@ -302,20 +198,17 @@ class Pipeline(_Composite):
 
     def kept_bytes(self) -> int:
         """Bytes of the buffers this pipeline keeps for the calling thread between compiled CPU calls: its window copy
-        (``_window``) and stage buffers (``_stages``). Remade on a shape change, freed with the thread, not pickled."""
-        window = getattr(self._kept, "window", None)
-        kept = ([] if window is None else [window.source]) + [b for _, b in getattr(self._kept, "stages", [])]
-        unique = {b.untyped_storage().data_ptr(): b.untyped_storage().nbytes() for b in kept}
-        return sum(unique.values())
+        and stage buffers (``backends.Runner``). Remade on a shape change, freed with the thread, not pickled."""
+        return self._runner.kept_bytes()
 
     def __getstate__(self):
         """Pickle without the compiled callables (they do not pickle) and caches; unpickling compiles afresh."""
-        caches = ("_compiled_fns", "_draw_plans", "_kept", "_stage_cuts", "_buffer_slots", "_mixers")
+        caches = ("_runner", "_draw_plans", "_buffer_slots", "_mixers")
         return {k: v for k, v in self.__dict__.items() if k not in caches}
 
     def __setstate__(self, state):
         super().__setstate__(state)
-        self._forget_compiled()
+        self._make_caches()
 
     # ------------------------------------------------------------------------------------------- graph protocol
     def check(self, shape: Shape) -> None:
@@ -338,6 +231,11 @@ class Pipeline(_Composite):
     def steps(self, params):
         for n, p in zip(self.nodes, params):
             yield from n.steps(p)
+
+    def static_steps(self) -> list:
+        """The ops a call's steps run, in order, as far as they are known without params: a node that picks per
+        sample (OneOf, a RandomApply that runs its node) stands for itself."""
+        return list(_static_steps(self.nodes))
 
     # ------------------------------------------------------------------------------------------- randomness
     def generator(self, device) -> torch.Generator:
@@ -364,41 +262,6 @@ class Pipeline(_Composite):
 
     def set_extra_state(self, state):
         self._streams.set_state(state)
-
-    def _sample_and_run(self, shape: Shape, source, device, state: dict, dtype, window=None, stop=None,
-                        keep_in=None) -> tuple[list, dict, list]:
-        """Sample, then run the steps before ``stop`` (all by default), the images ending in ``keep_in``. Returns
-        the per-sample tables too (``fuse.run``): compiled, returning them has inductor store them once."""
-        params = self.sample(shape, source, device)
-        steps = list(self.steps(params))[:stop]
-        state, tables = fuse.run_returning_tables(steps, state, dtype, window=window, keep_in=keep_in)
-        return params, state, tables
-
-    def _draw_and_run(self, shape: Shape, state: dict, dtype) -> tuple[list, dict]:
-        """Draw this call's params and apply them. The draws are planned per shape and made ahead
-        (``streams.DrawPlans``); ``sample`` turns them into params, eagerly, or compiled with the run into one call.
-        On a CPU that call may stop where a large image is stored, and further compiled calls go on (``_stages``)."""
-        device = state["images"].device
-        source = self._draw_plans.draws(self, shape, device, self.generator(device))
-        if not self.compiled:
-            params = self.sample(shape, source, device)
-            return params, fuse.run(list(zip(self.nodes, params)), state, dtype)
-        window = self._window(state["images"], dtype)
-        stages = self._stages(shape, dtype, device)
-        stops = [i for i, _ in stages] + [None]  # stage k runs steps[stops[k - 1]:stops[k]] into buffers[k]
-        buffers = [b for _, b in stages] + [self._output_buffer(shape, dtype, device)]
-        scalar = bool(stages) and self._separable_first  # the first call is then mostly the resample's gather
-        params, state, _ = self._compiled("sample_run", device, scalar)(shape, source, device, state, dtype, window,
-                                                                         stops[0], buffers[0])
-        if not stages:
-            return params, state
-        steps = list(self.steps(params))
-        for k in range(1, len(stops)):
-            run = self._compiled(f"stage{k}", device)
-            state, _ = run(steps[stops[k - 1]:stops[k]], state, dtype, keep_in=buffers[k])
-        if any(state["images"].untyped_storage().data_ptr() == b.untyped_storage().data_ptr() for b in buffers[:-1]):
-            state["images"] = state["images"].clone()  # never hand out a buffer the next call overwrites
-        return params, state
 
     # ------------------------------------------------------------------------------------------- calling
     def forward(self, images: Tensor, labels: Tensor | None = None, *, masks: Tensor | None = None,
@@ -427,12 +290,13 @@ class Pipeline(_Composite):
             if masks is not None:
                 state["masks"] = state["masks"].new_empty((0, 1, *self.output_size(shape.size)))
             return self._result(state, labels, masks, boxes, keypoints, single)
+        dtype = compute_dtype(x.dtype)
         if params is None:
-            params, state = self._draw_and_run(shape, state, compute_dtype(x.dtype))
+            source = self._draw_plans.draws(self, shape, x.device, self.generator(x.device))  # this call's draws
+            params, state = self._runner.sample_and_run(self, shape, source, state, dtype)
         else:
             validate.check_params(params, len(self.nodes), shape.batch)
-            dtype = compute_dtype(x.dtype)
-            state = self._run(list(zip(self.nodes, params)), state, dtype, self._window(x, dtype))
+            state = self._runner.replay(self, list(zip(self.nodes, params)), state, dtype)
         self.last_params = params
         state["images"] = state["images"].to(out_dtype)
         return self._result(state, labels, masks, boxes, keypoints, single)
@@ -462,62 +326,6 @@ class Pipeline(_Composite):
         if self._mixers is None:
             self._mixers = any(isinstance(m, (Mixup, CutMix)) for m in self.modules())
         return self._mixers
-
-# Inductor's fusion options per device type (torch.compile's ``options``). By default, on a CPU, inductor stores a
-# full-size result of any pointwise formula longer than 50 ops that two consumers read, and of a long gather index.
-# The per-pixel source index of a composed map is such a formula (matrix entries, steps, bounds), so compiled CPU
-# pipelines wrote and read back full-size int64 indices, bool masks and uint8 copies on every call. A higher
-# threshold keeps those formulas in the loop that gathers; a gathered image that two passes read (the contrast
-# mean, then the apply) is still stored once.
-# Inductor also checks every indirect index of a C++ loop against its bound, a branch per vector that keeps the
-# per-row index work of window reads (``F.gather_windows``) inside the innermost loop; augpipe's indices are in
-# range by construction (clamped, or windows within the source's reach, which an eager test reads with raising
-# indexing), so the checks are off.
-# On CUDA the checks of indirect indices are off for the same reason (a device assert per gathered pixel); the
-# realization thresholds are inductor's: storing nothing image-sized but the output makes each pixel work out its
-# sample's composed chain itself, for itself and for its CutMix partner, which was slower.
-# On a CPU the code that allocates a call's buffers and calls the kernel is C++ too (``cpp_wrapper``), not Python:
-# less host time a call, for a slightly longer first compile. Measurements: docs/design.md, "Compiling".
-INDUCTOR_OPTIONS: dict[str, dict] = {"cpu": {"realize_opcount_threshold": 200, "assert_indirect_indexing": False,
-                                             "cpp_wrapper": True},
-                                     "cuda": {"assert_indirect_indexing": False}}
-
-
-# Inductor options for a CPU call that gathers a bilinear resample's taps: scalar C++ (see Pipeline._compiled).
-SCALAR_OPTIONS = {"cpp.simdlen": 1}
-
-
-# Images this large are fresh memory on every call, a page fault per 4 KiB (see augpipe.memory), so a compiled CPU
-# call keeps them in buffers of its own instead (Pipeline._stages). Smaller blocks are reused from malloc's heap.
-STAGE_MIN_BYTES = memory.LARGE_BYTES
-
-_copies = itertools.count()
-
-
-def _own_copy(fn):
-    """``fn`` with a code object of its own, named ``<name>_<n>``. Dynamo keeps compiled graphs per code object,
-    with room for 8 (torch's recompile limit): shared by every pipeline, the 9th configuration in a process silently
-    ran eager (seen with ten pipelines of different strengths). A copy per pipeline gives each its own 8, for its
-    shapes. The new name matters too: dynamo remembers which sizes changed by (file, line, name), so copies under
-    one name shared it, and a pipeline's first compile was already dynamic in shape when any other pipeline had
-    seen two batch sizes, which made it slower than a pipeline compiled alone in its process.
-    """
-    name = f"{fn.__name__}_{next(_copies)}"
-    code = fn.__code__.replace(co_name=name, co_qualname=name)
-    return types.FunctionType(code, fn.__globals__, name, fn.__defaults__, fn.__closure__)
-
-
-def stage_cuts(ops, shape: Shape, dtype) -> list[tuple[int, tuple[int, ...]]]:
-    """(step index, image shape) where a compiled CPU call on ``shape`` stops (``Pipeline._stages``): before each op
-    but the first that reads its whole input, when that input is an image of STAGE_MIN_BYTES or more."""
-    cuts, size = [], shape.size
-    for i, op in enumerate(ops):
-        image = (shape.batch, shape.channels, *size)
-        large = math.prod(image) * dtype.itemsize >= STAGE_MIN_BYTES
-        if i and large and getattr(op, "reads_whole_input", False):
-            cuts.append((i, image))
-        size = op.output_size(size)
-    return cuts
 
 
 def _static_steps(nodes):

@@ -76,10 +76,10 @@ def test_explain_counts_the_draws_the_plan_makes():
     ((A.Brightness(0.3),), torch.uint8),
 ])
 def test_the_window_copy_explain_announces_is_the_one_a_compiled_cpu_call_makes(nodes, dtype):
-    pipe = A.Pipeline(*nodes, compile=True)  # _window makes the copy without compiling anything
+    pipe = A.Pipeline(*nodes, compile=True)  # the runner makes the copy without compiling anything
     x = torch.randint(0, 256, (3, 3, 14, 14), dtype=torch.uint8)
     x = x if dtype == torch.uint8 else x.float() / 255
-    window = pipe._window(x, torch.float32)
+    window = pipe._runner.window(pipe, x, torch.float32)
     assert X._window_bytes(window.plan, A.ops.Shape(*x.shape), torch.float32) == window.source.nbytes
     assert f"window copy: {window.source.nbytes / 2**20:.1f} MiB" in pipe.explain(tuple(x.shape), dtype)
     assert ("row windows" in pipe.explain(tuple(x.shape), dtype)) == (window.plan != F.WindowPlan())
