@@ -10,7 +10,7 @@ from __future__ import annotations
 import operator
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from . import draws as D
 from .ops import Op, Shape
@@ -75,15 +75,15 @@ class DrawPlans:
         self._nodes_seen = None  # node_edits()'s nodes and counts, found on first use
 
     def node_edits(self, graph) -> tuple:
-        """(nodes, their edit counts): every op and node in ``graph``, the graph included, and how often each was
-        changed (``Op._edits``). The nodes are found once, as the pipeline's buffers are, and again after an edit,
-        which may have put another node in."""
+        """(nodes, their marks): every op and node in ``graph``, the graph included, and every list of nodes in it
+        (``pipe.nodes``, a OneOf's branches), each with a mark that moves when it is changed (``_mark``). The nodes
+        are found once, as the pipeline's buffers are, and again after a change, which may have put another in."""
         if self._nodes_seen is not None:
-            nodes, edits = self._nodes_seen
-            if tuple(node._edits for node in nodes) == edits:
+            nodes, marks = self._nodes_seen
+            if tuple(map(_mark, nodes)) == marks:
                 return self._nodes_seen
-        nodes = tuple(m for m in graph.modules() if hasattr(m, "_edits"))
-        self._nodes_seen = (nodes, tuple(node._edits for node in nodes))
+        nodes = tuple(m for m in graph.modules() if hasattr(m, "_edits") or isinstance(m, nn.ModuleList))
+        self._nodes_seen = (nodes, tuple(map(_mark, nodes)))
         return self._nodes_seen
 
     def plan(self, graph, shape: Shape, device: torch.device) -> tuple[list, list, list]:
@@ -108,6 +108,15 @@ class DrawPlans:
         """This call's draws, made from ``generator`` as planned, for ``graph.sample`` to take."""
         requests, made, where = self.plan(graph, shape, device)
         return D.Replay(requests, D.draw(made, generator, device), where)
+
+
+def _mark(node) -> int | tuple:
+    """What moves when ``node`` is changed: an op's or a graph node's count of assignments to its attributes
+    (``Op._edits``); for a list of nodes, which nodes it holds (their ids: the nodes seen are kept alive while
+    compared, so no id is reused)."""
+    if isinstance(node, nn.ModuleList):
+        return tuple(map(id, node))
+    return node._edits
 
 
 def check_seed(seed) -> int:

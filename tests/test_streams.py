@@ -307,3 +307,21 @@ def test_a_node_put_in_place_of_another_is_planned_again(dry_runs):
     reference.load_state_dict(state)
     assert torch.equal(out, reference(x))
     assert pipe.last_params[1]["node"]["boxes"].shape == (8, 2, 4)
+
+
+def test_a_node_added_to_or_replaced_in_a_built_pipeline_is_planned_again(dry_runs):
+    """``pipe.nodes`` edited after a call (an op appended, one replaced, inside a sub-pipeline too): planned again,
+    drawing as a pipeline built so."""
+    x, labels = images_and_labels()
+    inner = A.Pipeline(A.Brightness(0.3))
+    pipe = A.Pipeline(A.HorizontalFlip(), inner, seed=5)
+    pipe(x)
+    pipe.nodes.append(A.Cutout(2, count=3))
+    inner.nodes[0] = A.Contrast(0.2, p=0.5)
+    state = pipe.state_dict()
+    out = pipe(x)
+    assert dry_runs(pipe) == 2
+    reference = A.Pipeline(A.HorizontalFlip(), A.Pipeline(A.Contrast(0.2, p=0.5)), A.Cutout(2, count=3))
+    reference.load_state_dict(state)
+    assert torch.equal(out, reference(x))
+    assert summary(pipe.last_params) == summary(reference.last_params)
