@@ -161,7 +161,7 @@ class Op(nn.Module):
     reads_whole_input = False
     # How many times this op's attributes were assigned. A Pipeline plans its draws once per input shape; an op
     # changed between calls (Mixup's alpha on a schedule, Cutout's count) may ask for other draws, so a Pipeline
-    # that holds this op plans again when its count moved (Pipeline._plan). Assign a new value to change an op;
+    # that holds this op plans again when its count moved (streams.DrawPlans). Assign a new value to change an op;
     # a value changed in place (a list appended to) is not seen.
     _edits = 0
     # Does apply take the executor's hints, ``inplace`` and ``tables`` (see ``fuse.run``)? The built-in ops do, and
