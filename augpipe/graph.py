@@ -5,8 +5,8 @@ Every node answers the same three questions: ``check(shape)`` (can it run?), ``o
 executor runs. The Pipeline owns the one torch.Generator (per device) that every parameter is drawn from.
 
 What else a call needs lives beside it: ``validate`` checks the inputs, ``streams`` holds the random streams and
-plans the draws, ``fuse`` runs the steps, and ``backends`` runs them compiled, with the passes of a compiled CPU
-call.
+plans the draws, and ``backends`` runs the steps through ``fuse``, eagerly or compiled, with the passes of a
+compiled CPU call.
 """
 from __future__ import annotations
 
