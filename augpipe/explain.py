@@ -1,6 +1,6 @@
 """``Pipeline.explain``: the plan of a call, in words, without running it.
 
-The text follows the executor's own decisions (``fuse._segments``, ``fuse.window_plan``, ``graph.stage_cuts``), so
+The text follows the executor's own decisions (``fuse._segments``, ``fuse.window_plan``, ``backends.stage_cuts``), so
 what it says is what a call at that shape does: which read each run of geometric ops gets and why, which ops then
 run in order, where a compiled CPU call stops, and which buffers the pipeline keeps between calls.
 """
@@ -12,14 +12,13 @@ import torch
 
 from . import functional as F
 from . import fuse, memory
+from .backends import stage_cuts
 from .functional import compute_dtype
 from .ops import Shape
 
 
 def explain(pipe, images_shape, dtype: torch.dtype = torch.uint8, device="cpu") -> str:
     """The plan of ``pipe`` for images of ``images_shape`` ((B, C, H, W) or (C, H, W)), ``dtype`` and ``device``."""
-    from .graph import _static_steps, stage_cuts  # graph imports this module
-
     shape = Shape(*((1, *images_shape) if len(images_shape) == 3 else images_shape))
     pipe.check(shape)
     device = torch.device(device)
@@ -29,11 +28,11 @@ def explain(pipe, images_shape, dtype: torch.dtype = torch.uint8, device="cpu") 
     mode = "compiled" if pipe.compiled else "eager"
     lines = [f"{type(pipe).__name__}, {mode}, on {device.type}: {_dtype(dtype)} {tuple(shape)} -> "
              f"{_dtype(out_dtype)} {out_shape}, computed in {_dtype(work)}"]
-    requests, made, _ = pipe._plan(shape, device)
+    requests, made, _ = pipe._draw_plans.plan(pipe, shape, device)
     lines.append(f"draws: {len(requests)} requests from sample(), made as {len(made)} draw(s) from the pipeline's "
                  f"generator per call")
 
-    ops = list(_static_steps(pipe.nodes))
+    ops = pipe.static_steps()
     windowed = pipe.compiled and device.type == "cpu"
     window = fuse.window_plan(ops) if windowed else None
     size, previous = shape.size, None
@@ -59,7 +58,7 @@ def explain(pipe, images_shape, dtype: torch.dtype = torch.uint8, device="cpu") 
             if cuts:
                 at = ", ".join(f"before {_name(ops[i])} ({_mb(math.prod(s) * work.itemsize)})" for i, s in cuts)
                 scalar = " the first compiled as scalar C++ (its work is mostly a gather);" \
-                    if pipe._separable_first else ""
+                    if pipe._runner.separable_first else ""
                 lines.append(f"compiled calls: {len(cuts) + 1}, stopping {at}:{scalar} each stop's image goes into "
                              f"a buffer kept for the next call, as fresh memory that large costs a page fault per "
                              f"4 KiB")

@@ -3,28 +3,24 @@
 Every node answers the same three questions: ``check(shape)`` (can it run?), ``output_size(size)`` and
 ``sample(shape, generator, device) -> params``. ``steps(params)`` flattens a node into the (op, params) list the
 executor runs. The Pipeline owns the one torch.Generator (per device) that every parameter is drawn from.
+
+What else a call needs lives beside it: ``validate`` checks the inputs, ``streams`` holds the random streams and
+plans the draws, and ``backends`` runs the steps through ``fuse``, eagerly or compiled, with the passes of a
+compiled CPU call.
 """
 from __future__ import annotations
 
-import itertools
-import math
-import operator
-import os
-import sys
-import threading
-import types
 import warnings
 from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 
+from . import backends, streams, validate
 from . import draws as D
-from . import functional as F
-from . import fuse, memory
 from .explain import explain
 from .functional import compute_dtype
-from .ops import CutMix, GeometricOp, Mixup, Op, Shape, _bernoulli, _check_probability
+from .ops import CutMix, Mixup, Op, Shape, _bernoulli, _check_probability
 
 
 def _check_node(node, owner: str) -> None:
@@ -42,6 +38,15 @@ def _where(keep: Tensor, a: dict, b: dict) -> dict:
 
 
 class _Composite(nn.Module):
+    # Counts the nodes assigned to this one (``random_apply.node = op``): a graph of another shape may ask for
+    # other draws, so a Pipeline holding this node plans again, as for an op's edits (``Op._edits``).
+    _edits = 0
+
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        if isinstance(value, nn.Module):
+            object.__setattr__(self, "_edits", self._edits + 1)
+
     def forward(self, *args, **kwargs):
         raise TypeError(f"{type(self).__name__} is a graph node: put it in augpipe.Pipeline(...) to call it")
 
@@ -160,7 +165,8 @@ class Pipeline(_Composite):
     C = 1, 3 or 4 and H, W > 4, is refused (``img.permute(2, 0, 1)``, ``images.permute(0, 3, 1, 2)``). A 3-dim
     tensor is one image, so a (B, H, W) grayscale batch would read as B channels: more than 4 channels warn; pass
     ``x.unsqueeze(1)`` for (B, 1, H, W), or a multi-channel image as ``x.unsqueeze(0)``. Float images outside
-    [0, 1] (``RANGE_SLACK`` aside) or not finite are refused: a ValueError on a CPU, a device-side assert on CUDA.
+    [0, 1] (``validate.RANGE_SLACK`` aside) or not finite are refused: a ValueError on a CPU, a device-side assert
+    on CUDA.
     """
 
     def __init__(self, *nodes, seed: int | None = None, num_classes: int | None = None, compile: bool = False):
@@ -171,124 +177,18 @@ class Pipeline(_Composite):
             raise ValueError(f"Pipeline: num_classes must be a positive int, got {num_classes!r}")
         self.nodes = nn.ModuleList(nodes)
         self.num_classes = num_classes
-        self.seed = _check_seed(torch.Generator().seed() if seed is None else seed)
-        self._generators: dict[str, torch.Generator] = {}
-        self._saved_states: dict[str, Tensor] = {}
-        self._worker_seed: int | None = None  # the DataLoader worker's seed the generators were made for, if any
+        self._streams = streams.Streams(seed)
         self.last_params = None
         self.compiled = bool(compile)
-        self._forget_compiled()
+        self._make_caches()
 
-    def _forget_compiled(self) -> None:
-        self._compiled_fns: dict = {}  # (which, device type, scalar) -> compiled callable, made on first use
-        self._plans: dict = {}  # (shape, device) -> (Op.edits, the plan of its draws): see _plan
-        # The calling thread's window copy (``window``) and stage buffers (``stages``): per thread, so that threads
-        # never share one, and freed with the thread.
-        self._kept = threading.local()
-        self._stage_cuts: dict = {}  # (shape, dtype) -> [(step index, image shape)]: see _stages
-        # The window copy that the first segment reads as rows (padded, mirrored) when all its ops are exact;
-        # otherwise None, and _window makes a plain copy of uint8 images (read by a bilinear segment or a first op
-        # that is not geometric). An op changed later only makes warp fall back to reading the images.
-        self._window_plan = fuse.window_plan(_static_steps(self.nodes))
-        leading = list(itertools.takewhile(lambda op: isinstance(op, GeometricOp), _static_steps(self.nodes)))
-        self._separable_first = not all(op.exact for op in leading) and all(op.axis_aligned for op in leading)
+    def _make_caches(self) -> None:
+        """Set up the caches, made on first use and never pickled: the runner (compiled callables and the buffers
+        compiled CPU calls keep), the draw plans, and where the graph's buffers and mixing ops are."""
+        self._runner = backends.Runner(self.static_steps())
+        self._draw_plans = streams.DrawPlans()
         self._buffer_slots = None  # (module, buffer name) of every buffer, found on first use (_follow)
         self._mixers = None  # does the graph hold a Mixup or CutMix? Found on first use (_mixes)
-
-    def _compiled(self, which: str, device: torch.device, scalar: bool = False):
-        """The compiled executor (``"run"``) or sample-and-run (``"sample_run"``) for ``device``'s type.
-
-        compile=True also compiles sample(), together with the run: its random draws are made ahead, as planned
-        per input shape (``_planned_draws``), and one compiled call draws nothing, computes the params and applies
-        them. Each device type gets its own callable because inductor's fusion options (INDUCTOR_OPTIONS) differ by
-        device.
-
-        ``scalar``: compiled to scalar C++ (SCALAR_OPTIONS), for a CPU call that is mostly the gather of a leading
-        axis-aligned bilinear segment (a resized crop, with flips and crops around it): one that stops before any
-        op reads its whole input (``_stages``). Inductor vectorizes a gather by storing the lane indices, loading
-        lane by lane into a stack buffer and reloading that as a vector, a stall on every gather that scalar code
-        does not have. A call that also holds the contrast reduction and the mixing (small images, unstaged), or a
-        rotation's per-pixel taps, is faster vectorized, so only this kind of call is scalar. Measurements:
-        docs/design.md, "Scalar compile".
-        """
-        key = (which, device.type, scalar)
-        if key not in self._compiled_fns:
-            if which == "sample_run":
-                fn = types.MethodType(_own_copy(Pipeline._sample_and_run), self)
-            else:  # "run", or a later stage of a staged call ("stage1", ...): each compiled separately
-                fn = _own_copy(fuse.run_returning_tables)
-            options = INDUCTOR_OPTIONS.get(device.type)
-            if scalar:
-                options = {**options, **SCALAR_OPTIONS}
-            self._compiled_fns[key] = torch.compile(fn, dynamic=None, options=options)
-        return self._compiled_fns[key]
-
-    def _run(self, steps, state: dict, dtype, window=None) -> dict:
-        if not self.compiled:
-            return fuse.run(steps, state, dtype)
-        state, _ = self._compiled("run", state["images"].device)(steps, state, dtype, window=window)
-        return state
-
-    def _window(self, images: Tensor, dtype) -> fuse.Window | None:
-        """The images as the first segment of a compiled CPU run reads them (``F.window_source``), or None.
-
-        Inductor's C++ loops load a per-pixel gather lane by lane, and uint8 a quarter vector at a time through a
-        stack buffer, where ATen converts uint8 to float at full vector width. So on a CPU the leading flips and
-        crops read rows of a float copy made here by ATen, padded and mirrored once, which the compiled loop reads
-        as whole vectors; a reflect- or replicate-padded first crop has its padding made in the copy. When the
-        first segment is bilinear (a resized crop, a rotation), its taps are gathered lane by lane in any case, but
-        from a plain float copy rather than from uint8: one stack buffer per gather instead of two. When no
-        geometric op comes first, the first op reads a plain copy too. The copy's memory is kept for the next call
-        (one copy per calling thread, remade when the shape changes, freed with the thread): fresh memory costs a
-        page fault per 4 KiB, about as much as the whole read. Measurements: docs/design.md, "The window copy" and
-        "The plain float copy".
-        """
-        if not self.compiled or images.device.type != "cpu":
-            return None
-        plan = self._window_plan
-        if images.dtype == torch.uint8 and plan is None:
-            plan = F.WindowPlan()  # a plain copy, read as floats: by a bilinear read, or by the first op
-        if plan is None:
-            return None
-        kept = getattr(self._kept, "window", None)
-        source = F.window_source(images, plan, dtype, out=None if kept is None else kept.source)
-        self._kept.window = fuse.Window(source, plan)
-        return self._kept.window
-
-    def _stages(self, shape: Shape, dtype, device: torch.device) -> list[tuple[int, Tensor]]:
-        """Where a compiled CPU call stops: (step index, buffer) for each op that reads its whole input (contrast's
-        mean, a mix partner) from an image of STAGE_MIN_BYTES or more, other than the first step. No stop on a GPU,
-        whose caching allocator hands a call the memory the last call freed.
-
-        Such an image is stored in full anyway. Inductor would allocate it afresh on every call, and glibc maps an
-        allocation that large from the kernel each time, a page fault per 4 KiB. So the compiled call ends there,
-        writing the image into a buffer kept for the next call (one set per calling thread, remade when the shape
-        changes, freed with the thread), and a further compiled call goes on from it. Stops at images of one shape
-        share a buffer: a stage that reads it pixel by pixel (contrast, Normalize) writes its result back in place;
-        one that reads other pixels (a mix) has inductor store its result aside first, as functionalization
-        requires.
-        """
-        if device.type != "cpu":
-            return []
-        key = (shape, dtype)
-        if key not in self._stage_cuts:
-            self._stage_cuts[key] = stage_cuts(list(_static_steps(self.nodes)), shape, dtype)
-        cuts = self._stage_cuts[key]
-        if not cuts:
-            return []
-        kept = getattr(self._kept, "stages", None)
-        if kept is None or [(i, tuple(b.shape), b.dtype) for i, b in kept] != [(i, s, dtype) for i, s in cuts]:
-            by_shape = {s: torch.empty(s, dtype=dtype) for s in {s for _, s in cuts}}
-            kept = self._kept.stages = [(i, by_shape[s]) for i, s in cuts]
-        return kept
-
-    def _output_buffer(self, shape: Shape, dtype, device: torch.device) -> Tensor | None:
-        """Fresh memory for a compiled CPU call's output images when they are large (``memory.empty``: mapped in
-        huge pages), for the last compiled call to write them into; None otherwise."""
-        out = (shape.batch, shape.channels, *self.output_size(shape.size))
-        if device.type != "cpu" or math.prod(out) * dtype.itemsize < memory.LARGE_BYTES:
-            return None
-        return memory.empty(out, dtype)
 
     def explain(self, images_shape, dtype: torch.dtype = torch.uint8, device="cpu") -> str:
         """The plan of a call on images of ``images_shape``, ``dtype`` and ``device``, in words: which read each run
@@ -298,20 +198,17 @@ class Pipeline(_Composite):
 
     def kept_bytes(self) -> int:
         """Bytes of the buffers this pipeline keeps for the calling thread between compiled CPU calls: its window copy
-        (``_window``) and stage buffers (``_stages``). Remade on a shape change, freed with the thread, not pickled."""
-        window = getattr(self._kept, "window", None)
-        kept = ([] if window is None else [window.source]) + [b for _, b in getattr(self._kept, "stages", [])]
-        unique = {b.untyped_storage().data_ptr(): b.untyped_storage().nbytes() for b in kept}
-        return sum(unique.values())
+        and stage buffers (``backends.Runner``). Remade on a shape change, freed with the thread, not pickled."""
+        return self._runner.kept_bytes()
 
     def __getstate__(self):
         """Pickle without the compiled callables (they do not pickle) and caches; unpickling compiles afresh."""
-        caches = ("_compiled_fns", "_plans", "_kept", "_stage_cuts", "_buffer_slots", "_mixers")
+        caches = ("_runner", "_draw_plans", "_buffer_slots", "_mixers")
         return {k: v for k, v in self.__dict__.items() if k not in caches}
 
     def __setstate__(self, state):
         super().__setstate__(state)
-        self._forget_compiled()
+        self._make_caches()
 
     # ------------------------------------------------------------------------------------------- graph protocol
     def check(self, shape: Shape) -> None:
@@ -335,6 +232,11 @@ class Pipeline(_Composite):
         for n, p in zip(self.nodes, params):
             yield from n.steps(p)
 
+    def static_steps(self) -> list:
+        """The ops a call's steps run, in order, as far as they are known without params: a node that picks per
+        sample (OneOf, a RandomApply that runs its node) stands for itself."""
+        return list(_static_steps(self.nodes))
+
     # ------------------------------------------------------------------------------------------- randomness
     def generator(self, device) -> torch.Generator:
         """This pipeline's generator on ``device``, created from ``seed`` on first use.
@@ -343,110 +245,38 @@ class Pipeline(_Composite):
         copy of the pipeline, so the same stream would give each worker, and each epoch's fresh workers, the same
         draws. The worker's seed differs per worker and per epoch, and follows the main process's torch seed (or
         the DataLoader's generator), as every torch draw in a worker does."""
-        device = torch.device(device)
-        if device.type != "cpu" and device.index is None:
-            device = torch.device(device.type, torch.get_device_module(device.type).current_device())
-        worker = torch.utils.data.get_worker_info()
-        worker_seed = None if worker is None else worker.seed
-        if worker_seed != self._worker_seed:  # first use in this worker: the copied streams are not its own
-            self._generators.clear()
-            self._saved_states.clear()
-            self._worker_seed = worker_seed
-        key = str(device)
-        if key not in self._generators:
-            g = torch.Generator(device=device)
-            g.manual_seed(self.seed if worker_seed is None else _worker_stream_seed(self.seed, worker_seed))
-            if key in self._saved_states:
-                g.set_state(self._saved_states.pop(key))
-            self._generators[key] = g
-        return self._generators[key]
+        return self._streams.generator(device)
 
-    def _sample_and_run(self, shape: Shape, source, device, state: dict, dtype, window=None, stop=None,
-                        keep_in=None) -> tuple[list, dict, list]:
-        """Sample, then run the steps before ``stop`` (all by default), the images ending in ``keep_in``. Returns
-        the per-sample tables too (``fuse.run``): compiled, returning them has inductor store them once."""
-        params = self.sample(shape, source, device)
-        steps = list(self.steps(params))[:stop]
-        state, tables = fuse.run_returning_tables(steps, state, dtype, window=window, keep_in=keep_in)
-        return params, state, tables
-
-    def _plan(self, shape: Shape, device: torch.device) -> tuple[list, list, list]:
-        """(requests, draws, where): the draws ``sample`` asks for at this shape and how ``augpipe.draws.plan``
-        groups them; planned on the first call at a shape by a dry run of ``sample``, which draws nothing, and
-        checked by another dry run after any op's attributes changed (``Op.edits``)."""
-        key = (shape, str(device))
-        edits, plan = self._plans.get(key, (None, None))
-        if edits != Op.edits:
-            planner = D.Planner(device)
-            _dry_run(self, shape, planner, device)
-            if plan is None or planner.requests != plan[0]:  # kept when equal: a compiled call's guards hold
-                plan = (planner.requests, *D.plan(planner.requests))
-            self._plans.pop(key, None)
-            if len(self._plans) >= PLANS_KEPT:  # images of ever-new sizes must not grow this without end
-                del self._plans[next(iter(self._plans))]
-            self._plans[key] = (Op.edits, plan)
-        return plan
-
-    def _planned_draws(self, shape: Shape, device: torch.device) -> D.Replay:
-        """This call's draws, made from the generator as planned, for ``sample`` to take."""
-        requests, made, where = self._plan(shape, device)
-        return D.Replay(requests, D.draw(made, self.generator(device), device), where)
-
-    def _draw_and_run(self, shape: Shape, state: dict, dtype) -> tuple[list, dict]:
-        """Draw this call's params and apply them. The draws are planned per shape and made ahead
-        (``_planned_draws``); ``sample`` turns them into params, eagerly, or compiled with the run into one call.
-        On a CPU that call may stop where a large image is stored, and further compiled calls go on (``_stages``)."""
-        device = state["images"].device
-        source = self._planned_draws(shape, device)
-        if not self.compiled:
-            params = self.sample(shape, source, device)
-            return params, fuse.run(list(zip(self.nodes, params)), state, dtype)
-        window = self._window(state["images"], dtype)
-        stages = self._stages(shape, dtype, device)
-        stops = [i for i, _ in stages] + [None]  # stage k runs steps[stops[k - 1]:stops[k]] into buffers[k]
-        buffers = [b for _, b in stages] + [self._output_buffer(shape, dtype, device)]
-        scalar = bool(stages) and self._separable_first  # the first call is then mostly the resample's gather
-        params, state, _ = self._compiled("sample_run", device, scalar)(shape, source, device, state, dtype, window,
-                                                                         stops[0], buffers[0])
-        if not stages:
-            return params, state
-        steps = list(self.steps(params))
-        for k in range(1, len(stops)):
-            run = self._compiled(f"stage{k}", device)
-            state, _ = run(steps[stops[k - 1]:stops[k]], state, dtype, keep_in=buffers[k])
-        if any(state["images"].untyped_storage().data_ptr() == b.untyped_storage().data_ptr() for b in buffers[:-1]):
-            state["images"] = state["images"].clone()  # never hand out a buffer the next call overwrites
-        return params, state
+    @property
+    def seed(self) -> int:
+        """The seed of this pipeline's streams (``manual_seed`` sets it)."""
+        return self._streams.seed
 
     def manual_seed(self, seed: int) -> "Pipeline":
         """Restart every stream from ``seed`` (for example seed + rank per process)."""
-        self.seed = _check_seed(seed)
-        self._generators.clear()
-        self._saved_states.clear()
+        self._streams.manual_seed(seed)
         return self
 
     def get_extra_state(self):
-        states = {k: g.get_state() for k, g in self._generators.items()}
-        return {"seed": self.seed, "generators": {**self._saved_states, **states}}
+        return self._streams.state()
 
     def set_extra_state(self, state):
-        self.seed = int(state["seed"])
-        self._generators.clear()
-        self._saved_states = dict(state["generators"])
+        self._streams.set_state(state)
 
     # ------------------------------------------------------------------------------------------- calling
     def forward(self, images: Tensor, labels: Tensor | None = None, *, masks: Tensor | None = None,
                 boxes: Tensor | None = None, keypoints: Tensor | None = None, params: list | None = None):
         """Augment a batch. Returns images; (images, targets) with labels; a dict when masks, boxes or keypoints
         are given, with "images" and, for each input given, "targets", "masks", "boxes", "keypoints"."""
-        single = _check_images(images)
+        single = validate.check_images(images)
         x = images.unsqueeze(0) if single else images
         shape = Shape(*x.shape)
-        targets = None if labels is None else self._targets(labels, shape.batch, single, x.device)
+        targets = None if labels is None else validate.targets(labels, shape.batch, single, x.device,
+                                                                self.num_classes)
         state = {"images": x, "targets": targets}
-        state.update(_dense_and_points(shape, single, masks=masks, boxes=boxes, keypoints=keypoints))
+        state.update(validate.dense_and_points(shape, single, masks=masks, boxes=boxes, keypoints=keypoints))
         self.check(shape)
-        self._check_carried(state)
+        validate.check_carried(self.modules(), state)
         if labels is None and masks is None and self._mixes():  # masks are a segmentation CutMix's targets
             # stacklevel: the caller's line, above nn.Module's __call__ and _call_impl
             warnings.warn("Pipeline: Mixup/CutMix mix the images but no labels were given, so nothing says how much "
@@ -460,12 +290,13 @@ class Pipeline(_Composite):
             if masks is not None:
                 state["masks"] = state["masks"].new_empty((0, 1, *self.output_size(shape.size)))
             return self._result(state, labels, masks, boxes, keypoints, single)
+        dtype = compute_dtype(x.dtype)
         if params is None:
-            params, state = self._draw_and_run(shape, state, compute_dtype(x.dtype))
+            source = self._draw_plans.draws(self, shape, x.device, self.generator(x.device))  # this call's draws
+            params, state = self._runner.sample_and_run(self, shape, source, state, dtype)
         else:
-            _check_params(params, self, shape.batch)
-            dtype = compute_dtype(x.dtype)
-            state = self._run(list(zip(self.nodes, params)), state, dtype, self._window(x, dtype))
+            validate.check_params(params, len(self.nodes), shape.batch)
+            state = self._runner.replay(self, list(zip(self.nodes, params)), state, dtype)
         self.last_params = params
         state["images"] = state["images"].to(out_dtype)
         return self._result(state, labels, masks, boxes, keypoints, single)
@@ -490,187 +321,11 @@ class Pipeline(_Composite):
             return out["images"] if labels is None else (out["images"], out["targets"])
         return out
 
-    def _check_carried(self, state: dict) -> None:
-        present = {k for k in ("masks", "boxes", "keypoints") if state.get(k) is not None}
-        if not present:  # the common call: nothing to check, and walking the modules costs a call's worth of ops
-            return
-        for op in self.modules():
-            if isinstance(op, Op) and present - op.carries:
-                raise ValueError(f"{op!r}: cannot carry {', '.join(sorted(present - op.carries))} along with the "
-                                 f"images; remove them or the op")
-
     def _mixes(self) -> bool:
         """Does the graph hold a Mixup or CutMix, at any depth? Looked up once, as ``_follow``'s buffers are."""
         if self._mixers is None:
             self._mixers = any(isinstance(m, (Mixup, CutMix)) for m in self.modules())
         return self._mixers
-
-    def _targets(self, labels, batch: int, single: bool, device: torch.device) -> Tensor:
-        """Labels -> float soft targets (B, K) on the images' ``device``.
-
-        labels: a tensor, a list of ints (or of K-lists of floats) or a numpy array; int class indices (B,) or float
-        soft labels (B, K), each row summing to 1. Both are checked where it is free, while they are on the CPU."""
-        if not isinstance(labels, Tensor):
-            labels = _as_label_tensor(labels)
-        if single:
-            labels = labels.unsqueeze(0)
-        if labels.is_floating_point():
-            if labels.dim() != 2 or labels.shape[0] != batch:
-                raise ValueError(f"Pipeline: soft labels must be (B, K) = ({batch}, K), got {tuple(labels.shape)}")
-            if self.num_classes is not None and labels.shape[1] != self.num_classes:
-                raise ValueError(f"Pipeline: soft labels have {labels.shape[1]} classes, num_classes is "
-                                 f"{self.num_classes}")
-            if labels.device.type == "cpu":
-                _check_soft_sums(labels)
-            return labels.to(device, torch.promote_types(labels.dtype, torch.float32))
-        if labels.dtype in (torch.bool,) or labels.is_complex():
-            raise TypeError(f"Pipeline: labels must be integer class indices or float soft labels, got {labels.dtype}")
-        if labels.dim() != 1 or labels.shape[0] != batch:
-            raise ValueError(f"Pipeline: integer labels must be (B,) = ({batch},), got {tuple(labels.shape)}")
-        if self.num_classes is None:
-            raise ValueError("Pipeline: integer labels need num_classes, e.g. Pipeline(..., num_classes=10)")
-        if labels.device.type == "cpu" and labels.numel() and not (
-                0 <= int(labels.min()) and int(labels.max()) < self.num_classes):
-            raise ValueError(f"Pipeline: labels must be in [0, {self.num_classes}), got values in "
-                             f"[{int(labels.min())}, {int(labels.max())}]")
-        labels = labels.to(device)
-        targets = torch.zeros(batch, self.num_classes, device=device)
-        return targets.scatter_(1, labels.long()[:, None], 1.0)
-
-
-# How far a soft label's row sum may be from 1: float32 rounding of K values is far below it, a wrong row far above.
-SOFT_SUM_TOLERANCE = 1e-3
-
-
-def _as_label_tensor(labels) -> Tensor:
-    """A list, tuple, numpy array (or one int) of labels as a CPU tensor: ints stay integer, floats floating point."""
-    one_int = isinstance(labels, int) and not isinstance(labels, bool)  # the label of one image
-    if not (one_int or isinstance(labels, (list, tuple)) or hasattr(labels, "__array__")):
-        raise TypeError(f"Pipeline: labels must be a torch.Tensor, a list or a numpy array, got "
-                        f"{type(labels).__name__}")
-    try:
-        return torch.as_tensor(labels)
-    except (TypeError, ValueError, RuntimeError) as e:
-        raise TypeError(f"Pipeline: labels must be int class indices or float soft labels, got {type(labels).__name__}"
-                        f" that torch cannot read as numbers: {e}") from None
-
-
-def _check_soft_sums(labels: Tensor) -> None:
-    """Each row of soft labels (B, K) sums to 1: a distribution over the classes, as Mixup's blend and the loss
-    assume. Run on CPU tensors only, where reading the sums makes nothing wait."""
-    if not labels.numel():
-        return
-    sums = labels.double().sum(1)
-    off = (sums - 1).abs() > SOFT_SUM_TOLERANCE
-    if bool(off.any()):
-        rows = off.nonzero().flatten()[:4].tolist()
-        seen = ", ".join(f"row {r}: {sums[r].item():.6g}" for r in rows)
-        raise ValueError(f"Pipeline: soft labels must sum to 1 in each row (within {SOFT_SUM_TOLERANCE}), got "
-                         f"{int(off.sum())} rows that do not ({seen})")
-
-
-# Inductor's fusion options per device type (torch.compile's ``options``). By default, on a CPU, inductor stores a
-# full-size result of any pointwise formula longer than 50 ops that two consumers read, and of a long gather index.
-# The per-pixel source index of a composed map is such a formula (matrix entries, steps, bounds), so compiled CPU
-# pipelines wrote and read back full-size int64 indices, bool masks and uint8 copies on every call. A higher
-# threshold keeps those formulas in the loop that gathers; a gathered image that two passes read (the contrast
-# mean, then the apply) is still stored once.
-# Inductor also checks every indirect index of a C++ loop against its bound, a branch per vector that keeps the
-# per-row index work of window reads (``F.gather_windows``) inside the innermost loop; augpipe's indices are in
-# range by construction (clamped, or windows within the source's reach, which an eager test reads with raising
-# indexing), so the checks are off.
-# On CUDA the checks of indirect indices are off for the same reason (a device assert per gathered pixel); the
-# realization thresholds are inductor's: storing nothing image-sized but the output makes each pixel work out its
-# sample's composed chain itself, for itself and for its CutMix partner, which was slower.
-# On a CPU the code that allocates a call's buffers and calls the kernel is C++ too (``cpp_wrapper``), not Python:
-# less host time a call, for a slightly longer first compile. Measurements: docs/design.md, "Compiling".
-INDUCTOR_OPTIONS: dict[str, dict] = {"cpu": {"realize_opcount_threshold": 200, "assert_indirect_indexing": False,
-                                             "cpp_wrapper": True},
-                                     "cuda": {"assert_indirect_indexing": False}}
-
-
-# Inductor options for a CPU call that gathers a bilinear resample's taps: scalar C++ (see Pipeline._compiled).
-SCALAR_OPTIONS = {"cpp.simdlen": 1}
-
-
-# How many input shapes' draw plans a pipeline keeps (the oldest is dropped first); a plan is a few small lists,
-# and remaking one costs one dry run of sample().
-PLANS_KEPT = 64
-
-
-# Images this large are fresh memory on every call, a page fault per 4 KiB (see augpipe.memory), so a compiled CPU
-# call keeps them in buffers of its own instead (Pipeline._stages). Smaller blocks are reused from malloc's heap.
-STAGE_MIN_BYTES = memory.LARGE_BYTES
-
-_copies = itertools.count()
-
-
-def _own_copy(fn):
-    """``fn`` with a code object of its own, named ``<name>_<n>``. Dynamo keeps compiled graphs per code object,
-    with room for 8 (torch's recompile limit): shared by every pipeline, the 9th configuration in a process silently
-    ran eager (seen with ten pipelines of different strengths). A copy per pipeline gives each its own 8, for its
-    shapes. The new name matters too: dynamo remembers which sizes changed by (file, line, name), so copies under
-    one name shared it, and a pipeline's first compile was already dynamic in shape when any other pipeline had
-    seen two batch sizes, which made it slower than a pipeline compiled alone in its process.
-    """
-    name = f"{fn.__name__}_{next(_copies)}"
-    code = fn.__code__.replace(co_name=name, co_qualname=name)
-    return types.FunctionType(code, fn.__globals__, name, fn.__defaults__, fn.__closure__)
-
-
-def _check_seed(seed) -> int:
-    """torch.Generator takes seeds in [-2**63, 2**64): say so here rather than on the first call."""
-    try:
-        value = operator.index(seed)  # ints, numpy integers; not floats
-    except TypeError:
-        raise TypeError(f"Pipeline: seed must be an int, got {type(seed).__name__} {seed!r}") from None
-    if isinstance(seed, bool) or not -2**63 <= value < 2**64:
-        raise ValueError(f"Pipeline: seed must be an int in [-2**63, 2**64), got {seed!r}")
-    return value
-
-
-def _worker_stream_seed(seed: int, worker_seed: int) -> int:
-    """The seed of a pipeline's stream in a DataLoader worker, from the pipeline's and the worker's. Python's hash
-    of a tuple of ints is the same in every process (only str and bytes hashes are salted)."""
-    return hash((seed, worker_seed)) % 2**64
-
-
-def stage_cuts(ops, shape: Shape, dtype) -> list[tuple[int, tuple[int, ...]]]:
-    """(step index, image shape) where a compiled CPU call on ``shape`` stops (``Pipeline._stages``): before each op
-    but the first that reads its whole input, when that input is an image of STAGE_MIN_BYTES or more."""
-    cuts, size = [], shape.size
-    for i, op in enumerate(ops):
-        image = (shape.batch, shape.channels, *size)
-        large = math.prod(image) * dtype.itemsize >= STAGE_MIN_BYTES
-        if i and large and getattr(op, "reads_whole_input", False):
-            cuts.append((i, image))
-        size = op.output_size(size)
-    return cuts
-
-
-def _dry_run(graph: Pipeline, shape: Shape, planner: D.Planner, device) -> None:
-    """``graph.sample`` on the planner, which notes the draws that ``augpipe.draws`` is asked for. torch's own random
-    functions refuse it; an op whose sample calls them gets told how to draw instead, as such draws would escape the
-    plan, and with it the seed and replay."""
-    try:
-        graph.sample(shape, planner, device)
-    except TypeError as error:
-        if type(planner).__name__ not in str(error):
-            raise
-        op = next((s for s in reversed(_frame_selves(error)) if isinstance(s, Op)), None)
-        name = "an op" if op is None else repr(op)
-        raise TypeError(f"{name}: sample() handed its generator to a torch random function "
-                        f"({str(error).splitlines()[0]}); draw through augpipe.draws (uniform, normal, bernoulli, "
-                        f"permutation, standard_gamma), which the pipeline's seed and replay cover") from error
-
-
-def _frame_selves(error: BaseException) -> list:
-    """The ``self`` of each frame the error passed through, outermost first (None where there is none)."""
-    selves, tb = [], error.__traceback__
-    while tb is not None:
-        selves.append(tb.tb_frame.f_locals.get("self"))
-        tb = tb.tb_next
-    return selves
 
 
 def _static_steps(nodes):
@@ -684,148 +339,3 @@ def _static_steps(nodes):
         else:
             yield node
 
-
-def _check_images(images) -> bool:
-    """Validate the image batch; returns True for a single (C, H, W) image."""
-    if not isinstance(images, Tensor):
-        raise TypeError(f"Pipeline: images must be a torch.Tensor (B, C, H, W) or (C, H, W), "
-                        f"got {type(images).__name__}")
-    if images.dtype != torch.uint8 and not images.is_floating_point():
-        raise TypeError(f"Pipeline: images must be uint8 in [0, 255] or floating point in [0, 1], got {images.dtype}")
-    if images.dim() not in (3, 4):
-        raise ValueError(f"Pipeline: images must be (B, C, H, W) or (C, H, W), got shape {tuple(images.shape)}")
-    if min(images.shape[-3:]) < 1:
-        raise ValueError(f"Pipeline: images need C, H, W >= 1, got shape {tuple(images.shape)}")
-    if images.is_meta:
-        raise ValueError("Pipeline: images are on the meta device, which holds no values to draw for or augment")
-    _check_layout(tuple(images.shape))
-    if images.is_floating_point():
-        _check_range(images)
-    return images.dim() == 3
-
-
-def looks_channels_last(shape: tuple[int, ...]) -> bool:
-    """Whether a (..., A, B, K) image shape reads as (H, W, C) rather than (C, H, W): K is 1, 3 or 4 and A and B
-    are both larger than 4. Such a (C, H, W) image would have more than 4 channels and be 1, 3 or 4 pixels wide
-    yet more than 4 tall; an (H, W, C) picture is larger than 4 by 4 pixels. A small multi-band patch, (200, 3, 3)
-    say, is not taken for (H, W, C)."""
-    return len(shape) >= 3 and shape[-1] in (1, 3, 4) and shape[-3] > 4 and shape[-2] > 4
-
-
-def _check_layout(shape: tuple[int, ...]) -> None:
-    """Refuse channels-last images; warn where one image may be a batch of grayscale images."""
-    if looks_channels_last(shape):
-        if len(shape) == 3:
-            raise ValueError(f"Pipeline: an image of shape {shape} looks like (H, W, C) = channels last, where "
-                             f"augpipe reads (C, H, W) and would see {shape[0]} channels; pass img.permute(2, 0, 1)")
-        raise ValueError(f"Pipeline: images of shape {shape} look like (B, H, W, C) = channels last, where augpipe "
-                         f"reads (B, C, H, W) and would see {shape[1]} channels; pass images.permute(0, 3, 1, 2)")
-    if len(shape) == 3 and shape[0] > 4:
-        warnings.warn(f"Pipeline: a tensor of shape {shape} is read as one (C, H, W) image with {shape[0]} "
-                      f"channels. If it is a batch of {shape[0]} grayscale images, add their channel axis: "
-                      f"x.unsqueeze(1) is (B, 1, H, W). Pass a multi-channel image as a batch of one, "
-                      f"x.unsqueeze(0), to silence this warning.", UserWarning, stacklevel=_outside_stacklevel())
-
-
-def _outside_stacklevel() -> int:
-    """The ``stacklevel`` that points a warning at the first caller outside augpipe and torch.nn (the line that
-    called the pipeline), so that Python shows it once per such line."""
-    inside = (os.path.dirname(__file__) + os.sep, os.path.dirname(nn.__file__) + os.sep)
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_code.co_filename.startswith(inside):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
-# How far outside [0, 1] a float image may stray: float arithmetic on valid images (a resize, a colour conversion)
-# can leave values a rounding step outside. Under a quarter of one 8-bit level, so [0, 255] or normalized images
-# are still refused; for bfloat16, whose rounding step at 1 is larger, one of its steps.
-RANGE_SLACK = 1e-3
-
-
-def _range_slack(dtype: torch.dtype) -> float:
-    return max(RANGE_SLACK, torch.finfo(dtype).eps)
-
-
-def _check_range(images: Tensor) -> None:
-    """Float images must be finite and within [0, 1] (up to ``RANGE_SLACK``).
-
-    On a CPU one min/max pass reads the range, and a bad batch raises a ValueError at once. On CUDA the host is
-    not made to wait: the same comparison becomes a device-side assert (torch._assert_async), which fails at the
-    next synchronizing call (``.item()``, ``.cpu()``, a print) with "device-side assert triggered" (torch
-    versions that keep the message print it from the device), and the CUDA context cannot be used afterwards:
-    restart the process, and look at the batch on the CPU or with CUDA_LAUNCH_BLOCKING=1. A host-side check would
-    make every call wait for the device. Other accelerators are not checked."""
-    if not images.numel() or images.device.type not in ("cpu", "cuda"):
-        return
-    slack = _range_slack(images.dtype)
-    # One min/max pass, where isfinite(images).all() would also write and read a bool per value; a NaN makes both
-    # NaN.
-    lo, hi = torch.aminmax(images)
-    if images.device.type == "cuda":
-        inside = (lo >= -slack) & (hi <= 1 + slack)  # False for NaN too
-        torch._assert_async(inside, "Pipeline: float images must be in [0, 1] and finite; divide by 255 or pass "
-                                    "uint8")
-        return
-    lo, hi = lo.item(), hi.item()
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ValueError("Pipeline: images contain NaN or infinity")
-    if lo < -slack or hi > 1 + slack:
-        raise ValueError(f"Pipeline: float images must be in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; divide "
-                         f"by 255 (images / 255) or pass uint8 images in [0, 255]"
-                         f"{'; normalize after augmenting (augpipe.Normalize last)' if lo < 0 else ''}")
-
-
-def _dense_and_points(shape: Shape, single: bool, **given) -> dict:
-    """Validate masks (B, H, W) / (B, 1, H, W), boxes (B, N, 4), keypoints (B, K, 2); masks become (B, 1, H, W)."""
-    out = {}
-    lead = () if single else (shape.batch,)
-    for name, value in given.items():
-        if value is None:
-            continue
-        if not isinstance(value, Tensor):
-            raise TypeError(f"Pipeline: {name} must be a torch.Tensor, got {type(value).__name__}")
-        if single:
-            value = value.unsqueeze(0)
-        if name == "masks":
-            if value.is_floating_point() or value.is_complex():
-                raise TypeError(f"Pipeline: masks must be integer label maps, got {value.dtype}")
-            if value.dim() == 3:
-                value = value.unsqueeze(1)
-            if value.dim() != 4 or value.shape[1] != 1 or tuple(value.shape[-2:]) != shape.size \
-                    or value.shape[0] != shape.batch:
-                raise ValueError(f"Pipeline: masks must be {(*lead, shape.height, shape.width)} or "
-                                 f"{(*lead, 1, shape.height, shape.width)} to match the images, got "
-                                 f"{tuple(value.shape[1:] if single else value.shape)}")
-        else:
-            width = 4 if name == "boxes" else 2
-            if not value.is_floating_point():
-                raise TypeError(f"Pipeline: {name} must be floating point pixels (NaN rows pad), got {value.dtype}")
-            if value.dim() != 3 or value.shape[0] != shape.batch or value.shape[2] != width:
-                what = "(B, N, 4) xyxy" if name == "boxes" else "(B, K, 2) xy"
-                raise ValueError(f"Pipeline: {name} must be {what} with B = {shape.batch}"
-                                 f"{' (no B for one image)' if single else ''}, got "
-                                 f"{tuple(value.shape[1:] if single else value.shape)}")
-        out[name] = value
-    return out
-
-
-def _check_params(params, pipeline: Pipeline, batch: int) -> None:
-    """A replayed params tree must come from this graph and this batch size."""
-    if not isinstance(params, list) or len(params) != len(pipeline.nodes):
-        raise ValueError(f"Pipeline: params must be the list of {len(pipeline.nodes)} node params that "
-                         f"pipe.last_params holds, got {type(params).__name__}")
-
-    def walk(p):
-        if isinstance(p, Tensor):
-            if p.dim() == 0 or p.shape[0] != batch:
-                raise ValueError(f"Pipeline: params were drawn for a batch of {p.shape[0] if p.dim() else 1}, "
-                                 f"the images are a batch of {batch}")
-        elif isinstance(p, dict):
-            for v in p.values():
-                walk(v)
-        elif isinstance(p, (list, tuple)):
-            for v in p:
-                walk(v)
-
-    walk(params)

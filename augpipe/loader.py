@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .graph import looks_channels_last
+from .validate import looks_channels_last
 
 _PER_SAMPLE_KEYS = {"image": "images", "label": "labels", "mask": "masks", "boxes": "boxes", "keypoints": "keypoints"}
 
@@ -26,7 +26,7 @@ def to_chw_uint8(image) -> Tensor:
     """A PIL image, an HWC (or HW) uint8 numpy array or a uint8 tensor -> CHW uint8 tensor (no float).
 
     A tensor is read as (C, H, W), or as (H, W) grayscale, except one whose shape reads as (H, W, C)
-    (``graph.looks_channels_last``: last dimension 1, 3 or 4, the other two larger than 4, as
+    (``validate.looks_channels_last``: last dimension 1, 3 or 4, the other two larger than 4, as
     ``torch.from_numpy`` of a decoded picture gives), which is permuted to (C, H, W)."""
     if isinstance(image, Tensor):
         if image.dtype != torch.uint8 or image.dim() not in (2, 3):

@@ -102,6 +102,9 @@ def _eye(n: int, device) -> Tensor:
 
 
 # ----------------------------------------------------------------------------------------------- base classes
+_UNSET = object()  # no attribute of that name yet
+
+
 class Op(nn.Module):
     """The base class of every op, and of an op of your own.
 
@@ -156,10 +159,11 @@ class Op(nn.Module):
     # apply reads more of its input than the pixel it writes (the image's mean, another sample's pixels), so its
     # input is computed in full before it runs.
     reads_whole_input = False
-    # Counts attribute assignments on every op. A Pipeline plans its draws once per input shape; an op changed
-    # between calls (Mixup's alpha on a schedule, Cutout's count) may ask for other draws, so a Pipeline that sees
-    # this count move plans again (Pipeline._plan).
-    edits = 0
+    # How many times this op's attributes were assigned. A Pipeline plans its draws once per input shape; an op
+    # changed between calls (Mixup's alpha on a schedule, Cutout's count) may ask for other draws, so a Pipeline
+    # that holds this op plans again when its count moved (streams.DrawPlans). Assign a new value to change an op;
+    # a value changed in place (a list appended to) is not seen.
+    _edits = 0
     # Does apply take the executor's hints, ``inplace`` and ``tables`` (see ``fuse.run``)? The built-in ops do, and
     # return images that are new or their input. An apply of one's own takes (state, params) and is called so.
     # Worked out per class from apply's own signature, so a subclass that redefines apply is called as written.
@@ -170,8 +174,10 @@ class Op(nn.Module):
         cls.takes_hints = {"inplace", "tables"} <= set(inspect.signature(cls.apply).parameters)
 
     def __setattr__(self, name, value):
+        unchanged = self.__dict__.get(name, _UNSET) is value  # pipe.eval() on an op already in eval mode
         super().__setattr__(name, value)
-        Op.edits += 1
+        if not unchanged:
+            object.__setattr__(self, "_edits", self._edits + 1)
 
     def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
         return size

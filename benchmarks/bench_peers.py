@@ -509,8 +509,8 @@ def _apply_inductor_options() -> None:
     """--inductor-options, passed on to the memory child through the environment."""
     given = os.environ.get("BENCH_INDUCTOR_OPTIONS")
     if given:
-        import augpipe.graph
-        augpipe.graph.INDUCTOR_OPTIONS.update(json.loads(given))
+        import augpipe.backends
+        augpipe.backends.INDUCTOR_OPTIONS.update(json.loads(given))
 
 
 def memory_child(spec: str) -> None:
@@ -716,7 +716,7 @@ def main(argv=None) -> None:
     ap.add_argument("--profile", action="store_true", help="also print torch.profiler top ops of augpipe")
     ap.add_argument("--inductor-options", default=None,
                     help="JSON of torch.compile inductor options for augpipe-compiled on --device, replacing "
-                         "augpipe.graph.INDUCTOR_OPTIONS (to compare fusion choices)")
+                         "augpipe.backends.INDUCTOR_OPTIONS (to compare fusion choices)")
     ap.add_argument("--_memory-child", dest="memory_child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--_fresh-child", dest="fresh_child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -766,8 +766,9 @@ def main(argv=None) -> None:
           f"{info['cpu']}; {info['platform']}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items() if v is not None)
           + (f"; augpipe tree {info['augpipe_git']}" if info["augpipe_git"] else ""))
-    import augpipe.graph
-    print(f"inductor options of augpipe-compiled on {device.type}: {augpipe.graph.INDUCTOR_OPTIONS.get(device.type)}")
+    import augpipe.backends
+    options = augpipe.backends.INDUCTOR_OPTIONS.get(device.type)
+    print(f"inductor options of augpipe-compiled on {device.type}: {options}")
     print(f"{runs} timed runs per implementation after {warmup} warm-up calls, each run >= {min_run_s * 1e3:.0f} ms;"
           f" median reported" + (" (--quick: a smoke test, not a measurement)" if args.quick else ""))
 
@@ -777,7 +778,7 @@ def main(argv=None) -> None:
         print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}{busy}")
     started = time.perf_counter()
     settings = {"runs": runs, "warmup_calls": warmup, "min_run_s": min_run_s, "quick": args.quick, "seed": SEED,
-                "inductor_options": augpipe.graph.INDUCTOR_OPTIONS.get(device.type), "opencv_threads": 1,
+                "inductor_options": options, "opencv_threads": 1,
                 "pool_workers": threads, "fresh_process": device.type == "cpu" and not args.no_fresh}
     report = {"machine": info, "load_average_before": load_before, "settings": settings, "recipes": {}}
     for name, batch in [(n, b) for n in recipes for b in batches]:

@@ -14,7 +14,7 @@ import torch._dynamo
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import augpipe as A
-from augpipe import functional as F, fuse, graph, memory
+from augpipe import backends, functional as F, fuse, memory, streams
 
 
 def every_op_cifar(compile):
@@ -96,7 +96,7 @@ def test_compiled_equals_eager_for_every_op(make, size):
     x, y = batch(16, size)
     result = compiled(x, y)
     assert_same(result, eager(x, y, params=compiled.last_params))
-    window = getattr(compiled._kept, "window", None)
+    window = getattr(compiled._runner.kept, "window", None)
     # uint8 images are never read as uint8 in the compiled loop: windows for an exact first segment with constant
     # padding, a plain float copy for anything else
     assert window is not None
@@ -125,28 +125,33 @@ def test_a_compiled_pipeline_replays_given_params_as_eager_does():
     x, y = batch(8, 36)
     reference = eager(x, y)
     assert_same(compiled(x, y, params=eager.last_params), reference)
-    assert compiled._kept.window is not None and ("run", "cpu", False) in compiled._compiled_fns
+    assert compiled._runner.kept.window is not None and ("run", "cpu", False) in compiled._runner.fns
+
+
+def window_of(pipe, images):
+    """The window copy a compiled CPU call of ``pipe`` on ``images`` reads, or None."""
+    return pipe._runner.window(pipe, images, torch.float32)
 
 
 def test_a_window_copy_is_padded_for_exact_leading_ops_and_plain_for_other_first_reads_of_uint8():
     x = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
     read_by_windows = A.Pipeline(A.VerticalFlip(), A.HorizontalFlip(), A.RandomCrop(12, padding=2), compile=True)
-    window = read_by_windows._window(x, torch.float32)
+    window = window_of(read_by_windows, x)
     assert window.plan == F.WindowPlan(2, True) and window.source.shape == (2, x.numel() + 2 * 2)
     for floats in (x, x.float() / 255):  # float images are read as windows too
         edge_extending = A.Pipeline(A.RandomCrop(12, padding=(2, 1, 0, 3), padding_mode="reflect"),
                                     A.HorizontalFlip(), A.RandomCrop(10, padding=1), compile=True)
-        window = edge_extending._window(floats, torch.float32)  # padded in the crop's mode, the later crop's reach
+        window = window_of(edge_extending, floats)  # padded in the crop's mode, the later crop's reach
         assert window.plan == F.WindowPlan(1, True, (2, 1, 0, 3), "reflect")
         assert window.source.shape == (2, 2 * 3 * 20 * 18 + 2)
     resampled = A.Pipeline(A.HorizontalFlip(), A.RandomResizedCrop(12), compile=True)  # one bilinear read
-    plain = resampled._window(x, torch.float32)
+    plain = window_of(resampled, x)
     assert plain.plan == F.WindowPlan() and torch.equal(plain.source, x.float().reshape(1, -1))  # not divided
-    assert resampled._window(x.float() / 255, torch.float32) is None  # float images are read as they are
+    assert window_of(resampled, x.float() / 255) is None  # float images are read as they are
     photometric = A.Pipeline(A.Brightness(0.3), A.HorizontalFlip(), compile=True)  # the first op reads every pixel
-    assert torch.equal(photometric._window(x, torch.float32).source, x.float().reshape(1, -1))
-    assert photometric._window(x.float() / 255, torch.float32) is None
-    assert A.Pipeline(A.HorizontalFlip(), compile=False)._window(x, torch.float32) is None
+    assert torch.equal(window_of(photometric, x).source, x.float().reshape(1, -1))
+    assert window_of(photometric, x.float() / 255) is None
+    assert window_of(A.Pipeline(A.HorizontalFlip(), compile=False), x) is None
 
 
 def test_an_op_changed_after_the_first_call_is_read_right_by_the_compiled_pipeline():
@@ -176,7 +181,7 @@ def test_a_staged_cpu_call_keeps_its_stored_images_between_calls_and_never_hands
     stops share one buffer (the images keep their size), which a stage may overwrite in place only pixel by pixel.
     The last stage writes the output into fresh memory of its own (``memory.empty``, as for images of at least
     LARGE_BYTES). A first stage that reads a resized crop is compiled to scalar code."""
-    monkeypatch.setattr(graph, "STAGE_MIN_BYTES", 0)
+    monkeypatch.setattr(backends, "STAGE_MIN_BYTES", 0)
     monkeypatch.setattr(memory, "LARGE_BYTES", 0)
     made = []
     monkeypatch.setattr(memory, "empty", lambda *a, _empty=memory.empty: made.append(_empty(*a)) or made[-1])
@@ -189,7 +194,7 @@ def test_a_staged_cpu_call_keeps_its_stored_images_between_calls_and_never_hands
         assert [m.data_ptr() for m in made] == [result[0].data_ptr()]  # written there, not copied
         assert_same(result, eager(x, y, params=compiled.last_params))
         outputs.append((result[0], result[0].clone()))
-        kept = compiled._kept.stages  # this thread's
+        kept = compiled._runner.kept.stages  # this thread's
         assert [i for i, _ in kept] == stops  # the inputs of the ops that read their whole input
         assert kept[0][1] is kept[1][1]
         kept_at.append(kept[0][1].data_ptr())
@@ -197,9 +202,9 @@ def test_a_staged_cpu_call_keeps_its_stored_images_between_calls_and_never_hands
         entering = fuse.run(steps[:stops[-1]], {"images": x, "targets": None}, torch.float32)["images"]
         torch.testing.assert_close(kept[-1][1], entering, atol=1e-5, rtol=0)
     assert kept_at[0] == kept_at[1] == kept_at[2]  # the same memory, call after call
-    windows = [w.source for w in [getattr(compiled._kept, "window", None)] if w is not None]
+    windows = [w.source for w in [getattr(compiled._runner.kept, "window", None)] if w is not None]
     assert compiled.kept_bytes() == kept[0][1].nbytes + sum(w.nbytes for w in windows)
-    assert {key for key in compiled._compiled_fns if key[2]} == ({("sample_run", "cpu", True)}
+    assert {key for key in compiled._runner.fns if key[2]} == ({("sample_run", "cpu", True)}
                                                                   if make is imagenet_recipe else set())
     for images, snapshot in outputs:  # no later call wrote into an earlier call's images
         assert torch.equal(images, snapshot)
@@ -226,20 +231,52 @@ def test_an_unstaged_cpu_call_writes_large_images_into_fresh_memory_of_its_own(m
     assert pointers[0][0].data_ptr() != pointers[1][0].data_ptr()
 
 
+def test_each_cpu_pass_switched_off_gives_the_output_it_gives_on(monkeypatch):
+    """``backends.PASSES``: the window copy, the stages, the scalar first stage and the huge-page output change how a
+    compiled CPU call reads and stores images, not what it computes. One pipeline takes all four (thresholds at 0
+    for small images); with each switched off in turn and the stream restarted, the call takes the others and
+    gives the eager pipeline's output."""
+    monkeypatch.setattr(backends, "STAGE_MIN_BYTES", 0)
+    monkeypatch.setattr(memory, "LARGE_BYTES", 0)
+    made = []
+    monkeypatch.setattr(memory, "empty", lambda *a, _empty=memory.empty: made.append(_empty(*a)) or made[-1])
+    make = lambda compile: A.Pipeline(A.RandomResizedCrop(12), A.HorizontalFlip(), A.Contrast(0.4),  # noqa: E731
+                                      seed=9, compile=compile)
+    compiled, eager = make(True), make(False)
+    runner, calls = compiled._runner, []
+    compile_one = runner.compiled
+    monkeypatch.setattr(runner, "compiled", lambda graph, which, device, scalar=False: calls.append((which, scalar))
+                        or compile_one(graph, which, device, scalar))
+    x, _ = batch(4, 16)
+    expected = eager(x)
+    staged = [("sample_run", True), ("stage1", False)]  # stops before Contrast; the resized crop's part is scalar
+    for off, compiled_calls in ((None, staged), ("window", staged), ("stages", [("sample_run", False)]),
+                                ("scalar", [("sample_run", False), ("stage1", False)]), ("huge_pages", staged)):
+        passes = {name: name != off for name in backends.PASSES}
+        monkeypatch.setattr(backends, "PASSES", passes)
+        calls.clear(), made.clear()
+        out = compiled.manual_seed(9)(x)
+        torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+        assert calls == compiled_calls
+        assert (window_of(compiled, x) is not None) == passes["window"]
+        assert ([m.data_ptr() for m in made] == [out.data_ptr()]) == passes["huge_pages"]
+
+
 def test_each_calling_thread_keeps_buffers_of_its_own_and_frees_them_when_it_ends(monkeypatch):
     """A pool that replaces its threads must not pile up kept buffers, and two threads must never share one."""
-    monkeypatch.setattr(graph, "STAGE_MIN_BYTES", 0)
+    monkeypatch.setattr(backends, "STAGE_MIN_BYTES", 0)
     compiled = flips_and_constant_crops(True)
     x, y = batch(8, 32)
     for _ in range(2):  # staged calls
         compiled(x, y)
-    main_stages, seen = compiled._kept.stages, {}
+    main_stages, seen = compiled._runner.kept.stages, {}
 
     def work():
         for _ in range(2):
             compiled(x, y)
-        seen["bytes"], seen["stages"] = compiled.kept_bytes(), [weakref.ref(b) for _, b in compiled._kept.stages]
-        seen["own"] = all(b is not mine for (_, b), (_, mine) in zip(compiled._kept.stages, main_stages))
+        kept = compiled._runner.kept.stages
+        seen["bytes"], seen["stages"] = compiled.kept_bytes(), [weakref.ref(b) for _, b in kept]
+        seen["own"] = all(b is not mine for (_, b), (_, mine) in zip(kept, main_stages))
     worker = threading.Thread(target=work)
     worker.start()
     worker.join()
@@ -278,14 +315,14 @@ def test_planning_draws_nothing_and_each_request_gets_numbers_of_its_own(make, s
     shape = Shape(13, 3, size, size)
     generator = pipe.generator("cpu")
     before = generator.get_state()
-    requests, made, where = pipe._plan(shape, torch.device("cpu"))
+    requests, made, where = pipe._draw_plans.plan(pipe, shape, torch.device("cpu"))
     assert torch.equal(generator.get_state(), before)
     assert len(requests) > 10 and len(made) <= 3
     for k, (kind, (n,), extra) in enumerate(made):
         spans = sorted((start, start + math.prod(r[1])) for r, (j, start) in zip(requests, where) if j == k)
         assert all(r[0] == kind and r[2] == extra for r, (j, _) in zip(requests, where) if j == k)
         assert spans[0][0] == 0 and spans[-1][1] == n and all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
-    pipe._planned_draws(shape, torch.device("cpu"))  # a call makes exactly the planned draws
+    pipe._draw_plans.draws(pipe, shape, torch.device("cpu"), generator)  # a call makes exactly the planned draws
     by_hand = torch.Generator().manual_seed(0)
     by_hand.set_state(before)
     draws.draw(made, by_hand, "cpu")
@@ -361,7 +398,7 @@ def test_each_compiled_pipeline_has_its_own_dynamic_shape_memory():
     from torch._dynamo.pgo import CodeId
 
     first, second = A.Pipeline(seed=0, compile=True), A.Pipeline(seed=0, compile=True)
-    ids = {CodeId.make(p._compiled(which, torch.device("cpu"))._torchdynamo_orig_callable.__code__)
+    ids = {CodeId.make(p._runner.compiled(p, which, torch.device("cpu"))._torchdynamo_orig_callable.__code__)
            for p in (first, second) for which in ("run", "sample_run")}
     assert len(ids) == 4
 
@@ -383,7 +420,7 @@ def test_no_per_sample_work_the_op_count_does_not_grow_with_the_batch(make, size
     Soft labels are passed, and their row-sum check is left out: the checks of labels read them, by design only on
     CPU tensors, where that makes nothing wait.
     """
-    monkeypatch.setattr(A.graph, "_check_soft_sums", lambda labels: None)
+    monkeypatch.setattr(A.validate, "check_soft_sums", lambda labels: None)
     counts = []
     for b in (2, 37):
         pipe = make(False)
@@ -405,9 +442,7 @@ def test_ops_changed_between_calls_are_planned_again():
     cutout, mixup = A.Cutout(4), A.Mixup(alpha=0.2)
     pipe = A.Pipeline(cutout, mixup, seed=0, num_classes=10)
     pipe(x, labels)
-    edits = A.ops.Op.edits
     pipe(x, labels)
-    assert A.ops.Op.edits == edits  # a call changes no op, so a call plans nothing again
     state = pipe.state_dict()
     cutout.count, mixup.alpha = 2, 0.4
     out, targets = pipe(x, labels)
@@ -424,10 +459,10 @@ def test_a_pipeline_keeps_the_draw_plans_of_its_latest_shapes_only(monkeypatch):
     inputs = [torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(size)) for size in (8, 9, 10, 8)]
     outputs = []
     for kept in (2, 64):
-        monkeypatch.setattr(graph, "PLANS_KEPT", kept)
+        monkeypatch.setattr(streams, "PLANS_KEPT", kept)
         pipe = A.Pipeline(A.HorizontalFlip(), A.RandomCrop(6, padding=1), A.Brightness(0.2), seed=0)
         outputs.append([pipe(x) for x in inputs])
-        sizes = [key[0].size for key in pipe._plans]
+        sizes = [key[0].size for key in pipe._draw_plans.by_shape]
         assert sizes == ([(10, 10), (8, 8)] if kept == 2 else [(8, 8), (9, 9), (10, 10)])
     for a, b in zip(*outputs):
         assert torch.equal(a, b)

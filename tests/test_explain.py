@@ -63,7 +63,7 @@ def test_explain_lists_every_step_with_its_output_size_and_dtypes():
 
 def test_explain_counts_the_draws_the_plan_makes():
     pipe = A.Pipeline(A.HorizontalFlip(), A.Brightness(0.2), A.Mixup(0.4), seed=0)
-    requests, made, _ = pipe._plan(A.ops.Shape(5, 3, 8, 8), torch.device("cpu"))
+    requests, made, _ = pipe._draw_plans.plan(pipe, A.ops.Shape(5, 3, 8, 8), torch.device("cpu"))
     assert f"draws: {len(requests)} requests from sample(), made as {len(made)} draw(s)" in pipe.explain((5, 3, 8, 8))
     assert len(made) == 3  # float32 uniforms (flip, factor), float64 ones (the partner order), gammas of alpha 0.4
 
@@ -76,10 +76,10 @@ def test_explain_counts_the_draws_the_plan_makes():
     ((A.Brightness(0.3),), torch.uint8),
 ])
 def test_the_window_copy_explain_announces_is_the_one_a_compiled_cpu_call_makes(nodes, dtype):
-    pipe = A.Pipeline(*nodes, compile=True)  # _window makes the copy without compiling anything
+    pipe = A.Pipeline(*nodes, compile=True)  # the runner makes the copy without compiling anything
     x = torch.randint(0, 256, (3, 3, 14, 14), dtype=torch.uint8)
     x = x if dtype == torch.uint8 else x.float() / 255
-    window = pipe._window(x, torch.float32)
+    window = pipe._runner.window(pipe, x, torch.float32)
     assert X._window_bytes(window.plan, A.ops.Shape(*x.shape), torch.float32) == window.source.nbytes
     assert f"window copy: {window.source.nbytes / 2**20:.1f} MiB" in pipe.explain(tuple(x.shape), dtype)
     assert ("row windows" in pipe.explain(tuple(x.shape), dtype)) == (window.plan != F.WindowPlan())

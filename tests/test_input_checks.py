@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 import augpipe as A
-from augpipe.graph import RANGE_SLACK, looks_channels_last
+from augpipe.validate import RANGE_SLACK, looks_channels_last
 
 
 def gen(seed):
