@@ -28,7 +28,9 @@ from .ops import GeometricOp, Shape
 #   its first part to scalar C++ (SCALAR_OPTIONS), which gathers faster (``Runner.compiled``).
 # - "huge_pages": output images of memory.LARGE_BYTES or more are written into fresh memory mapped in huge pages
 #   (``Runner.output_buffer``).
-PASSES = {"window": True, "stages": True, "scalar": True, "huge_pages": True}
+# - "keep_freed_memory": on the first CPU call in a process, eager or compiled, glibc is asked to keep freed blocks
+#   for reuse (``memory.keep_freed_memory_once``; the environment variable AUGPIPE_KEEP_FREED_MEMORY=0 opts out).
+PASSES = {"window": True, "stages": True, "scalar": True, "huge_pages": True, "keep_freed_memory": True}
 
 
 # Inductor's fusion options per device type (torch.compile's ``options``). By default, on a CPU, inductor stores a
@@ -123,6 +125,7 @@ class Runner:
 
     def replay(self, graph, steps, state: dict, dtype) -> dict:
         """Run the given steps (params given, nothing drawn)."""
+        _keep_freed_memory(state["images"].device)
         if not graph.compiled:
             return fuse.run(steps, state, dtype)
         window = self.window(graph, state["images"], dtype)
@@ -134,6 +137,7 @@ class Runner:
         ``graph.sample`` and apply them: eagerly, or compiled with the run into one call. On a CPU that call may
         stop where a large image is stored, and further compiled calls go on (``stages``)."""
         device = state["images"].device
+        _keep_freed_memory(device)
         if not graph.compiled:
             params = graph.sample(shape, source, device)
             return params, fuse.run(list(zip(graph.nodes, params)), state, dtype)
@@ -223,6 +227,11 @@ class Runner:
         kept = ([] if window is None else [window.source]) + [b for _, b in getattr(self.kept, "stages", [])]
         unique = {b.untyped_storage().data_ptr(): b.untyped_storage().nbytes() for b in kept}
         return sum(unique.values())
+
+
+def _keep_freed_memory(device: torch.device) -> None:
+    if PASSES["keep_freed_memory"] and device.type == "cpu":
+        memory.keep_freed_memory_once()
 
 
 def sample_then_run(graph, shape: Shape, source, device, state: dict, dtype, window=None, stop=None,

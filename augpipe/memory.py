@@ -10,12 +10,14 @@ docs/design.md, "Huge pages for large outputs".
 
 Smaller blocks come from malloc's heap, which glibc shrinks whenever enough is free at its top: a process that
 frees a call's 3 MB buffers can then fault them in again on the next call. ``keep_freed_memory`` asks glibc to
-keep them (process-wide, opt-in).
+keep them; a pipeline asks it once per process on its first CPU call (``keep_freed_memory_once``), unless the
+environment variable AUGPIPE_KEEP_FREED_MEMORY is 0.
 """
 from __future__ import annotations
 
 import ctypes
 import mmap
+import os
 import sys
 
 import torch
@@ -65,13 +67,13 @@ def keep_freed_memory(trim_bytes: int = 256 * 2**20) -> bool:
     By default glibc lifts its mmap threshold as blocks are freed and returns the top of its heap to the kernel
     once more than twice that is free there; a process whose calls allocate and free a few images of some MB each
     (a DataLoader worker, a script that augments before anything else has run) then faults those pages in again
-    on every call (docs/design.md, "Keeping freed memory (opt-in)").
+    on every call (docs/design.md, "Keeping freed memory").
 
     Sets M_MMAP_THRESHOLD to LARGE_BYTES (smaller blocks come from the heap, as glibc's own threshold allows at
     most; larger ones stay fresh mappings, see ``empty``) and M_TRIM_THRESHOLD to ``trim_bytes`` (the heap shrinks
-    only when more than that is free at its top). Process-wide and opt-in: call it once, early, in the process
-    that augments (before a DataLoader forks its workers, they inherit it). The cost is that up to ``trim_bytes``
-    of freed memory stays in the process. Returns True where glibc took both settings, False elsewhere (no glibc,
+    only when more than that is free at its top). Process-wide: a pipeline calls it (``keep_freed_memory_once``)
+    on its first CPU call; call it early yourself to cover what runs before that. The cost is that up to
+    ``trim_bytes`` of freed memory stays in the process. Returns True where glibc took both settings, False elsewhere (no glibc,
     not Linux), where it changes nothing.
     """
     if not isinstance(trim_bytes, int) or isinstance(trim_bytes, bool) or trim_bytes < 0:
@@ -81,3 +83,19 @@ def keep_freed_memory(trim_bytes: int = 256 * 2**20) -> bool:
         return False
     trim = min(trim_bytes, 2**31 - 1)  # mallopt takes an int
     return bool(mallopt(_M_MMAP_THRESHOLD, LARGE_BYTES)) and bool(mallopt(_M_TRIM_THRESHOLD, trim))
+
+
+# Whether keep_freed_memory_once has run in this process (a forked DataLoader worker inherits the setting with it).
+_kept = False
+
+
+def keep_freed_memory_once() -> None:
+    """``keep_freed_memory()``, the first time it is called in this process, unless the environment variable
+    AUGPIPE_KEEP_FREED_MEMORY is "0". A pipeline calls it on its first CPU call: without it, the first pipeline of
+    a process that has freed no large block faults a call's buffers in again on every call, at about half its speed
+    (docs/design.md, "Keeping freed memory")."""
+    global _kept
+    if not _kept:
+        _kept = True
+        if os.environ.get("AUGPIPE_KEEP_FREED_MEMORY", "1") != "0":
+            keep_freed_memory()

@@ -32,7 +32,8 @@ batch, in microseconds ("us/img/core"). A one-process loop is charged one core: 
 its call, runs on one core (the batched mix at the end runs on torch's threads).
 
 Fresh process (CPU, unless --no-fresh): the compiled pipeline is built and timed again in a new process that runs
-nothing before it and changes no malloc setting, as a user's first pipeline would be; its row stands under the
+nothing before it and asks nothing of malloc itself (what the pipeline asks on its first call is its own), as a
+user's first pipeline would be; its row stands under the
 in-process compiled row with their ratio. This process's compiled call is timed once more right after the child,
 so that a change of load between the two shows.
 
@@ -52,8 +53,8 @@ Peak memory of one call:
         also compiles), then read VmRSS, reset the kernel's high-water mark (``echo 5 > /proc/self/clear_refs``),
         make one call and read VmHWM. Peak = VmHWM - VmRSS before the call: every byte the call touched that
         the process did not already hold, output batch included, the input batch excluded. The child runs with
-        MALLOC_MMAP_THRESHOLD_=65536 and MALLOC_TRIM_THRESHOLD_=65536 so that glibc maps large blocks fresh
-        and returns them on free (with its default dynamic thresholds, memory freed by the warm-up calls would
+        MALLOC_MMAP_THRESHOLD_=65536 and MALLOC_TRIM_THRESHOLD_=65536 (and AUGPIPE_KEEP_FREED_MEMORY=0, so that
+        the pipeline leaves them) so that glibc maps large blocks fresh and returns them on free (with its default dynamic thresholds, memory freed by the warm-up calls would
         be reused silently and the peak read low). Resolution: 4 KiB pages. Linux only; elsewhere "n/a".
         The roofline writes into a preallocated tensor, so its peak is ~0.
   cuda  torch.cuda.max_memory_allocated() over one call minus the memory allocated before it, in-process.
@@ -528,7 +529,8 @@ def fresh_child(spec: str) -> None:
     """--_fresh-child RECIPE:BATCH:RUNS:WARMUP:MIN_RUN_S: the compiled augpipe pipeline as a user's first one.
 
     This process does nothing before it: no other implementation has run, no memory has been freed, and nothing
-    is asked of malloc (no ``augpipe.memory.keep_freed_memory()``). It builds the recipe with compile=True, makes
+    is asked of malloc but what the pipeline asks on its first call (``augpipe.memory.keep_freed_memory_once``).
+    It builds the recipe with compile=True, makes
     the warm-up calls (the first compiles), then times its runs as the parent times its own, and prints
     {"s_per_call", "runs_s", "calls_per_run", "first_call_s", "page_faults_per_call"} as its last line."""
     recipe, batch, runs, warmup, min_run_s = spec.split(":")
@@ -580,6 +582,7 @@ def peak_in_child(r: Recipe, impl: str, threads: int) -> tuple[int | None, int |
     if not (os.path.exists("/proc/self/clear_refs") and sys.platform.startswith("linux")):
         return None, None, "n/a: needs Linux /proc"
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="65536",
+               AUGPIPE_KEEP_FREED_MEMORY="0",
                BENCH_THREADS=str(threads), PYTHONWARNINGS="ignore")
     cmd = [sys.executable, str(Path(__file__).resolve()), "--_memory-child", f"{r.name}:{impl}:{r.batch}"]
     try:
