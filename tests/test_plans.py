@@ -1,7 +1,8 @@
 """Plans follow from what the composed geometry is, not from how a recipe is written.
 
 Flips commute with reflect and replicate padding, so every order of flips and a crop gets one read and one window
-copy; and whole-pixel maps compose with each op's own padding, so any order of any crops is one exact gather. Pixels are checked
+copy; whole-pixel maps compose with each op's own padding, so any order of any crops is one exact gather; and a
+crop wrapped in RandomApply is the crop with its identity offset for the samples it skips. Pixels are checked
 against a per-sample loop written from the definitions (torch.nn.functional.pad, slicing, flip).
 """
 import itertools
@@ -126,3 +127,44 @@ def test_masks_follow_every_order_of_edge_padded_crops_and_flips():
                         else A.RandomCrop(op.size, op.padding, fill=0.0) for op in ops]
         reference = loop_reference(masks[:, None].double(), as_zero_fill, pipe.last_params)
         assert torch.equal(out["masks"], reference[:, 0].to(torch.uint8))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_crop_skipped_by_random_apply_is_the_identity_and_fuses(mode):
+    """RandomApply(RandomCrop) rewrites the params (RandomCrop.skip: the offset of the image's own place), so the
+    crop joins the flip's read, and each sample is the crop where kept and the image itself where not: as running
+    the crop on every sample and selecting (RandomApply over a Pipeline, which has no skip) gives."""
+    x = images(32, 11, 9, seed=1)
+    crop = A.RandomCrop((11, 9), padding=(3, 1, 2, 4), padding_mode=mode, fill=0.25)
+    applied = A.Pipeline(A.HorizontalFlip(), A.RandomApply(crop, p=0.5), seed=2)
+    selected = A.Pipeline(A.HorizontalFlip(), A.RandomApply(A.Pipeline(crop), p=0.5), seed=2)
+    probe = A.Pipeline(A.HorizontalFlip(), A.RandomApply(crop, p=0.5))
+    steps = list(probe.steps(probe.sample(Shape(*x.shape), probe.generator("cpu"), "cpu")))
+    assert len(fuse._segments(steps)) == 1
+    bare = A.Pipeline(A.HorizontalFlip(), crop, compile=True)
+    wrapped = A.Pipeline(A.HorizontalFlip(), A.RandomApply(crop, p=0.5), compile=True)
+    assert geometry_lines(wrapped, x.shape)[1:] == geometry_lines(bare, x.shape)[1:]
+    assert wrapped._window_plan == bare._window_plan is not None
+
+    out = applied(x)
+    flip, node = applied.last_params
+    keep = node["keep"]
+    assert 0 < int(keep.sum()) < len(keep)
+    assert torch.equal(node["node"]["top"][~keep], torch.full_like(node["node"]["top"][~keep], 1))
+    assert torch.equal(node["node"]["left"][~keep], torch.full_like(node["node"]["left"][~keep], 3))
+    flipped = loop_reference(x.float() / 255, [A.HorizontalFlip()], [flip])
+    cropped = loop_reference(flipped, [crop], [node["node"]])
+    torch.testing.assert_close(out[keep], cropped[keep], rtol=0, atol=0)
+    torch.testing.assert_close(out[~keep], flipped[~keep], rtol=0, atol=0)
+    torch.testing.assert_close(out, selected(x), rtol=0, atol=0)
+
+
+def test_random_crop_skip_keeps_drawn_offsets_and_writes_the_padding_elsewhere():
+    crop = A.RandomCrop(8, padding=(3, 1, 2, 4))
+    params = {"top": torch.tensor([0, 5, 2, 7]), "left": torch.tensor([4, 0, 1, 5])}
+    keep = torch.tensor([True, False, True, False])
+    skipped = crop.skip(params, keep)
+    assert torch.equal(skipped["top"], torch.tensor([0, 1, 2, 1]))
+    assert torch.equal(skipped["left"], torch.tensor([4, 3, 1, 3]))
+    assert skipped["top"].dtype == params["top"].dtype
+    assert torch.equal(params["top"], torch.tensor([0, 5, 2, 7]))  # the given params are not written to
