@@ -1,22 +1,22 @@
 """The executor: runs a graph's ops over a batch with the params already drawn.
 
-Fused (the default), consecutive geometric ops become one sampling map, composed as a product of their matrices,
-and the pixels are read once: by one gather when every op maps pixels onto pixels (flips, crops, padded crops, in
-any order: their per-sample row and column tables compose, each op's reads outside its input following its own
-padding, ``F.exact_map``), otherwise by one bilinear resample, done as a row pass and a column pass when the map is axis-aligned (resized
-crops and flips). uint8 images stay uint8 until that read. Every other op is a pure function that the executor
-calls in order, letting it overwrite the batch once the batch is a tensor the executor made. Under
-``torch.compile`` (``Pipeline(..., compile=True)``) those elementwise steps, the contrast reduction, the Cutout
-mask and the Mixup/CutMix partner reads are fused into a few kernels.
+Fused (the default), consecutive geometric ops become one sampling map, composed as a product of their matrices, and
+the pixels are read once: by one gather when every op maps pixels onto pixels (flips, crops, padded crops, in any
+order: their per-sample row and column tables compose, each op's reads outside its input following its own padding,
+``F.exact_map``), otherwise by one bilinear resample, done as a row pass and a column pass when the map is
+axis-aligned (resized crops and flips). uint8 images stay uint8 until that read. Every other op is a pure function
+that the executor calls in order, letting it overwrite the batch once the batch is a tensor the executor made. Under
+``torch.compile`` (``Pipeline(..., compile=True)``) those elementwise steps, the contrast reduction, the Cutout mask
+and the Mixup/CutMix partner reads are fused into a few kernels.
 
 On a CPU, a compiled pipeline reads its leading flips and crops from a float copy of the images made by ATen before
 the compiled call (``F.window_source``: converted once, padded, mirrored): each output row is one contiguous window
 of it, which inductor's C++ loops load as whole vectors, where a per-pixel gather index and uint8 loads go lane by
-lane (docs/design.md, "The window copy").
-A reflect- or replicate-padded crop behind nothing but flips reads a copy padded that way (``window_plan``). A leading bilinear segment (a resized
-crop, a rotation) gathers its taps lane by lane in any case, but from the float copy (unpadded) rather than from
-uint8: inductor loads a gathered uint8 through two stack buffers, a float through one (see ``Pipeline._window``).
-A first op that is not geometric reads that plain copy instead of the uint8 images.
+lane (docs/design.md, "The window copy"). A reflect- or replicate-padded crop behind nothing but flips reads a copy
+padded that way (``window_plan``). A leading bilinear segment (a resized crop, a rotation) gathers its taps lane by
+lane in any case, but from the float copy (unpadded) rather than from uint8: inductor loads a gathered uint8 through
+two stack buffers, a float through one (see ``Pipeline._window``). A first op that is not geometric reads that plain
+copy instead of the uint8 images.
 
 Unfused (``run(..., fuse=False)``) every op runs on its own on float images, one resample per geometric op: the
 reference the tests compare the composition with.
