@@ -41,8 +41,8 @@ def explain(pipe, images_shape, dtype: torch.dtype = torch.uint8, device="cpu") 
             segment = [op for op, _ in stage]
             for op in segment:
                 size = op.output_size(size)
-            split = (" (a read of its own: reflect or replicate padding only starts a run, and only a run of "
-                     "whole-pixel ops)") if isinstance(previous, list) else ""
+            split = (" (a read of its own: a bilinear read extends no edge, so reflect or replicate padding "
+                     "shares a read only with whole-pixel ops)") if isinstance(previous, list) else ""
             lines.append(f"{n + 1}. geometry {_names(segment)} -> {size[0]}x{size[1]}:")
             lines.append(f"   {_read(segment, window if n == 0 else None, dtype, windowed and n == 0)}{split}")
         else:

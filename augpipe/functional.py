@@ -108,9 +108,10 @@ def _remap_index(index: Tensor, size: int, padding_mode: str) -> Tensor:
     return index.clamp(0, size - 1)  # "replicate", and "constant" before its mask
 
 
-def gather_separable(x: Tensor, rows: Tensor, cols: Tensor, padding_mode: str = "constant",
+def gather_separable(x: Tensor, rows: Tensor, cols: Tensor, padding_mode: str | None = "constant",
                      fill: float = 0.0, dtype: torch.dtype | None = None) -> Tensor:
-    """out[b, :, i, j] = x[b, :, rows[b, i], cols[b, j]], indices outside the image padded per ``padding_mode``.
+    """out[b, :, i, j] = x[b, :, rows[b, i], cols[b, j]], indices outside the image padded per ``padding_mode``
+    (None: the indices are in range, as ``exact_map`` makes them, and nothing is padded).
 
     This is every flip, crop and padded crop (and any composition of them) as one gather. It reads uint8 as uint8
     and, when ``dtype`` is given, converts only the output with ``to_float``, so the bytes are touched once;
@@ -118,7 +119,9 @@ def gather_separable(x: Tensor, rows: Tensor, cols: Tensor, padding_mode: str = 
     x (B, C, H, W); rows (B, Ho) and cols (B, Wo) integer.
     """
     H, W = x.shape[-2:]
-    out = take_grid(x, _remap_index(rows, H, padding_mode), _remap_index(cols, W, padding_mode))
+    if padding_mode is not None:
+        rows, cols = _remap_index(rows, H, padding_mode), _remap_index(cols, W, padding_mode)
+    out = take_grid(x, rows, cols)
     if dtype is not None:
         out = to_float(out, dtype)  # (B, C, Ho, Wo)
     if padding_mode == "constant":  # out is a new tensor: fill it in place
@@ -173,6 +176,81 @@ def axis_index(matrix: Tensor, axis: int, n: int) -> Tensor:
 def index_map(matrix: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
     """Integer source rows (B, Ho) and cols (B, Wo) of an axis-aligned integer map (flips and crops)."""
     return axis_index(matrix, 1, size[0]), axis_index(matrix, 0, size[1])
+
+
+class ExactMap(NamedTuple):
+    """Whole-pixel maps (flips, crops, padded crops, in any order) composed into per-sample tables (``exact_map``).
+
+    Output pixel (i, j) of sample b shows source pixel (rows[b, i], cols[b, j]), unless a ``fills`` entry (fill,
+    row test, column test) says it lies outside: where row test[b, i] and column test[b, j] are not both true it
+    shows that fill. The entries apply in order, so a later one wins (the fill of the op nearest the output).
+    """
+
+    rows: Tensor  # (B, Ho) source rows, in range
+    cols: Tensor  # (B, Wo) source columns, in range
+    fills: list[tuple[float, Tensor, Tensor]]  # (fill, row test (B, Ho) bool, column test (B, Wo) bool)
+
+
+def _compose_axis(maps, axis: int, n: int) -> tuple[Tensor, list[Tensor | None]]:
+    """Source indices (B, n) along ``axis`` (0: columns, 1: rows) of ``n`` output positions through ``maps`` (see
+    ``exact_map``), and per map the inside test of its constant padding (None for a map without one).
+
+    Walked from the output back to the source. Each map sends its output index to its input index (start + step i,
+    ``index_steps``); an index outside the input is brought back the way the map's own padding extends that input
+    (reflect, replicate), or, for constant padding, tested and clamped: the clamped index reads some pixel that
+    the test's fill then replaces. So any order and any number of edge-padded crops compose exactly.
+    """
+    index = torch.arange(n, device=maps[0][0].device)
+    tests = [None] * len(maps)
+    for k in range(len(maps) - 1, -1, -1):
+        matrix, size, border = maps[k]
+        start, step = index_steps(matrix, axis)
+        index = start + step * index  # (B, n)
+        extent = size[1 - axis]
+        mode = None if border is None else border[0]
+        if mode == "constant":
+            tests[k] = (index >= 0) & (index < extent)
+        if mode is not None:
+            index = _remap_index(index, extent, mode)
+    # In range for any map of these ops; clamped as well, for a replayed params list of another graph: compiled CPU
+    # loops do not check indices (graph.INDUCTOR_OPTIONS).
+    return index.clamp(0, maps[0][1][1 - axis] - 1), tests
+
+
+def exact_map(maps: Sequence[tuple[Tensor, tuple[int, int], tuple[str, float] | None]],
+              size: tuple[int, int]) -> ExactMap:
+    """Whole-pixel maps composed into one gather: maps are, in pipeline order, each op's (sampling matrix (B, 3, 3)
+    with steps +-1 and whole shifts, input (H, W), ``border()``: (padding mode, fill) or None); size the output's
+    (H, W). Each map's out-of-range reads follow its own padding mode, whichever maps come before or after it."""
+    rows, row_tests = _compose_axis(maps, 1, size[0])
+    cols, col_tests = _compose_axis(maps, 0, size[1])
+    fills = [(border[1], r, c) for (_, _, border), r, c in zip(maps, row_tests, col_tests) if r is not None]
+    return ExactMap(rows, cols, fills)
+
+
+def fill_outside(x: Tensor, fills: Sequence[tuple[float, Tensor, Tensor]], inplace: bool = False,
+                 tables: list | None = None) -> Tensor:
+    """x with each ``ExactMap.fills`` entry's fill where its row or column test fails, in order.
+
+    Consecutive entries with one fill are one test (a pixel is inside both when it passes both row tests and both
+    column tests). The tests are made 0 or 1 in x's dtype (float32 for label maps), and a pixel is inside where
+    their product is 1. ``tables``: compiled, each test is appended (see ``box_mask``).
+    """
+    merged = []
+    for fill, rows, cols in fills:
+        if merged and merged[-1][0] == fill:
+            merged[-1] = (fill, merged[-1][1] & rows, merged[-1][2] & cols)
+        else:
+            merged.append((fill, rows, cols))
+    dtype = x.dtype if x.is_floating_point() else torch.float32
+    for fill, rows, cols in merged:
+        rows, cols = rows.to(dtype), cols.to(dtype)
+        if tables is not None:
+            tables.extend((rows, cols))
+        inside = rows[:, None, :, None] * cols[:, None, None, :] != 0
+        x = select(x, fill, ~inside, inplace=inplace)
+        inplace = True  # select made a new tensor, or wrote into x as told
+    return x
 
 
 class WindowPlan(NamedTuple):
@@ -232,7 +310,7 @@ def window_images(source: Tensor, shape: Sequence[int]) -> Tensor:
 
 
 def gather_windows(source: Tensor, matrix: Tensor, size: tuple[int, int], in_shape: Sequence[int],
-                   fill: float = 0.0, uint8: bool = False, tables: list | None = None) -> Tensor:
+                   fill: float | None = 0.0, uint8: bool = False, tables: list | None = None) -> Tensor:
     """``gather_separable`` with constant padding, read as one contiguous window per output row.
 
     source: ``window_source`` of the images, whose reach covers every column the map reads outside the image and
@@ -243,7 +321,8 @@ def gather_windows(source: Tensor, matrix: Tensor, size: tuple[int, int], in_sha
     Output row i of sample b copies ``size[1]`` consecutive values of the flattened images, starting at a per-row
     position (in the reversed copy for a mirrored sample), so a compiled loop reads whole vectors where a per-pixel
     index loads lane by lane. A window that starts left of its row reads the end of the row before (or the
-    padding): those values are outside the image, and the fill replaces them.
+    padding): those values are outside the image, and the fill replaces them. With ``fill=None`` they are left for
+    the caller to replace (``fuse.warp`` does, with ``fill_outside``: every such read is outside some crop).
     Returns (B, C, Ho, Wo) in the source's dtype.
     """
     B, C, H, W = in_shape
@@ -267,6 +346,10 @@ def gather_windows(source: Tensor, matrix: Tensor, size: tuple[int, int], in_sha
     out = source.unfold(1, w, 1)[copy, start]  # (B, C, h, w)
     if uint8:
         out = out / 255
+    if fill is None:
+        if tables is not None:
+            tables.extend((start, copy))
+        return out
     # Output column j lies in the image for j in [lo, hi): per sample, a row test (B, h) and a column test (B, w),
     # 0 or 1 in float, stored once (``tables``), whose product each pixel tests (see ``box_mask``).
     j = torch.arange(w, device=dev)

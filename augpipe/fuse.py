@@ -1,21 +1,22 @@
 """The executor: runs a graph's ops over a batch with the params already drawn.
 
-Fused (the default), consecutive geometric ops become one sampling map, composed as a product of their matrices,
-and the pixels are read once: by one gather when every op maps pixels onto pixels (flips, crops, padded crops),
-otherwise by one bilinear resample, done as a row pass and a column pass when the map is axis-aligned (resized
-crops and flips). uint8 images stay uint8 until that read. Every other op is a pure function that the executor
-calls in order, letting it overwrite the batch once the batch is a tensor the executor made. Under
-``torch.compile`` (``Pipeline(..., compile=True)``) those elementwise steps, the contrast reduction, the Cutout
-mask and the Mixup/CutMix partner reads are fused into a few kernels.
+Fused (the default), consecutive geometric ops become one sampling map, composed as a product of their matrices, and
+the pixels are read once: by one gather when every op maps pixels onto pixels (flips, crops, padded crops, in any
+order: their per-sample row and column tables compose, each op's reads outside its input following its own padding,
+``F.exact_map``), otherwise by one bilinear resample, done as a row pass and a column pass when the map is
+axis-aligned (resized crops and flips). uint8 images stay uint8 until that read. Every other op is a pure function
+that the executor calls in order, letting it overwrite the batch once the batch is a tensor the executor made. Under
+``torch.compile`` (``Pipeline(..., compile=True)``) those elementwise steps, the contrast reduction, the Cutout mask
+and the Mixup/CutMix partner reads are fused into a few kernels.
 
 On a CPU, a compiled pipeline reads its leading flips and crops from a float copy of the images made by ATen before
 the compiled call (``F.window_source``: converted once, padded, mirrored): each output row is one contiguous window
 of it, which inductor's C++ loops load as whole vectors, where a per-pixel gather index and uint8 loads go lane by
-lane (docs/design.md, "The window copy").
-A reflect- or replicate-padded first crop reads a copy padded that way. A leading bilinear segment (a resized
-crop, a rotation) gathers its taps lane by lane in any case, but from the float copy (unpadded) rather than from
-uint8: inductor loads a gathered uint8 through two stack buffers, a float through one (see ``Pipeline._window``).
-A first op that is not geometric reads that plain copy instead of the uint8 images.
+lane (docs/design.md, "The window copy"). A reflect- or replicate-padded crop behind nothing but flips reads a copy
+padded that way (``window_plan``). A leading bilinear segment (a resized crop, a rotation) gathers its taps lane by
+lane in any case, but from the float copy (unpadded) rather than from uint8: inductor loads a gathered uint8 through
+two stack buffers, a float through one (see ``Pipeline._window``). A first op that is not geometric reads that plain
+copy instead of the uint8 images.
 
 Unfused (``run(..., fuse=False)``) every op runs on its own on float images, one resample per geometric op: the
 reference the tests compare the composition with.
@@ -23,9 +24,9 @@ reference the tests compare the composition with.
 In a bilinear segment, the first op that reads outside its input (a padded crop, a rotation), when only flips
 come before it, blends the image border into its fill, as padding and then resampling would. A later op that
 reads outside its own input gets its fill through a mask computed from the partial product of the maps (a hard
-edge), so fusing does not change which pixels are fill. Edge-extending padding ("reflect", "replicate") can only
-be the first op of a segment, and only of an all-integer one: a later one, or one followed by a bilinear op,
-starts a new segment. Inside a bilinear segment the one resample reads the true neighbours of a pixel where
+edge), so fusing does not change which pixels are fill. Edge-extending padding ("reflect", "replicate") is
+read only by a gather: a bilinear op after such a crop, or such a crop after a bilinear op, starts a new segment
+(``_joins``). Inside a bilinear segment the one resample reads the true neighbours of a pixel where
 op-by-op resampling would have extended an intermediate image's edge: the two differ only within a pixel of such
 an edge.
 """
@@ -54,7 +55,7 @@ def _segments(steps):
                 segment = []
             stages.append((node, params))
             continue
-        if segment and not _joins(segment[0][0], node):
+        if segment and not _joins([op for op, _ in segment], node):
             stages.append(segment)
             segment = []
         segment.append((node, params))
@@ -63,15 +64,19 @@ def _segments(steps):
     return stages
 
 
-def _joins(first, node) -> bool:
-    """Can ``node`` read through the composed map of a segment that starts with ``first``? Not when either needs
-    an edge-extending padding that a bilinear map or a later stage cannot express."""
-    border = first.border()
-    first_extends = border is not None and border[0] != "constant"
-    border = node.border()
-    if border is not None and border[0] != "constant":
-        return False
-    return not (first_extends and not node.exact)
+def _extends(op) -> bool:
+    """Does ``op`` read outside its input by extending the input's edge (reflect or replicate padding)?"""
+    border = op.border()
+    return border is not None and border[0] != "constant"
+
+
+def _joins(segment, node) -> bool:
+    """Can ``node`` read through the composed map of the geometric ops ``segment``? Whole-pixel ops always can:
+    their maps compose as index tables, each out-of-range read following its own op's padding (``F.exact_map``).
+    A bilinear read extends no edge, so an edge-padded op never shares one."""
+    if node.exact and all(op.exact for op in segment):
+        return True
+    return not (_extends(node) or any(_extends(op) for op in segment))
 
 
 class Window(NamedTuple):
@@ -83,24 +88,34 @@ class Window(NamedTuple):
 
 def window_plan(ops) -> F.WindowPlan | None:
     """The ``F.window_source`` whose row windows the first segment of these ops reads (the leading geometric ops
-    that fuse into one map), or None when they interpolate or no geometric op comes first.
+    that fuse into one map), or None when they interpolate, no geometric op comes first, or an edge-padded crop
+    reads anything but the images' own rectangle.
 
     Each op reads at most ``op.reach`` columns beyond its input, and its input lies within its predecessor's reach,
-    so the reaches add up. An edge-extending first crop (reflect, replicate) has its padding made in the copy
-    instead, and reads inside it.
+    so the reaches add up. An edge-extending crop (reflect, replicate) behind nothing but ops that keep the image
+    rectangle (flips) reads the images extended by its padding: the copy is padded that way, by the larger of the
+    crop's two paddings on both sides of each axis. Such padding of an image is the same whichever way the image
+    was flipped, and it holds the smaller padding of either side as a window, so a flip before the crop reads the
+    same copy as a flip after it.
     """
     segment = []
     for op in ops:
-        if not isinstance(op, GeometricOp) or (segment and not _joins(segment[0], op)):
+        if not isinstance(op, GeometricOp) or (segment and not _joins(segment, op)):
             break
         segment.append(op)
     if not segment or segment_kind(segment) != "exact":
         return None
     mirrored = any(op.mirrors for op in segment)
-    border = segment[0].border()
-    if border is not None and border[0] != "constant":
-        return F.WindowPlan(sum(op.reach for op in segment[1:]), mirrored, segment[0].padding, border[0])
-    return F.WindowPlan(sum(op.reach for op in segment), mirrored)
+    edges = [k for k, op in enumerate(segment) if _extends(op)]
+    if not edges:
+        return F.WindowPlan(sum(op.reach for op in segment), mirrored)
+    k = edges[0]
+    if len(edges) > 1 or not all(op.keeps_bounds for op in segment[:k]):
+        return None  # a crop extends an image that is itself a crop: read by one gather of composed tables
+    left, top, right, bottom = segment[k].padding
+    across, down = max(left, right), max(top, bottom)
+    reach = sum(op.reach for n, op in enumerate(segment) if n != k)
+    return F.WindowPlan(reach, mirrored, (across, down, across, down), segment[k].border()[0])
 
 
 def _plain(window: Window | None, images: Tensor) -> bool:
@@ -144,23 +159,26 @@ def warp(state: dict, segment: list, dtype, window=None, tables: list | None = N
         suffix[k] = F.compose(maps[k], suffix[k + 1])
     if tables is not None:
         tables.extend(suffix)
-    if kind == "exact":
-        # The window is read when it was made for these ops (a changed op falls back to reading the images).
+    exact = kind == "exact"
+    if exact:
+        # One gather through composed tables, every op's padding its own (F.exact_map); the fills after it. The
+        # window is read when it was made for these ops (a changed op falls back to reading the images).
+        read = F.exact_map([(m, size, op.border()) for (op, _), m, size in zip(segment, maps, sizes)], out_size)
         windowed = window is not None and window.plan == window_plan(op for op, _ in segment)
-        if not windowed or masks is not None:
-            rows, cols = F.index_map(suffix[0], out_size)
-            if tables is not None:
-                tables.extend((rows, cols))
+        if tables is not None and (not windowed or masks is not None):
+            tables.extend((read.rows, read.cols))
         if windowed:
             matrix, (left, top) = suffix[0], window.plan.padding[:2]
             if left or top:  # the copy's padding moves the images right and down
                 matrix = matrix + matrix.new_tensor([[0, 0, left], [0, 0, top], [0, 0, 0]])
-            x = F.gather_windows(window.source, matrix, out_size, window.plan.padded_shape(x.shape), fill,
+            x = F.gather_windows(window.source, matrix, out_size, window.plan.padded_shape(x.shape), None,
                                  uint8=x.dtype == torch.uint8, tables=tables)
         else:
-            x = F.gather_separable(x, rows, cols, mode, fill, dtype)
+            x = F.gather_separable(x, read.rows, read.cols, None, dtype=dtype)
+        x = F.fill_outside(x, read.fills, inplace=True, tables=tables)
         if masks is not None:
-            masks = F.gather_separable(masks, rows, cols, mode, 0)
+            masks = F.gather_separable(masks, read.rows, read.cols, None)
+            masks = F.fill_outside(masks, [(0, rows, cols) for _, rows, cols in read.fills], inplace=True)
     else:
         extend = "edge" if first is None else "fill"
         source, uint8 = x, False
@@ -176,7 +194,7 @@ def warp(state: dict, segment: list, dtype, window=None, tables: list | None = N
             masks = F.sample_nearest(masks, suffix[0], out_size, 0, projective=projective)
     for k in range(1, len(segment)):
         border = segment[k][0].border()
-        if border is not None and k != first:
+        if border is not None and k != first and not exact:
             later = segment_kind(op for op, _ in segment[k:])
             inside = F.inside_mask(suffix[k].to(dtype), sizes[k], out_size, later in ("exact", "axis"),
                                    later == "projective")

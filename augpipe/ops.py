@@ -384,6 +384,12 @@ class RandomCrop(GeometricOp):
         n = shape.batch
         return {"top": _randint(n, hp - h + 1, generator, device), "left": _randint(n, wp - w + 1, generator, device)}
 
+    def skip(self, params, keep):
+        """The window at the image's own place (top, left = the padding), for the samples not kept: the identity
+        when the crop is the image's size, as ``RandomApply`` requires of what it skips."""
+        return {"top": torch.where(keep, params["top"], self.padding[1]),
+                "left": torch.where(keep, params["left"], self.padding[0])}
+
     def map(self, params, size):
         m = _eye(params["top"].shape[0], params["top"].device)
         m[:, 0, 2] = (params["left"] - self.padding[0]).float()

@@ -64,9 +64,10 @@ def flips_and_constant_crops(compile):
 
 
 def reflect_padded_crop_first(compile):
-    """An edge-extending first crop: on a CPU, compiled, the one read is of row windows of a reflect-padded copy."""
+    """An edge-extending crop behind a flip: on a CPU, compiled, the one read is of row windows of a reflect-padded
+    copy (every_op_cifar has such a crop before its flips)."""
     return A.Pipeline(
-        A.RandomCrop(30, padding=(3, 1, 2, 4), padding_mode="reflect"), A.HorizontalFlip(), A.VerticalFlip(p=0.3),
+        A.HorizontalFlip(), A.RandomCrop(30, padding=(3, 1, 2, 4), padding_mode="reflect"), A.VerticalFlip(p=0.3),
         A.RandomCrop(28, padding=2, fill=0.4), A.Brightness(0.2), A.Contrast(0.2), A.Cutout(8), A.CutMix(),
         seed=8, num_classes=7, compile=compile)
 
@@ -142,8 +143,8 @@ def test_a_window_copy_is_padded_for_exact_leading_ops_and_plain_for_other_first
         edge_extending = A.Pipeline(A.RandomCrop(12, padding=(2, 1, 0, 3), padding_mode="reflect"),
                                     A.HorizontalFlip(), A.RandomCrop(10, padding=1), compile=True)
         window = window_of(edge_extending, floats)  # padded in the crop's mode, the later crop's reach
-        assert window.plan == F.WindowPlan(1, True, (2, 1, 0, 3), "reflect")
-        assert window.source.shape == (2, 2 * 3 * 20 * 18 + 2)
+        assert window.plan == F.WindowPlan(1, True, (2, 3, 2, 3), "reflect")  # both sides: a flip may come first
+        assert window.source.shape == (2, 2 * 3 * 22 * 20 + 2)
     resampled = A.Pipeline(A.HorizontalFlip(), A.RandomResizedCrop(12), compile=True)  # one bilinear read
     plain = window_of(resampled, x)
     assert plain.plan == F.WindowPlan() and torch.equal(plain.source, x.float().reshape(1, -1))  # not divided

@@ -29,7 +29,9 @@ def counted_reads(pipe, x, monkeypatch) -> list[str]:
 @pytest.mark.parametrize("nodes, reads", [
     ((A.RandomCrop(16, padding=2), A.HorizontalFlip(), A.Brightness(0.2)), ["gather_separable"]),
     ((A.HorizontalFlip(), A.RandomCrop(16, padding=2, padding_mode="reflect"), A.VerticalFlip()),
-     ["gather_separable", "gather_separable"]),
+     ["gather_separable"]),
+    ((A.HorizontalFlip(), A.RandomCrop(16, padding=2, padding_mode="replicate"), A.RandomResizedCrop(12)),
+     ["gather_separable", "resample_separable"]),
     ((A.RandomResizedCrop(12), A.HorizontalFlip(), A.Contrast(0.3)), ["resample_separable"]),
     ((A.HorizontalFlip(), A.RandomRotation(20), A.Brightness(0.1), A.VerticalFlip()),
      ["warp_affine", "gather_separable"]),

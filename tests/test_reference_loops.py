@@ -505,7 +505,8 @@ def test_two_padded_crops_in_a_row_match_loop():
 def test_window_reads_of_flips_and_padded_crops_match_loop(dtype, first, monkeypatch):
     """The compiled CPU read (contiguous windows of a padded, mirrored copy, planned by ``fuse.window_plan``) gives
     the loop's images; run here eagerly, so a window that left the copy would raise instead of reading memory.
-    An edge-extending first crop reads a copy padded in its mode; the later crop's constant padding is the reach.
+    An edge-extending first crop reads a copy padded in its mode (by the larger padding of each axis, on both
+    sides); the later crop's constant padding is the reach.
     The per-pixel gather is switched off, so the images must come from the windows."""
     x = torch.randint(0, 256, (64, 3, 11, 9), generator=gen(25), dtype=torch.uint8)
     x = x if dtype == torch.uint8 else x.float() / 255
@@ -516,7 +517,7 @@ def test_window_reads_of_flips_and_padded_crops_match_loop(dtype, first, monkeyp
     pipe = augpipe.Pipeline(*ops, seed=12)
     params = pipe.sample(Shape(*x.shape), pipe.generator("cpu"), "cpu")
     plan = augpipe.fuse.window_plan(ops)
-    assert plan == (AF.WindowPlan(5, True) if first == "flip" else AF.WindowPlan(2, True, (3, 1, 2, 4), mode))
+    assert plan == (AF.WindowPlan(5, True) if first == "flip" else AF.WindowPlan(2, True, (3, 4, 3, 4), mode))
     window = augpipe.fuse.Window(AF.window_source(x, plan, torch.float32), plan)
     monkeypatch.setattr(AF, "gather_separable", None)
     out = augpipe.fuse.run(list(zip(pipe.nodes, params)), {"images": x}, torch.float32, window=window)["images"]
