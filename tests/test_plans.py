@@ -144,7 +144,7 @@ def test_a_crop_skipped_by_random_apply_is_the_identity_and_fuses(mode):
     bare = A.Pipeline(A.HorizontalFlip(), crop, compile=True)
     wrapped = A.Pipeline(A.HorizontalFlip(), A.RandomApply(crop, p=0.5), compile=True)
     assert geometry_lines(wrapped, x.shape)[1:] == geometry_lines(bare, x.shape)[1:]
-    assert wrapped._window_plan == bare._window_plan is not None
+    assert wrapped._runner.window_plan == bare._runner.window_plan is not None
 
     out = applied(x)
     flip, node = applied.last_params
