@@ -25,19 +25,25 @@ How a run of geometric ops reads its pixels follows augpipe/fuse.py's module doc
 - Masks (integer label maps) follow the same maps and borders, read nearest (the pixel containing the point,
   edge pixels extended), with 0 wherever the images get a constant fill.
 - Keypoints and boxes move op by op through each op's forward map (input -> output); a keypoint that leaves
-  [0, W] x [0, H] becomes NaN, a box becomes the clipped hull of its four moved corners, NaN once it has no area.
+  [0, W] x [0, H] becomes NaN, a box becomes the clipped hull of its four moved corners, NaN once it has no area
+  or once a homography sends a corner to or past the line at infinity.
 
 ``MAPS`` is the table of map definitions, one entry per op class: a new geometric op joins both test files by
 adding its entry here, plus its cases in test_map_reference.CASES and its factory in test_fuzz_orders.VOCABULARY.
-A perspective warp's ``to_input`` is its 3 x 3 homography followed by the divide by the third coordinate, and its
-``to_output`` the inverse homography; an elastic warp's ``to_input`` adds its displacement field at the point, and
-its ``to_output`` is None until it has a tested inverse (moving keypoints or boxes through it then raises).
+A perspective warp's ``to_input`` is its 3 x 3 homography (solved here from the four corner pairs) followed by the
+divide by the third coordinate, and its ``to_output`` the inverse homography; an elastic warp's ``to_input`` adds
+its displacement field at the point, and its ``to_output`` is None until it has a tested inverse (moving keypoints
+or boxes through it then raises). A point that a homography sends to or past the line at infinity is nowhere in
+the picture: outside every image (fill), and NaN as a keypoint.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
+
+import numpy as np
 
 import augpipe as A
 
@@ -138,6 +144,67 @@ def rotation_map(op, p: dict, size) -> Map:
     return _affine(-p["angle"], p, op.fill, size)
 
 
+# Where a homography sends a point to or past the line at infinity (third coordinate <= 0): the picture has no such
+# point, so it lies outside every image, and far enough that no later map (a shift, a displacement) brings it back.
+NOWHERE = (-1e9, -1e9)
+
+
+def homography(pairs) -> np.ndarray:
+    """The 3 x 3 homography (last entry 1) through four point pairs ((x, y) -> (u, v)): the 8 x 8 linear system
+    u (g x + h y + 1) = a x + b y + c, v (g x + h y + 1) = d x + e y + f, solved in float64."""
+    rows, rhs = [], []
+    for (x, y), (u, v) in pairs:
+        rows += [[x, y, 1, 0, 0, 0, -u * x, -u * y], [0, 0, 0, x, y, 1, -v * x, -v * y]]
+        rhs += [u, v]
+    return np.append(np.linalg.solve(np.array(rows, float), np.array(rhs, float)), 1.0).reshape(3, 3)
+
+
+def _projective(matrix: np.ndarray, nowhere: Point) -> Callable[[float, float], Point]:
+    """The point map of a homography, with the perspective divide; ``nowhere`` where the divisor is not positive."""
+
+    def move(x, y):
+        u, v, w = matrix @ np.array([x, y, 1.0])
+        return (float(u / w), float(v / w)) if w > 0 else nowhere
+
+    return move
+
+
+def perspective_map(op, p: dict, size) -> Map:
+    """RandomPerspective: the corner pixels (0, 0), (W - 1, 0), (W - 1, H - 1), (0, H - 1), their indices taken as
+    coordinates, each moved inward (towards the centre) by its drawn (x, y) whole pixels; the map is the homography
+    through the four pairs moved corner -> original corner, and its inverse the forward map (a point whose divisor
+    is not positive leaves the picture: NaN, so keypoints and boxes that reach it are dropped)."""
+    H, W = size
+    corners = [(0, 0), (W - 1, 0), (W - 1, H - 1), (0, H - 1)]
+    inward = [(1, 1), (-1, 1), (-1, -1), (1, -1)]  # the direction towards the centre, per corner and axis
+    moved = [(x + sx * dx, y + sy * dy) for (x, y), (sx, sy), (dx, dy) in zip(corners, inward, p["inward"])]
+    to_input = homography(list(zip(moved, corners)))
+    return Map(size, _projective(to_input, NOWHERE), _projective(np.linalg.inv(to_input), (math.nan, math.nan)),
+               ("constant", op.fill), exact=False, keeps_bounds=False)
+
+
+def elastic_map(op, p: dict, size) -> Map:
+    """ElasticTransform: a point p of the output reads p + d(p), d the drawn displacement field (x, y pixels at
+    each output pixel centre), read bilinearly between the centres with the field's edge values extended. No
+    forward map: moving keypoints or boxes through it raises."""
+    H, W = size
+    field = p["displacement"]  # [H][W][2]
+
+    def at(x, y):
+        u, v = min(max(x - 0.5, 0), W - 1), min(max(y - 0.5, 0), H - 1)
+        c0, r0 = math.floor(u), math.floor(v)
+        c1, r1 = min(c0 + 1, W - 1), min(r0 + 1, H - 1)
+        tu, tv = u - c0, v - r0
+        return [(1 - tv) * ((1 - tu) * field[r0][c0][k] + tu * field[r0][c1][k])
+                + tv * ((1 - tu) * field[r1][c0][k] + tu * field[r1][c1][k]) for k in range(2)]
+
+    def displaced(x, y):
+        dx, dy = at(x, y)
+        return x + dx, y + dy
+
+    return Map(size, displaced, None, ("constant", op.fill), exact=False, keeps_bounds=False)
+
+
 # The table of map definitions. Looked up along the class's MRO, so RandomRotation finds its own entry before
 # RandomAffine's. A new op adds a function (op, one sample's params, input (H, W)) -> Map here.
 MAPS: dict[type, Callable[..., Map]] = {
@@ -147,6 +214,8 @@ MAPS: dict[type, Callable[..., Map]] = {
     A.RandomResizedCrop: resized_crop_map,
     A.RandomRotation: rotation_map,
     A.RandomAffine: affine_map,
+    A.RandomPerspective: perspective_map,
+    A.ElasticTransform: elastic_map,
 }
 
 
@@ -248,12 +317,10 @@ def _hard_edge(maps: list[Map], sizes: list, points: list[Point], first) -> floa
 
 def _bilinear(image, point: Point, blend_fill: float | None) -> list[float]:
     """Every channel of ``image`` ([C][H][W] floats) at ``point``: taps at the pixel centres around it, weights
-    1 - t and t per axis. blend_fill None: taps clamped to the edge, and a point outside the image reads 0 (no
-    test's map gets there: an op that reads outside has a border); else taps outside read ``blend_fill``."""
+    1 - t and t per axis. blend_fill None: taps clamped to the edge (the caller decides what a point outside the
+    image reads, ``_edge_tests``); else taps outside read ``blend_fill``."""
     H, W = len(image[0]), len(image[0][0])
     x, y = point
-    if blend_fill is None and not _inside(point, (H, W)):
-        return [0.0] * len(image)
     u, v = x - 0.5, y - 0.5
     c0, r0 = math.floor(u), math.floor(v)
     tu, tv = u - c0, v - r0
@@ -275,15 +342,49 @@ def _nearest(labels, point: Point) -> int:
     return labels[min(math.floor(point[1]), H - 1)][min(math.floor(point[0]), W - 1)]
 
 
-def _read_segment(maps: list[Map], image, labels, tie: float):
-    """One sample through one segment: (image [C][Ho][Wo], labels [Ho][Wo] of candidate sets, or None).
+def _edge_tests(maps: list[Map], sizes: list, points: list[Point], first, blend) -> list[tuple[Point, tuple, float]]:
+    """The closed-rectangle tests that decide a bilinear pixel, in the order they decide it, as (point, size of the
+    rectangle, the value written when the point is outside): every op with a border other than the blended one,
+    from the output back (``_hard_edge``), then, when the read clamps its taps (no blended border), the read's own
+    point, which reads 0 outside the image (no test's map gets there in exact arithmetic: an op that reads outside
+    has a border, tested before it)."""
+    tests = [(points[k], sizes[k], maps[k].border[1]) for k in range(len(maps) - 1, -1, -1)
+             if maps[k].border is not None and k != first]
+    if blend is None:
+        tests.append((points[0], sizes[0], 0.0))
+    return tests
+
+
+def _side(point: Point, size, tie: float) -> int:
+    """1: ``point`` lies inside the closed rectangle [0, W] x [0, H] by more than ``tie``; -1: outside by more than
+    ``tie``; 0: within ``tie`` of its boundary, where float rounding decides the test (a tie)."""
+    (x, y), (H, W) = point, size
+    depth = min(x, W - x, y, H - y)  # >= 0 inside; its size is the distance to the nearest edge
+    return 1 if depth > tie else -1 if depth < -tie else 0
+
+
+def _bilinear_pixel(image, point: Point, blend, tests, inside: list[bool]) -> list[float]:
+    """One output pixel of a bilinear segment once each edge test is decided (``inside``, one per test)."""
+    for (_, _, fill), ok in zip(tests, inside):
+        if not ok:
+            return [fill] * len(image)
+    return _bilinear(image, point, blend)
+
+
+def _read_segment(maps: list[Map], image, labels, tie: float, ties=None):
+    """One sample through one segment: (image [C][Ho][Wo], labels [Ho][Wo] of candidate sets or None, ties).
 
     A label is a set of values: with ``tie`` > 0 the output point is also moved by +-tie on each axis and every
     label read is accepted, so a point that lands on a pixel edge (where float rounding picks the side) is not
-    held to one side."""
+    held to one side.
+    An image pixel whose value an edge test decides with its point within ``tie`` of that edge (a tie: float
+    rounding picks the side) has its value under every way of deciding those tests in ``ties`` ([Ho][Wo]: None or
+    a list of channel-value lists, the first the exact decision's); ``ties`` given are the input's, which a
+    whole-pixel segment carries to the pixels that copy them (a bilinear one reads a tied pixel as its first)."""
     sizes = [(len(image[0]), len(image[0][0]))] + [m.out_size for m in maps]
     Ho, Wo = sizes[-1]
     out = [[[0.0] * Wo for _ in range(Ho)] for _ in image]
+    out_ties = [[None] * Wo for _ in range(Ho)]
     out_labels = None if labels is None else [[None] * Wo for _ in range(Ho)]
     exact = all(m.exact for m in maps)
     first = _first_blended(maps)
@@ -295,15 +396,26 @@ def _read_segment(maps: list[Map], image, labels, tie: float):
                 hit = _exact_pixel(maps, sizes, i, j, label=False)
                 for c in range(len(image)):
                     out[c][i][j] = hit[1] if hit[0] == "fill" else image[c][hit[1]][hit[2]]
+                if hit[0] == "pixel" and ties is not None:
+                    out_ties[i][j] = ties[hit[1]][hit[2]]
                 if labels is not None:
                     hit = _exact_pixel(maps, sizes, i, j, label=True)
                     out_labels[i][j] = {hit[1] if hit[0] == "fill" else plain[hit[1]][hit[2]]}
                 continue
             points = _points(maps, (j + 0.5, i + 0.5))
-            fill = _hard_edge(maps, sizes, points, first)
-            values = [fill] * len(image) if fill is not None else _bilinear(image, points[0], blend)
+            tests = _edge_tests(maps, sizes, points, first, blend)
+            values = _bilinear_pixel(image, points[0], blend, tests, [_inside(t[0], t[1]) for t in tests])
             for c in range(len(image)):
                 out[c][i][j] = values[c]
+            sides = [_side(point, size, tie) for point, size, _ in tests]
+            tied = [k for k, side in enumerate(sides) if side == 0]
+            if tied:
+                out_ties[i][j] = [values]
+                for decided in itertools.product([True, False], repeat=len(tied)):
+                    inside = [side > 0 for side in sides]
+                    for k, ok in zip(tied, decided):
+                        inside[k] = ok
+                    out_ties[i][j].append(_bilinear_pixel(image, points[0], blend, tests, inside))
             if labels is not None:
                 found = set()
                 for dx, dy in [(0, 0)] + ([(tie, tie), (tie, -tie), (-tie, tie), (-tie, -tie)] if tie else []):
@@ -311,7 +423,7 @@ def _read_segment(maps: list[Map], image, labels, tie: float):
                     found.add(0 if _hard_edge(maps, sizes, moved, first) is not None
                               else _nearest(plain, moved[0]))
                 out_labels[i][j] = found
-    return out, out_labels
+    return out, out_labels, out_ties
 
 
 def _first(value):
@@ -319,27 +431,40 @@ def _first(value):
     return min(value) if isinstance(value, set) else value
 
 
-def reference_geometry(steps, images, masks=None, tie: float = 1e-4, fused: bool = True):
+class Reference(NamedTuple):
+    """What ``reference_geometry`` computes for a batch."""
+
+    images: list  # [B][C][Ho][Wo] floats
+    labels: list | None  # [B][Ho][Wo] sets of labels, or None without masks
+    ties: list  # [B][Ho][Wo]: None, or every value [C] the pixel may take where an edge test is a tie
+
+
+def reference_geometry(steps, images, masks=None, tie: float = 1e-4, fused: bool = True) -> Reference:
     """Run geometric (op, params) steps over images (B, C, H, W) by the definitions above, one sample and one
-    output pixel at a time. Returns (images as [B][C][H][W] floats, masks as [B][H][W] sets of labels or None).
-    ``fused=False``: every op is a segment of its own, read on its own (op-by-op resampling).
+    output pixel at a time. ``fused=False``: every op is a segment of its own, read on its own (op-by-op
+    resampling).
 
     masks (B, 1, H, W) integer labels. Between segments a label with several candidates (a tie) goes on as its
-    smallest; keep ties to the last segment in tests that read masks."""
+    smallest; keep ties to the last segment in tests that read masks. Image ties (``Reference.ties``) go on
+    through whole-pixel segments; a later bilinear segment reads a tied pixel as its first value."""
     B = images.shape[0]
     x = images.double().tolist()
     labels = None if masks is None else [m[0] for m in masks.tolist()]
+    ties = [None] * B
     size = tuple(images.shape[-2:])
     maps = []  # maps[k][b]
     for op, p in steps:
         maps.append(op_maps(op, p, size))
         size = maps[-1][0].out_size
     for seg in segments([m[0] for m in maps]) if fused else [[k] for k in range(len(maps))]:
-        results = [_read_segment([maps[k][b] for k in seg], x[b], None if labels is None else labels[b], tie)
-                   for b in range(B)]
+        results = [_read_segment([maps[k][b] for k in seg], x[b], None if labels is None else labels[b], tie,
+                                 ties[b]) for b in range(B)]
         x = [r[0] for r in results]
         labels = None if labels is None else [r[1] for r in results]
-    return x, labels
+        ties = [r[2] for r in results]
+    if not maps:
+        ties = [[[None] * size[1] for _ in range(size[0])] for _ in range(B)]
+    return Reference(x, labels, ties)
 
 
 # ----------------------------------------------------------------------------------------------- points
@@ -383,6 +508,9 @@ def move_boxes(steps, boxes, size):
                     continue
                 corners = [m.to_output(x, y) for x, y in ((x1, y1), (x2, y1), (x1, y2), (x2, y2))]
                 xs, ys = [c[0] for c in corners], [c[1] for c in corners]
+                if any(math.isnan(v) for v in xs + ys):  # a corner left the picture: the box has no hull
+                    moved.append([math.nan] * 4)
+                    continue
                 lo_x, hi_x = min(max(min(xs), 0), W), min(max(max(xs), 0), W)
                 lo_y, hi_y = min(max(min(ys), 0), H), min(max(max(ys), 0), H)
                 moved.append([lo_x, lo_y, hi_x, hi_y] if hi_x > lo_x and hi_y > lo_y else [math.nan] * 4)
