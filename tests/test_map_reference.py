@@ -2,12 +2,18 @@
 
 The executor picks one read per run of geometric ops (augpipe/fuse.py): a whole-pixel gather when every op is exact
 (flips, crops, crops padded with constant, reflect or replicate borders), a separable bilinear read when the map is
-axis-aligned (resized crops), and a four-tap bilinear read otherwise (rotations, affine maps). The reference
+axis-aligned (resized crops), a four-tap bilinear read of the composed matrix otherwise (rotations, affine maps),
+with the perspective divide when a homography is in the run (RandomPerspective), and, when a displacement field is
+(ElasticTransform), a four-tap read at points taken back through every map of the run in turn. The reference
 (tests/geometry_reference.py) maps each output pixel centre through every op's map written from its definition
 and reads the source bilinearly with the documented border rules; it never calls augpipe's kernels. It follows the
 fused definition (one read of the composed map), which differs from resampling op by op within a pixel of an
 intermediate image's edge and where two bilinear ops meet; ``test_fused_and_op_by_op_reads_differ_as_documented``
 shows that difference on both paths.
+
+A perspective's corners are whole pixels, so its map sends some pixel centres exactly onto an image's edge, where
+the closed-rectangle test that picks fill or pixels is decided by float rounding: such a pixel may take the value
+of either decision (``assert_matches_loop``).
 
 Parameters are drawn by the pipeline, then replayed with ``params=`` after the flips are set to differ per sample.
 Images are 3 x 3 x 9 x 11; each case loops over about 300 output pixels.
