@@ -2,12 +2,12 @@
 
 - Graphs of whole-pixel ops only (flips, crops padded in any mode, and RandomApply, OneOf and nested Pipelines
   around them), in any order: the fused read equals the op-by-op path (``fuse.run(..., fuse=False)``) exactly.
-- Graphs of whole-pixel ops and one bilinear op (a resized crop, a rotation, an affine map, maybe random-applied):
-  the fused read equals the op-by-op path within float rounding, except within a pixel of an intermediate image's
-  edge, where augpipe/fuse.py documents that the one read sees true neighbours or a hard edge where op by op sees
-  an extended edge or a blended border. The excluded pixels come from the map table of the loop reference
-  (tests/geometry_reference.py); two bilinear ops in a row read differently everywhere (one interpolation against
-  two), so these graphs have one.
+- Graphs of whole-pixel ops and one bilinear op (a resized crop, a rotation, an affine map, a perspective, an
+  elastic field, maybe random-applied): the fused read equals the op-by-op path within float rounding, except
+  within a pixel of an intermediate image's edge, where augpipe/fuse.py documents that the one read sees true
+  neighbours or a hard edge where op by op sees an extended edge or a blended border. The excluded pixels come
+  from the map table of the loop reference (tests/geometry_reference.py); two bilinear ops in a row read
+  differently everywhere (one interpolation against two), so these graphs have one.
 - A few graphs of every op, wrappers included, compiled (``compile=True``) and run on the params an eager run drew:
   equal within 1e-5. Each compile takes seconds, so there are few; ``-k "not compiled"`` leaves them out.
 
@@ -67,6 +67,16 @@ def affine(rng, size, keep):
                           fill=rng.choice([0.0, 0.5, 1.0])), size
 
 
+def perspective(rng, size, keep):
+    # Up to 0.5 the moved corners stay a strictly convex quad at every size here (test_map_reference.perspective).
+    return A.RandomPerspective(rng.choice([0.2, 0.5]), p=rng.choice([0.5, 1.0]), fill=rng.choice([0.0, 0.5, 1.0])), size
+
+
+def elastic(rng, size, keep):
+    return A.ElasticTransform(rng.choice([10.0, 30.0, 60.0]), sigma=rng.choice([1.0, 2.5, 4.0]),
+                              p=rng.choice([0.5, 1.0]), fill=rng.choice([0.0, 0.5, 1.0])), size
+
+
 def brightness(rng, size, keep):
     return A.Brightness(0.4, p=rng.choice([0.5, 1.0])), size
 
@@ -120,10 +130,9 @@ def sub_pipeline(*inner):
 
 
 EXACT = [flip, crop]
-BILINEAR = [resized, rotation, affine]
+BILINEAR = [resized, rotation, affine, perspective, elastic]
 PHOTOMETRIC = [brightness, contrast, normalize, cutout, mixup, cutmix]
-# Everything the compiled graphs draw from. RandomPerspective and ElasticTransform join here (and in BILINEAR),
-# with their maps in geometry_reference.MAPS.
+# Everything the compiled graphs draw from.
 VOCABULARY = EXACT + BILINEAR + PHOTOMETRIC + [random_apply(*EXACT, *BILINEAR, *PHOTOMETRIC),
                                                one_of(*EXACT, *BILINEAR, *PHOTOMETRIC)]
 
@@ -168,7 +177,7 @@ def test_whole_pixel_graphs_in_any_order_read_fused_as_op_by_op(rng, count, dtyp
 
 @FUZZ
 @given(rng=st.randoms(use_true_random=False), count=st.integers(0, 5),
-       bilinear=st.sampled_from(BILINEAR + [random_apply(rotation, affine)]))
+       bilinear=st.sampled_from(BILINEAR + [random_apply(rotation, affine, perspective, elastic)]))
 def test_graphs_with_one_bilinear_op_read_fused_as_op_by_op_away_from_intermediate_edges(rng, count, bilinear):
     nodes, size = random_graph(rng, EXACT + [random_apply(flip)], count, fixed=[bilinear])
     note(f"graph: {nodes}")
@@ -187,8 +196,9 @@ def test_graphs_with_one_bilinear_op_read_fused_as_op_by_op_away_from_intermedia
 # A fixed list of graphs, with the input dtype each runs on: each compile costs seconds on a small CPU. Between them
 # they hold every factory of the vocabulary (test_the_graphs_for_the_compiler_hold_every_op_and_wrapper checks it
 # without compiling) and start with a resized crop, a whole-pixel crop (uint8: read as row windows of a float copy,
-# compiled on a CPU), an affine map and a mix (uint8: read from a plain float copy).
-COMPILED = [(1, torch.float32), (2, torch.uint8), (4, torch.float32), (6, torch.uint8)]
+# compiled on a CPU), an affine map and a mix (uint8: read from a plain float copy). One run of geometric ops holds
+# a perspective and an elastic field (one dense read of a homography, a field, a resized crop and a flip).
+COMPILED = [(7, torch.float32), (29, torch.uint8), (597, torch.float32), (541, torch.uint8)]
 
 
 def compiled_graph(seed):
@@ -206,10 +216,23 @@ def nested(node):
 def test_the_graphs_for_the_compiler_hold_every_op_and_wrapper():
     held = [n for seed, _ in COMPILED for node in compiled_graph(seed) for n in nested(node)]
     expected = {A.HorizontalFlip, A.VerticalFlip, A.RandomCrop, A.RandomResizedCrop, A.RandomRotation,
-                A.RandomAffine, A.Brightness, A.Contrast, A.Normalize, A.Cutout, A.Mixup, A.CutMix, A.RandomApply,
-                A.OneOf}
+                A.RandomAffine, A.RandomPerspective, A.ElasticTransform, A.Brightness, A.Contrast, A.Normalize,
+                A.Cutout, A.Mixup, A.CutMix, A.RandomApply, A.OneOf}
     assert expected <= {type(n) for n in held}, f"missing: {expected - {type(n) for n in held}}"
     assert {n.padding_mode for n in held if isinstance(n, A.RandomCrop)} == set(A.RandomCrop.MODES)
+    assert any({A.RandomPerspective, A.ElasticTransform} <= set(run) for seed, _ in COMPILED
+               for run in geometric_runs(compiled_graph(seed)))
+
+
+def geometric_runs(nodes):
+    """The types of each run of consecutive geometric nodes (wrappers end a run)."""
+    runs = [[]]
+    for node in nodes:
+        if isinstance(node, A.GeometricOp):
+            runs[-1].append(type(node))
+        elif runs[-1]:
+            runs.append([])
+    return runs
 
 
 @pytest.mark.parametrize("seed, dtype", COMPILED)
