@@ -282,6 +282,96 @@ def test_outputs_stay_in_range_and_replay_at_any_size(batch, h, w, seed, fill):
     assert torch.equal(A.Pipeline(*pipe.nodes, seed=seed)(x), out)  # the same seed draws the same maps
 
 
+def sliced(params, index):
+    """A pipeline's params (lists and dicts of per-sample tensors) for the samples at ``index``, in that order."""
+    if isinstance(params, dict):
+        return {k: sliced(v, index) for k, v in params.items()}
+    if isinstance(params, list):
+        return [sliced(v, index) for v in params]
+    return params[index]
+
+
+@settings(max_examples=15, deadline=None)
+@given(batch=st.integers(2, 5), h=st.integers(2, 15), w=st.integers(2, 15), seed=st.integers(0, 2**16),
+       data=st.data())
+def test_each_sample_reads_only_its_own_image_map_and_labels(batch, h, w, seed, data):
+    """Any sub-batch, in any order, replayed with its samples' params gives the same rows: no read (the field,
+    the taps, the labels) crosses samples. Masks keep their dtype and only take labels they had, or 0 where the
+    fill enters; the caller's tensors are left as they were."""
+    x = images(batch, (h, w), seed=seed)
+    masks = torch.randint(1, 6, (batch, 1, h, w), generator=torch.Generator().manual_seed(seed), dtype=torch.int16)
+    given_x, given_masks = x.clone(), masks.clone()
+    pipe = A.Pipeline(A.RandomPerspective(0.5, p=0.7, fill=0.3), A.ElasticTransform(30.0, 1.5, p=0.7, fill=0.6),
+                      seed=seed)
+    out = pipe(x, masks=masks)
+    assert torch.equal(x, given_x) and torch.equal(masks, given_masks)
+    assert out["masks"].dtype == torch.int16 and set(out["masks"].unique().tolist()) <= {0, 1, 2, 3, 4, 5}
+    index = torch.tensor(data.draw(st.permutations(range(batch)))[:data.draw(st.integers(1, batch))])
+    part = pipe(x[index], masks=masks[index], params=sliced(pipe.last_params, index))
+    assert torch.equal(part["images"], out["images"][index])
+    assert torch.equal(part["masks"], out["masks"][index])
+
+
+@settings(max_examples=15, deadline=None)
+@given(batch=st.integers(1, 3), h=st.integers(2, 15), w=st.integers(2, 15), seed=st.integers(0, 2**16),
+       value=st.integers(0, 255), dtype=st.sampled_from([torch.uint8, torch.float32]))
+def test_a_flat_image_with_its_own_fill_stays_flat(batch, h, w, seed, value, dtype):
+    """The two bilinear weights of each axis sum to one and a tap outside reads the fill, so a flat image whose
+    fill is its own level comes out flat, across the border of every map: alone, composed by matrix product
+    (perspective and rotation) and point by point (perspective and elastic)."""
+    x = torch.full((batch, 3, h, w), value, dtype=torch.uint8)
+    level = value / 255
+    if dtype == torch.float32:
+        x = x.float() / 255
+    for ops in ([A.RandomPerspective(0.5, p=1.0, fill=level)], [A.ElasticTransform(40.0, 1.5, fill=level)],
+                [A.HorizontalFlip(), A.RandomPerspective(0.5, p=1.0, fill=level), A.RandomRotation(30, fill=level)],
+                [A.RandomPerspective(0.5, p=1.0, fill=level), A.VerticalFlip(),
+                 A.ElasticTransform(40.0, 1.5, fill=level)]):
+        out = A.Pipeline(*ops, seed=seed)(x)
+        torch.testing.assert_close(out, torch.full_like(out, level), rtol=0, atol=1e-6)
+
+
+@settings(max_examples=20, deadline=None)
+@given(h=st.integers(2, 12), w=st.integers(2, 12), data=st.data(), fill=st.floats(0, 1))
+def test_a_flat_whole_pixel_field_shifts_images_and_masks_with_the_fill_entering(h, w, data, fill):
+    """A field of (tx, ty) whole pixels everywhere reads pixel (i + ty, j + tx): every tap has weight 0 or 1, so the
+    images are a shift of the input, with the fill (and label 0) where it reads past the edge."""
+    tx, ty = data.draw(st.integers(-w - 1, w + 1)), data.draw(st.integers(-h - 1, h + 1))
+    x = images(2, (h, w))
+    masks = torch.arange(2 * h * w).view(2, 1, h, w) % 7 + 1
+    field = torch.tensor([tx, ty], dtype=torch.float32).expand(2, h, w, 2)
+    out = A.Pipeline(A.ElasticTransform(fill=fill))(x, masks=masks, params=[{"displacement": field}])
+    m = max(h, w) + 2  # pad past any shift, then cut the shifted window
+    shifted = TF.pad(x, (m, m, m, m), value=fill)[..., m + ty:m + ty + h, m + tx:m + tx + w]
+    shifted_masks = TF.pad(masks, (m, m, m, m), value=0)[..., m + ty:m + ty + h, m + tx:m + tx + w]
+    torch.testing.assert_close(out["images"], shifted, rtol=0, atol=1e-12)
+    assert torch.equal(out["masks"], shifted_masks)
+
+
+@settings(max_examples=15, deadline=None)
+@given(h=st.integers(5, 20), w=st.integers(5, 20), seed=st.integers(0, 2**16), data=st.data())
+def test_a_perspective_keeps_every_point_in_the_image_and_the_homography_takes_it_back(h, w, seed, data):
+    """The forward map sends the image rectangle onto the quad of the moved corners, inside the image: a keypoint
+    inside stays inside (never dropped), a box stays a box inside the image, and the sampling homography (solved
+    here from the corner pairs) takes each moved keypoint back to where it was."""
+    op = A.RandomPerspective(data.draw(st.sampled_from([0.2, 0.5])), p=1.0)
+    g = torch.Generator().manual_seed(seed)
+    points = torch.rand(2, 6, 2, generator=g, dtype=torch.float64) * torch.tensor([w, h])
+    corner = torch.rand(2, 3, 2, generator=g, dtype=torch.float64) * torch.tensor([w, h]) / 2
+    boxes = torch.cat((corner, corner + torch.tensor([w, h]) / 2), -1)
+    pipe = A.Pipeline(op, seed=seed)
+    out = pipe(images(2, (h, w), seed=seed), keypoints=points, boxes=boxes)
+    moved = out["keypoints"]
+    assert not moved.isnan().any() and not out["boxes"].isnan().any()
+    assert (out["boxes"][..., 0::2] >= 0).all() and (out["boxes"][..., 0::2] <= w).all()
+    assert (out["boxes"][..., 1::2] >= 0).all() and (out["boxes"][..., 1::2] <= h).all()
+    start, end = end_corners(op, pipe.last_params[0], (h, w))
+    for b in range(2):
+        back = solved_homography(start[b].numpy(), end[b].numpy())
+        homogeneous = back @ np.concatenate((moved[b].numpy(), np.ones((6, 1))), 1).T
+        np.testing.assert_allclose((homogeneous[:2] / homogeneous[2]).T, points[b].numpy(), rtol=0, atol=1e-4)
+
+
 def test_bad_arguments_are_refused_with_the_op_named():
     with pytest.raises(ValueError, match="RandomPerspective: distortion_scale must be in"):
         A.RandomPerspective(1.5)
