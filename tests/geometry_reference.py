@@ -12,7 +12,8 @@ How a run of geometric ops reads its pixels follows augpipe/fuse.py's module doc
   edge-extending padding (reflect, replicate) only starts a segment, and only an all-integer one: such a crop
   later in a run, or a bilinear op after one, starts a new segment (whose input is the previous segment's output).
 - An all-integer segment is the same as pad-and-slice op by op (``F.pad``: reflect mirrors without repeating the
-  edge pixel, replicate repeats it, constant writes the fill).
+  edge pixel, replicate repeats it, constant writes the fill). So consecutive all-integer segments, which the
+  executor may read as one (each crop's padding its own), give the same pixels read one after the other.
 - A bilinear segment reads its input once: where the point falls between pixels, the four neighbours are blended.
   The first op with a border, when only flips come before it, has its border blended into its fill (taps outside
   the input read the fill, as padding then resampling would). Otherwise taps are clamped to the input's edge

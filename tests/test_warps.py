@@ -204,7 +204,8 @@ COMPOSED = [
 ]
 
 
-@pytest.mark.parametrize("ops", COMPOSED, ids=["flip-perspective-crop", "elastic-vflip-crop", "flip-elastic-vflip-crop"])
+@pytest.mark.parametrize("ops", COMPOSED,
+                         ids=["flip-perspective-crop", "elastic-vflip-crop", "flip-elastic-vflip-crop"])
 def test_one_read_of_a_composed_run_equals_op_by_op_reads_when_one_map_interpolates(ops):
     """Whole-pixel maps before or after the one bilinear map move pixel centres onto pixel centres, so reading the
     composition once equals reading op by op (where each op then has its own segment)."""
