@@ -107,7 +107,7 @@ def _read(segment, window, dtype, windowed: bool) -> str:
 def _step(node) -> str:
     if hasattr(node, "select"):
         return "a per-sample choice: each branch runs, each sample keeps its own"
-    if not getattr(node, "takes_hints", True):  # a user's op or Lambda: what it reads is its own business
+    if not fuse._own_apply(node):  # a user's op or Lambda: what it reads is its own business
         return "its own apply(), on the whole batch"
     if getattr(node, "reads_whole_input", False):
         return "reads its whole input (a mean, a partner sample), which is complete first"

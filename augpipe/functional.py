@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import draws, memory
+from . import draws, hints, memory
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
 CPU_BLOCK_BYTES = 8 << 20  # eager CPU resampling works in groups of samples whose intermediate fits this
@@ -126,7 +126,7 @@ def gather_separable(x: Tensor, rows: Tensor, cols: Tensor, padding_mode: str | 
         out = to_float(out, dtype)  # (B, C, Ho, Wo)
     if padding_mode == "constant":  # out is a new tensor: fill it in place
         inside = ((rows >= 0) & (rows < H))[:, None, :, None] & ((cols >= 0) & (cols < W))[:, None, None, :]
-        out = select(out, fill, ~inside, inplace=True)
+        out = _select(out, fill, ~inside, True)
     return out
 
 
@@ -228,15 +228,14 @@ def exact_map(maps: Sequence[tuple[Tensor, tuple[int, int], tuple[str, float] | 
     return ExactMap(rows, cols, fills)
 
 
-def fill_outside(x: Tensor, fills: Sequence[tuple[float, Tensor, Tensor]], inplace: bool = False,
-                 tables: list | None = None) -> Tensor:
+def fill_outside(x: Tensor, fills: Sequence[tuple[float, Tensor, Tensor]]) -> Tensor:
     """x with each ``ExactMap.fills`` entry's fill where its row or column test fails, in order.
 
     Consecutive entries with one fill are one test (a pixel is inside both when it passes both row tests and both
     column tests). The tests are made 0 or 1 in x's dtype (float32 for label maps), and a pixel is inside where
-    their product is 1. ``tables``: compiled, each test is appended (see ``box_mask``).
+    their product is 1. Compiled, each test is kept (``hints.keep``, see ``box_mask``).
     """
-    merged = []
+    merged, inplace = [], hints.writable(x)
     for fill, rows, cols in fills:
         if merged and merged[-1][0] == fill:
             merged[-1] = (fill, merged[-1][1] & rows, merged[-1][2] & cols)
@@ -245,11 +244,10 @@ def fill_outside(x: Tensor, fills: Sequence[tuple[float, Tensor, Tensor]], inpla
     dtype = x.dtype if x.is_floating_point() else torch.float32
     for fill, rows, cols in merged:
         rows, cols = rows.to(dtype), cols.to(dtype)
-        if tables is not None:
-            tables.extend((rows, cols))
+        hints.keep(rows, cols)
         inside = rows[:, None, :, None] * cols[:, None, None, :] != 0
-        x = select(x, fill, ~inside, inplace=inplace)
-        inplace = True  # select made a new tensor, or wrote into x as told
+        x = _select(x, fill, ~inside, inplace)
+        inplace = True  # _select made a new tensor, or wrote into x as allowed
     return x
 
 
@@ -310,14 +308,13 @@ def window_images(source: Tensor, shape: Sequence[int]) -> Tensor:
 
 
 def gather_windows(source: Tensor, matrix: Tensor, size: tuple[int, int], in_shape: Sequence[int],
-                   fill: float | None = 0.0, uint8: bool = False, tables: list | None = None) -> Tensor:
+                   fill: float | None = 0.0, uint8: bool = False) -> Tensor:
     """``gather_separable`` with constant padding, read as one contiguous window per output row.
 
     source: ``window_source`` of the images, whose reach covers every column the map reads outside the image and
     which is mirrored if any sample's column step is -1; matrix: an integer map (flips, crops) of the images;
     in_shape: their (B, C, H, W); uint8: they were uint8, so what is read is divided by 255 (as ``to_float``).
-    ``tables``: compiled, each row's window start and copy, and each sample's inside columns, are appended (see
-    ``fuse.run``).
+    Compiled, each row's window start and copy, and each sample's inside columns, are kept (``hints.keep``).
     Output row i of sample b copies ``size[1]`` consecutive values of the flattened images, starting at a per-row
     position (in the reversed copy for a mirrored sample), so a compiled loop reads whole vectors where a per-pixel
     index loads lane by lane. A window that starts left of its row reads the end of the row before (or the
@@ -347,18 +344,16 @@ def gather_windows(source: Tensor, matrix: Tensor, size: tuple[int, int], in_sha
     if uint8:
         out = out / 255
     if fill is None:
-        if tables is not None:
-            tables.extend((start, copy))
+        hints.keep(start, copy)
         return out
     # Output column j lies in the image for j in [lo, hi): per sample, a row test (B, h) and a column test (B, w),
-    # 0 or 1 in float, stored once (``tables``), whose product each pixel tests (see ``box_mask``).
+    # 0 or 1 in float, stored once (``hints.keep``), whose product each pixel tests (see ``box_mask``).
     j = torch.arange(w, device=dev)
     lo = torch.where(cs < 0, c0 - W + 1, -c0)
     hi = torch.where(cs < 0, c0 + 1, W - c0)
     row_inside = ((rows >= 0) & (rows < H)).to(source.dtype)
     col_inside = ((j >= lo) & (j < hi)).to(source.dtype)
-    if tables is not None:
-        tables.extend((start, copy, row_inside, col_inside))
+    hints.keep(start, copy, row_inside, col_inside)
     inside = row_inside[:, None, :, None] * col_inside[:, None, None, :] != 0
     return torch.where(inside, out, _scalar(fill, out))
 
@@ -412,14 +407,14 @@ def take_flat(x: Tensor, index: Tensor) -> Tensor:
 
 
 def resample_separable(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: float = 0.0, extend: str = "edge",
-                       dtype: torch.dtype | None = None, uint8: bool = False, tables: list | None = None) -> Tensor:
+                       dtype: torch.dtype | None = None, uint8: bool = False) -> Tensor:
     """``warp_affine`` for axis-aligned maps (flips, crops, resized crops): bilinear as two 1-D passes.
 
     Rows are gathered and blended first, then columns, so uint8 is read as uint8 and converted once, while the
     bilinear weights of a point are the product of its row and column weights, as in ``warp_affine``.
     x (B, C, H, W) uint8 or float; returns (B, C, Ho, Wo) in ``dtype`` (default: x's compute dtype). ``uint8``:
     float x holds uint8 values (a window copy, ``window_source``), which are divided by 255 as uint8 input is.
-    ``tables``: compiled, the per-row and per-column taps and weights are appended (see ``fuse.run``).
+    Compiled, the per-row and per-column taps and weights are kept (``hints.keep``).
     """
     H, W = x.shape[-2:]
     dtype = dtype or compute_dtype(x.dtype)
@@ -435,7 +430,7 @@ def resample_separable(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: f
     if torch.compiler.is_compiling():
         # Compiled, the four taps are read straight from the input in the one fused loop that writes the output:
         # no row-pass image is stored. Each pixel only loads its row's and its column's first tap and weights,
-        # which the caller has inductor store (``tables``): points outside the image get zero weights here instead
+        # which the caller has inductor store (``hints.keep``): points outside the image get zero weights here instead
         # of a mask, so no per-pixel test is left. (On a CPU that loop is compiled scalar: see Pipeline._compiled.)
         if extend != "fill":
             in_r, in_c = in_r[:, None, :, None].to(dtype), in_c[:, None, None, :].to(dtype)
@@ -443,8 +438,7 @@ def resample_separable(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: f
         r0, row_step, wr0, wr1 = _tap_pair(r0[:, None, :, None], r1[:, None, :, None], wr0, wr1, H)
         c0, col_step, wc0, wc1 = _tap_pair(c0[:, None, None, :], c1[:, None, None, :], wc0, wc1, W)
         row_at = r0 * W
-        if tables is not None:
-            tables.extend((row_at, c0, wr0, wr1, wc0, wc1))
+        hints.keep(row_at, c0, wr0, wr1, wc0, wc1)
         at, below = row_at + c0, row_step * W  # the flat index of each pixel's first tap; the taps' offsets
         rows = [_unit(take_flat(x, at + c), dtype, unit) * wr0 + _unit(take_flat(x, at + below + c), dtype, unit) * wr1
                 for c in (0, col_step)]
@@ -469,7 +463,7 @@ def resample_separable(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: f
                 out[g] = cols
     if extend == "fill":
         return out.add_(fill * (1 - (wr0 + wr1) * (wc0 + wc1)))
-    return select(out, fill, ~(in_r[:, None, :, None] & in_c[:, None, None, :]), inplace=True)
+    return _select(out, fill, ~(in_r[:, None, :, None] & in_c[:, None, None, :]), True)
 
 
 # ----------------------------------------------------------------------------------------------- resampling
@@ -628,7 +622,7 @@ def warp_points(x: Tensor, sx: Tensor, sy: Tensor, fill: float = 0.0, extend: st
     out = top.lerp_(tap(rows[1], cols[0]).lerp_(tap(rows[1], cols[1]), wc1), wr1)
     if pad:
         return out
-    return select(out, fill, ~_inside(sx, sy, (H, W)), inplace=True)
+    return _select(out, fill, ~_inside(sx, sy, (H, W)), True)
 
 
 def affine_rows(m00: Tensor, m01: Tensor, m02: Tensor, m10: Tensor, m11: Tensor, m12: Tensor) -> Tensor:
@@ -814,16 +808,16 @@ def resized_crop_matrix(boxes: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 # ----------------------------------------------------------------------------------------------- photometric
-# The pointwise kernels take ``inplace``: the executor passes True once the batch is a tensor it made itself, so a
-# chain of them writes one buffer instead of allocating a new image per step (fresh memory is the main cost of
-# eager execution on a CPU). They never write to a tensor they were not told they own.
-def _scaled(x: Tensor, factor: Tensor, inplace: bool) -> Tensor:
-    return x.mul_(factor) if inplace else x * factor
+# The pointwise kernels overwrite their input only where the executor says it may (``hints.writable``: the batch
+# it made itself), so a chain of them writes one buffer instead of allocating a new image per step (fresh memory
+# is the main cost of eager execution on a CPU).
+def _scaled(x: Tensor, factor: Tensor) -> Tensor:
+    return x.mul_(factor) if hints.writable(x) else x * factor
 
 
-def brightness(x: Tensor, factor: Tensor, inplace: bool = False) -> Tensor:
+def brightness(x: Tensor, factor: Tensor) -> Tensor:
     """clamp(f * x, 0, 1) with f (B,) per sample (torchvision adjust_brightness)."""
-    return _scaled(x, factor.to(x.dtype).view(-1, 1, 1, 1), inplace).clamp_(0, 1)
+    return _scaled(x, factor.to(x.dtype).view(-1, 1, 1, 1)).clamp_(0, 1)
 
 
 def grayscale_mean(x: Tensor) -> Tensor:
@@ -847,28 +841,26 @@ def grayscale_mean(x: Tensor) -> Tensor:
     return (x * weight).sum((1, 2, 3)).view(-1, 1, 1, 1)
 
 
-def contrast(x: Tensor, factor: Tensor, inplace: bool = False) -> Tensor:
+def contrast(x: Tensor, factor: Tensor) -> Tensor:
     """clamp(f * x + (1 - f) * m, 0, 1), m the image's grayscale mean (torchvision adjust_contrast)."""
     f = factor.to(x.dtype).view(-1, 1, 1, 1)
     m = grayscale_mean(x)  # read before x may be overwritten
-    return _scaled(x, f, inplace).add_((1 - f) * m).clamp_(0, 1)
+    return _scaled(x, f).add_((1 - f) * m).clamp_(0, 1)
 
 
-def normalize(x: Tensor, mean: Tensor, std: Tensor, inplace: bool = False, tables: list | None = None) -> Tensor:
-    """(x - mean) / std per channel; mean and std are (C,). ``tables``: see ``box_mask``."""
-    if tables is not None:
-        tables.extend((mean, std))
+def normalize(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """(x - mean) / std per channel; mean and std are (C,), kept for a compiled call (``hints.keep``)."""
+    hints.keep(mean, std)
     mean, std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
-    return (x.sub_(mean) if inplace else x - mean).div_(std)
+    return (x.sub_(mean) if hints.writable(x) else x - mean).div_(std)
 
 
 # ----------------------------------------------------------------------------------------------- erase and mix
-def box_mask(boxes: Tensor, size: tuple[int, int], tables: list | None = None) -> Tensor:
+def box_mask(boxes: Tensor, size: tuple[int, int]) -> Tensor:
     """(B, 1, H, W) bool, true inside any of the boxes (B, N, 4) or (B, 4) of (y1, x1, y2, x2).
 
     Built from a row test (B, N, H) and a column test (B, N, W), each 0 or 1 in float32: a pixel is inside a box
-    where their product is 1. ``tables``: compiled, the two tests are appended (see ``fuse.run``), so inductor stores
-    them once and each pixel loads its column test as part of a vector, where it would otherwise compare a vector of
+    where their product is 1. Compiled, the two tests are kept (``hints.keep``), so inductor stores them once and each pixel loads its column test as part of a vector, where it would otherwise compare a vector of
     indices with the box's edges itself, converted from int64 (docs/design.md, "Compiling").
     """
     if boxes.dim() == 2:
@@ -879,8 +871,7 @@ def box_mask(boxes: Tensor, size: tuple[int, int], tables: list | None = None) -
     boxes = boxes.to(torch.float32)
     rows = ((ys >= boxes[..., 0, None]) & (ys < boxes[..., 2, None])).to(torch.float32)  # (B, N, H)
     cols = ((xs >= boxes[..., 1, None]) & (xs < boxes[..., 3, None])).to(torch.float32)  # (B, N, W)
-    if tables is not None:
-        tables.extend((rows, cols))
+    hints.keep(rows, cols)
     inside = rows[..., :, None] * cols[..., None, :] != 0  # (B, N, H, W)
     return (inside[:, 0] if inside.shape[1] == 1 else inside.any(1))[:, None]
 
@@ -892,8 +883,14 @@ def cutout_boxes(centres: Tensor, side: int, size: tuple[int, int]) -> Tensor:
     return torch.cat((lo.clamp(min=0), hi[..., :1].clamp(max=size[0]), hi[..., 1:].clamp(max=size[1])), dim=-1)
 
 
-def select(x: Tensor, other: Tensor, mask: Tensor, inplace: bool = False) -> Tensor:
-    """``other`` where the bool ``mask`` is true, else ``x``: where(mask, other, x).
+def select(x: Tensor, other: Tensor, mask: Tensor) -> Tensor:
+    """``other`` where the bool ``mask`` is true, else ``x``: where(mask, other, x); written into x where the
+    executor says it may (``hints.writable``)."""
+    return _select(x, other, mask, hints.writable(x))
+
+
+def _select(x: Tensor, other: Tensor, mask: Tensor, inplace: bool) -> Tensor:
+    """``select``, writing into x when ``inplace`` (a tensor the caller made itself).
 
     Eager, float images use lerp with a 0/1 weight, which is exact at 0 and 1 and several times faster than a
     broadcast boolean where on a CPU; label maps (integers) and compiled graphs use where.
@@ -907,9 +904,9 @@ def select(x: Tensor, other: Tensor, mask: Tensor, inplace: bool = False) -> Ten
     return x.lerp_(other, weight) if inplace else torch.lerp(x, other, weight)
 
 
-def cutout(x: Tensor, boxes: Tensor, fill: float = 0.0, inplace: bool = False, tables: list | None = None) -> Tensor:
-    """Set the pixels inside the boxes (B, N, 4) to ``fill`` (images or label maps). ``tables``: see ``box_mask``."""
-    return select(x, fill, box_mask(boxes, x.shape[-2:], tables), inplace)
+def cutout(x: Tensor, boxes: Tensor, fill: float = 0.0) -> Tensor:
+    """Set the pixels inside the boxes (B, N, 4) to ``fill`` (images or label maps)."""
+    return select(x, fill, box_mask(boxes, x.shape[-2:]))
 
 
 def partner(x: Tensor, perm: Tensor) -> Tensor:
@@ -937,13 +934,13 @@ def mixup(x: Tensor, lam: Tensor, perm: Tensor) -> Tensor:
 SAMPLE_GATHER_DEVICES = frozenset({"cuda"})
 
 
-def cutmix(x: Tensor, boxes: Tensor, perm: Tensor, inplace: bool = False, tables: list | None = None) -> Tensor:
-    """Paste the partner's pixels x[perm] inside each sample's box (B, 4). ``tables``: see ``box_mask``."""
-    mask = box_mask(boxes, x.shape[-2:], tables)
+def cutmix(x: Tensor, boxes: Tensor, perm: Tensor) -> Tensor:
+    """Paste the partner's pixels x[perm] inside each sample's box (B, 4)."""
+    mask = box_mask(boxes, x.shape[-2:])
     if torch.compiler.is_compiling() and x.device.type in SAMPLE_GATHER_DEVICES:
         own = torch.arange(x.shape[0], device=x.device).view(-1, 1, 1, 1)
         return torch.gather(x, 0, torch.where(mask, perm.view(-1, 1, 1, 1), own).expand_as(x))
-    return select(x, partner(x, perm), mask, inplace)
+    return select(x, partner(x, perm), mask)
 
 
 def cutmix_lambda(boxes: Tensor, size: tuple[int, int]) -> Tensor:

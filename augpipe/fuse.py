@@ -38,7 +38,8 @@ import torch
 from torch import Tensor
 
 from . import functional as F
-from .ops import GeometricOp
+from . import hints
+from .ops import GeometricOp, Lambda
 
 
 def as_float(state: dict, dtype) -> dict:
@@ -77,6 +78,9 @@ def _joins(segment, node) -> bool:
     if node.exact and all(op.exact for op in segment):
         return True
     return not (_extends(node) or any(_extends(op) for op in segment))
+
+
+_SAME = object()  # _overwriting's default: the tensor passed first
 
 
 class Window(NamedTuple):
@@ -123,7 +127,7 @@ def _plain(window: Window | None, images: Tensor) -> bool:
     return window is not None and images.dtype == torch.uint8 and window.plan == F.WindowPlan()
 
 
-def warp(state: dict, segment: list, dtype, window=None, tables: list | None = None) -> dict:
+def warp(state: dict, segment: list, dtype, window=None) -> dict:
     """Apply a segment of geometric ops with one read of the pixels (and of the masks).
 
     The composed matrix sends each output pixel to the original image. A later op that reads outside its own
@@ -133,7 +137,8 @@ def warp(state: dict, segment: list, dtype, window=None, tables: list | None = N
     ``window``: the images as ``F.window_source`` prepared them, for the first segment of a compiled CPU run: read
     as row windows by the exact segment it was planned for (``window_plan``), and as a plain float copy by a
     bilinear one.
-    ``tables``: where the per-sample tensors that every pixel reads are noted (see ``run``).
+    The composed matrices and tables are per-sample tensors every pixel reads: kept for a compiled call
+    (``hints.keep``).
     """
     x = state["images"]
     sizes = [tuple(x.shape[-2:])]
@@ -157,28 +162,27 @@ def warp(state: dict, segment: list, dtype, window=None, tables: list | None = N
     suffix = list(maps)  # suffix[k]: final output -> input of op k
     for k in range(len(maps) - 2, -1, -1):
         suffix[k] = F.compose(maps[k], suffix[k + 1])
-    if tables is not None:
-        tables.extend(suffix)
+    hints.keep(*suffix)
     exact = kind == "exact"
     if exact:
         # One gather through composed tables, every op's padding its own (F.exact_map); the fills after it. The
         # window is read when it was made for these ops (a changed op falls back to reading the images).
         read = F.exact_map([(m, size, op.border()) for (op, _), m, size in zip(segment, maps, sizes)], out_size)
         windowed = window is not None and window.plan == window_plan(op for op, _ in segment)
-        if tables is not None and (not windowed or masks is not None):
-            tables.extend((read.rows, read.cols))
+        if not windowed or masks is not None:
+            hints.keep(read.rows, read.cols)
         if windowed:
             matrix, (left, top) = suffix[0], window.plan.padding[:2]
             if left or top:  # the copy's padding moves the images right and down
                 matrix = matrix + matrix.new_tensor([[0, 0, left], [0, 0, top], [0, 0, 0]])
             x = F.gather_windows(window.source, matrix, out_size, window.plan.padded_shape(x.shape), None,
-                                 uint8=x.dtype == torch.uint8, tables=tables)
+                                 uint8=x.dtype == torch.uint8)
         else:
             x = F.gather_separable(x, read.rows, read.cols, None, dtype=dtype)
-        x = F.fill_outside(x, read.fills, inplace=True, tables=tables)
+        x = _overwriting(F.fill_outside, x, read.fills)
         if masks is not None:
             masks = F.gather_separable(masks, read.rows, read.cols, None)
-            masks = F.fill_outside(masks, [(0, rows, cols) for _, rows, cols in read.fills], inplace=True)
+            masks = _overwriting(F.fill_outside, masks, [(0, rows, cols) for _, rows, cols in read.fills])
     else:
         extend = "edge" if first is None else "fill"
         source, uint8 = x, False
@@ -186,7 +190,7 @@ def warp(state: dict, segment: list, dtype, window=None, tables: list | None = N
             source, uint8 = F.window_images(window.source, x.shape), True
         projective = kind == "projective"
         if kind == "axis":
-            x = F.resample_separable(source, suffix[0], out_size, fill, extend, dtype, uint8=uint8, tables=tables)
+            x = F.resample_separable(source, suffix[0], out_size, fill, extend, dtype, uint8=uint8)
         else:
             x = F.warp_affine(source, suffix[0].to(dtype), out_size, fill, extend, dtype, uint8=uint8,
                               projective=projective)
@@ -256,18 +260,15 @@ def _moved(state: dict, x, masks, segment, maps, sizes) -> dict:
     return out
 
 
-def run(steps, state: dict, dtype, fuse: bool = True, window=None, keep_in=None,
-        tables: list | None = None) -> dict:
+def run(steps, state: dict, dtype, fuse: bool = True, window=None, keep_in=None) -> dict:
     """Run (node, params) steps over ``state``; images come out in ``dtype`` (float).
 
     ``window``: ``F.window_source`` of the images, which the first segment reads when it can (see ``warp``), and
     the first op reads when it is not geometric.
     ``keep_in``: a tensor the images are written into and returned as, when its shape and dtype are theirs (a
     compiled CPU stage writes there; see ``Pipeline._stages``).
-    ``tables``: a list that collects the per-sample tensors every pixel's formula reads (composed sampling matrices,
-    source rows and columns, the row and column tests of crop edges and boxes, Normalize's mean and std). A compiled
-    caller returns it: inductor stores a tensor that the graph returns and that other nodes read, and those then load
-    it, where otherwise each pixel would work out its sample's matrix product again."""
+    Steps of augpipe's own ops may overwrite the images once they are a tensor made here, never the caller's
+    (``hints.overwriting``)."""
     flat = [leaf for node, params in steps for leaf in node.steps(params)]
     stages = _segments(flat) if fuse else [[s] if isinstance(s[0], GeometricOp) else s for s in flat]
     images = state["images"]
@@ -278,18 +279,18 @@ def run(steps, state: dict, dtype, fuse: bool = True, window=None, keep_in=None,
     owned = False  # may ops overwrite the images? Not while they are the caller's tensor
     for n, stage in enumerate(stages):
         if isinstance(stage, list):
-            state = warp(state, stage, dtype, window if n == 0 else None, tables)
+            state = warp(state, stage, dtype, window if n == 0 else None)
         else:
             node, params = stage
             state = as_float(state, dtype)
             owned = owned or state["images"] is not images
             if hasattr(node, "select"):  # OneOf / RandomApply over a sub-graph: run the branches, pick per sample
-                state = node.select(state, params, lambda s, sub: run(sub, s, dtype, fuse, tables=tables))
-            elif node.takes_hints:
-                state = node.apply(state, params, inplace=owned, tables=tables)
+                state = node.select(state, params, lambda s, sub: run(sub, s, dtype, fuse))
+            elif _own_apply(node):
+                state = _overwriting(node.apply, state, params, writable=state["images"] if owned else None)
             else:
-                # An apply that takes no hints may return a tensor it keeps, or a view of its input, which may be
-                # the caller's: the ops after it must not overwrite that.
+                # An apply of one's own may return a tensor it keeps, or a view of its input, which may be the
+                # caller's: the ops after it must not overwrite that.
                 images = state["images"]
                 state = node.apply(state, params)
                 owned = owned and state["images"] is images
@@ -305,6 +306,25 @@ def run(steps, state: dict, dtype, fuse: bool = True, window=None, keep_in=None,
 
 
 def run_returning_tables(steps, state: dict, dtype, window=None, keep_in=None) -> tuple[dict, list]:
-    """``run``, returning (state, tables): what a compiled pipeline compiles (see ``run``'s ``tables``)."""
-    tables = []
-    return run(steps, state, dtype, window=window, keep_in=keep_in, tables=tables), tables
+    """``run``, returning (state, tables): what a compiled pipeline compiles. The tables are the per-sample tensors
+    every pixel's formula reads (composed sampling matrices, source rows and columns, the row and column tests of
+    crop edges and boxes, Normalize's mean and std), which the kernels name with ``hints.keep``: inductor stores a
+    tensor that the graph returns and that other nodes read, and those then load it, where otherwise each pixel
+    would work out its sample's matrix product again."""
+    return hints.collect(run, steps, state, dtype, window=window, keep_in=keep_in)
+
+
+def _own_apply(node) -> bool:
+    """Is ``node.apply`` augpipe's own? Those never read their input after a kernel has written it, and return a
+    new tensor or their input, so they may be handed a batch the executor made to overwrite; an apply of one's own
+    (or a Lambda's function, which may return a view of the caller's tensor) might not, so it never is."""
+    return getattr(type(node).apply, "__module__", None) == GeometricOp.__module__ and not isinstance(node, Lambda)
+
+
+def _overwriting(fn, x, *args, writable=_SAME):
+    """``fn(x, *args)``, its kernels allowed to overwrite ``writable`` (by default x, a tensor made here): eagerly
+    only (``hints.writable`` is always False compiled, where writing in place buys nothing)."""
+    if torch.compiler.is_compiling():
+        return fn(x, *args)
+    with hints.overwriting(x if writable is _SAME else writable):
+        return fn(x, *args)

@@ -14,7 +14,6 @@ integer label maps, "boxes" (B, N, 4) xyxy pixels and "keypoints" (B, K, 2) xy p
 """
 from __future__ import annotations
 
-import inspect
 import math
 from typing import NamedTuple, Sequence
 
@@ -164,15 +163,6 @@ class Op(nn.Module):
     # that holds this op plans again when its count moved (streams.DrawPlans). Assign a new value to change an op;
     # a value changed in place (a list appended to) is not seen.
     _edits = 0
-    # Does apply take the executor's hints, ``inplace`` and ``tables`` (see ``fuse.run``)? The built-in ops do, and
-    # return images that are new or their input. An apply of one's own takes (state, params) and is called so.
-    # Worked out per class from apply's own signature, so a subclass that redefines apply is called as written.
-    takes_hints = False
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        cls.takes_hints = {"inplace", "tables"} <= set(inspect.signature(cls.apply).parameters)
-
     def __setattr__(self, name, value):
         unchanged = self.__dict__.get(name, _UNSET) is value  # pipe.eval() on an op already in eval mode
         super().__setattr__(name, value)
@@ -665,8 +655,8 @@ class _Factor(Op):
 class Brightness(_Factor):
     """out = clamp(f x, 0, 1), f ~ U[max(0, 1 - b), 1 + b] per sample."""
 
-    def apply(self, state, params, inplace=False, tables=None):
-        return {**state, "images": F.brightness(state["images"], params["factor"], inplace)}
+    def apply(self, state, params):
+        return {**state, "images": F.brightness(state["images"], params["factor"])}
 
 
 class Contrast(_Factor):
@@ -678,8 +668,8 @@ class Contrast(_Factor):
         if shape.channels not in (1, 3):
             raise ValueError(f"{self!r}: needs 1 or 3 channels for the grayscale mean, got {shape.channels}")
 
-    def apply(self, state, params, inplace=False, tables=None):
-        return {**state, "images": F.contrast(state["images"], params["factor"], inplace)}
+    def apply(self, state, params):
+        return {**state, "images": F.contrast(state["images"], params["factor"])}
 
 
 class Normalize(Op):
@@ -709,9 +699,9 @@ class Normalize(Op):
     def sample(self, shape, generator, device):
         return {}
 
-    def apply(self, state, params, inplace=False, tables=None):
+    def apply(self, state, params):
         x = state["images"]
-        return {**state, "images": F.normalize(x, self.mean.to(x), self.std.to(x), inplace, tables)}
+        return {**state, "images": F.normalize(x, self.mean.to(x), self.std.to(x))}
 
 
 # ----------------------------------------------------------------------------------------------- erase and mix
@@ -747,8 +737,8 @@ class Cutout(Op):
     def skip(self, params, keep):
         return {"boxes": params["boxes"] * keep.view(-1, 1, 1)}  # all-zero box = empty
 
-    def apply(self, state, params, inplace=False, tables=None):
-        out = {**state, "images": F.cutout(state["images"], params["boxes"], self.fill, inplace, tables)}
+    def apply(self, state, params):
+        out = {**state, "images": F.cutout(state["images"], params["boxes"], self.fill)}
         masks = state.get("masks")
         if self.mask_fill is not None and masks is not None:
             info = None if masks.dtype == torch.bool else torch.iinfo(masks.dtype)
@@ -804,7 +794,7 @@ class Mixup(Op):
     def skip(self, params, keep):
         return {**params, "lam": torch.where(keep, params["lam"], 1.0)}
 
-    def apply(self, state, params, inplace=False, tables=None):
+    def apply(self, state, params):
         lam, perm = params["lam"], params["perm"]
         return {**state, "images": F.mixup(state["images"], lam, perm),
                 "targets": _mix_targets(state["targets"], lam, perm)}
@@ -849,10 +839,10 @@ class CutMix(Op):
     def skip(self, params, keep):
         return {**params, "box": params["box"] * keep.view(-1, 1)}
 
-    def apply(self, state, params, inplace=False, tables=None):
+    def apply(self, state, params):
         x, box, perm = state["images"], params["box"], params["perm"]
         lam = F.cutmix_lambda(box, x.shape[-2:])
-        out = {**state, "images": F.cutmix(x, box, perm, inplace, tables),
+        out = {**state, "images": F.cutmix(x, box, perm),
                "targets": _mix_targets(state["targets"], lam, perm)}
         if state.get("masks") is not None:
             out["masks"] = F.cutmix(state["masks"], box, perm)
@@ -874,7 +864,7 @@ class LabelSmoothing(Op):
     def sample(self, shape, generator, device):
         return {}
 
-    def apply(self, state, params, inplace=False, tables=None):
+    def apply(self, state, params):
         t = state["targets"]
         return {**state, "targets": None if t is None else F.label_smoothing(t, self.eps)}
 
@@ -961,7 +951,7 @@ class FractionalPool(Op):
                                      generator=generator, device=device)
         return {"row_bounds": rows, "col_bounds": cols}
 
-    def apply(self, state, params, inplace=False, tables=None):
+    def apply(self, state, params):
         x = state["images"]
         pooled = F.fractional_max_pool2d_from_bounds(x, params["row_bounds"], params["col_bounds"], self.overlapping)
         return {**state, "images": F.upsample_nearest(pooled, x.shape[-2:])}

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as TF
 
 import augpipe as A
-from augpipe import draws
+from augpipe import draws, fuse
 
 
 class Gamma(A.Op):
@@ -188,12 +188,12 @@ def test_an_op_that_calls_torch_random_functions_is_told_to_use_draws():
         A.Pipeline(A.HorizontalFlip(), A.OneOf(op, Gamma()), seed=0)(images())
 
 
-def test_a_subclass_that_redefines_apply_without_hints_is_called_as_written():
+def test_a_subclass_that_redefines_apply_is_called_as_written_and_never_handed_a_batch_to_overwrite():
     class HalfBrightness(A.Brightness):
         def apply(self, state, params):
             return {**state, "images": state["images"] * (params["factor"].view(-1, 1, 1, 1) / 2)}
 
-    assert A.Brightness.takes_hints and not HalfBrightness.takes_hints and not Gamma.takes_hints
+    assert fuse._own_apply(A.Brightness()) and not fuse._own_apply(HalfBrightness()) and not fuse._own_apply(Gamma())
     x = images()
     pipe = A.Pipeline(A.HorizontalFlip(p=0.0), HalfBrightness(0.4), seed=0)
     out = pipe(x)
