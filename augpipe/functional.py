@@ -758,7 +758,11 @@ def perspective_matrix(start: Tensor, end: Tensor) -> Tensor:
     are taken as pixel coordinates as given (torchvision's perspective takes its corner pixels' indices so), and the
     map is the one homography through the four pairs: start's square-to-quad after the inverse of end's."""
     m = compose(square_to_quad(start), invert_map(square_to_quad(end)))
-    return (m / m[:, 2:3, 2:3]).float()
+    m = m / m[:, 2:3, 2:3]
+    # Three end corners on one line (possible for a strong distortion of a small image) have no homography: such a
+    # sample keeps the identity map rather than reading NaN points.
+    finite = torch.isfinite(m).flatten(1).all(1).view(-1, 1, 1)
+    return torch.where(finite, m, torch.eye(3, dtype=m.dtype, device=m.device)).float()
 
 
 def gaussian_kernel(sigma: float, device=None) -> Tensor:

@@ -397,3 +397,12 @@ def test_compiled_equals_eager_for_projective_and_dense_runs_traced_whole():
     assert not torch._dynamo.utils.counters["graph_break"], dict(torch._dynamo.utils.counters["graph_break"])
     eager = A.Pipeline(*ops, seed=0)(x, params=compiled.last_params)
     torch.testing.assert_close(out, eager, rtol=0, atol=1e-4)
+
+
+def test_corners_on_one_line_have_no_homography_and_keep_the_identity():
+    start = torch.tensor([[[0.0, 0.0], [9.0, 0.0], [9.0, 9.0], [0.0, 9.0]]]).repeat(2, 1, 1)
+    end = start.clone()
+    end[0] = torch.tensor([[4.0, 4.0], [5.0, 5.0], [9.0, 9.0], [0.0, 9.0]])  # three corners on the diagonal
+    m = F.perspective_matrix(start, end)
+    assert torch.equal(m[0], torch.eye(3)) and torch.isfinite(m).all()
+    torch.testing.assert_close(m[1], torch.eye(3), rtol=0, atol=1e-6)
