@@ -17,20 +17,18 @@ from torch import Tensor
 
 from . import functional as F
 from . import fuse, memory
-from .ops import GeometricOp, Shape
+from .ops import Shape
 
 # Each pass, on unless switched off here, and when it applies (compiled, on a CPU, always):
 # - "window": uint8 images, or a first run of whole-pixel geometric ops, are copied to float by ATen before the
 #   compiled call, which reads the copy (padded and mirrored for those ops) as whole vectors (``Runner.window``).
 # - "stages": before each op but the first that reads its whole input from an image of STAGE_MIN_BYTES or more,
 #   the call stops, storing the image in a buffer kept for the next call, and another call goes on (``stages``).
-# - "scalar": a staged call whose first run of geometric ops is bilinear and axis-aligned (a resized crop) compiles
-#   its first part to scalar C++ (SCALAR_OPTIONS), which gathers faster (``Runner.compiled``).
 # - "huge_pages": output images of memory.LARGE_BYTES or more are written into fresh memory mapped in huge pages
 #   (``Runner.output_buffer``).
 # - "keep_freed_memory": on the first CPU call in a process, eager or compiled, glibc is asked to keep freed blocks
 #   for reuse (``memory.keep_freed_memory_once``; the environment variable AUGPIPE_KEEP_FREED_MEMORY=0 opts out).
-PASSES = {"window": True, "stages": True, "scalar": True, "huge_pages": True, "keep_freed_memory": True}
+PASSES = {"window": True, "stages": True, "huge_pages": True, "keep_freed_memory": True}
 
 
 # Inductor's fusion options per device type (torch.compile's ``options``). By default, on a CPU, inductor stores a
@@ -51,10 +49,6 @@ PASSES = {"window": True, "stages": True, "scalar": True, "huge_pages": True, "k
 INDUCTOR_OPTIONS: dict[str, dict] = {"cpu": {"realize_opcount_threshold": 200, "assert_indirect_indexing": False,
                                              "cpp_wrapper": True},
                                      "cuda": {"assert_indirect_indexing": False}}
-
-
-# Inductor options for a CPU call that gathers a bilinear resample's taps: scalar C++ (see Runner.compiled).
-SCALAR_OPTIONS = {"cpp.simdlen": 1}
 
 
 # Images this large are fresh memory on every call, a page fault per 4 KiB (see augpipe.memory), so a compiled CPU
@@ -83,7 +77,7 @@ class Runner:
     are known without params), it is a cache: never pickled, and made afresh for a copy."""
 
     def __init__(self, ops: list):
-        self.fns: dict = {}  # (which, device type, scalar) -> compiled callable, made on first use
+        self.fns: dict = {}  # (which, device type) -> compiled callable, made on first use
         # The calling thread's window copy (``window``) and stage buffers (``stages``): per thread, so that threads
         # never share one, and freed with the thread.
         self.kept = threading.local()
@@ -92,34 +86,22 @@ class Runner:
         # otherwise None, and window() makes a plain copy of uint8 images (read by a bilinear segment or a first op
         # that is not geometric). An op changed later only makes warp fall back to reading the images.
         self.window_plan = fuse.window_plan(ops)
-        leading = list(itertools.takewhile(lambda op: isinstance(op, GeometricOp), ops))
-        self.separable_first = not all(op.exact for op in leading) and all(op.axis_aligned for op in leading)
 
-    def compiled(self, graph, which: str, device: torch.device, scalar: bool = False):
+    def compiled(self, graph, which: str, device: torch.device):
         """The compiled executor (``"run"``) or sample-and-run (``"sample_run"``) for ``device``'s type.
 
         compile=True also compiles sample(), together with the run: its random draws are made ahead, as planned
         per input shape (``streams.DrawPlans``), and one compiled call draws nothing, computes the params and applies
         them. Each device type gets its own callable because inductor's fusion options (INDUCTOR_OPTIONS) differ by
         device.
-
-        ``scalar``: compiled to scalar C++ (SCALAR_OPTIONS), for a CPU call that is mostly the gather of a leading
-        axis-aligned bilinear segment (a resized crop, with flips and crops around it): one that stops before any
-        op reads its whole input (``stages``). Inductor vectorizes a gather by storing the lane indices, loading
-        lane by lane into a stack buffer and reloading that as a vector, a stall on every gather that scalar code
-        does not have. A call that also holds the contrast reduction and the mixing (small images, unstaged), or a
-        rotation's per-pixel taps, is faster vectorized, so only this kind of call is scalar. Measurements:
-        docs/design.md, "Scalar compile".
         """
-        key = (which, device.type, scalar)
+        key = (which, device.type)
         if key not in self.fns:
             if which == "sample_run":
                 fn = types.MethodType(_own_copy(sample_then_run), graph)
             else:  # "run", or a later stage of a staged call ("stage1", ...): each compiled separately
                 fn = _own_copy(fuse.run_returning_tables)
             options = INDUCTOR_OPTIONS.get(device.type)
-            if scalar:
-                options = {**options, **SCALAR_OPTIONS}
             self.fns[key] = torch.compile(fn, dynamic=None, options=options)
         return self.fns[key]
 
@@ -145,10 +127,8 @@ class Runner:
         stages = self.stages(graph, shape, dtype, device)
         stops = [i for i, _ in stages] + [None]  # stage k runs steps[stops[k - 1]:stops[k]] into buffers[k]
         buffers = [b for _, b in stages] + [self.output_buffer(graph, shape, dtype, device)]
-        # the first call is then mostly the resample's gather
-        scalar = PASSES["scalar"] and bool(stages) and self.separable_first
-        params, state, _ = self.compiled(graph, "sample_run", device, scalar)(shape, source, device, state, dtype,
-                                                                              window, stops[0], buffers[0])
+        params, state, _ = self.compiled(graph, "sample_run", device)(shape, source, device, state, dtype, window,
+                                                                      stops[0], buffers[0])
         if not stages:
             return params, state
         steps = list(graph.steps(params))

@@ -57,9 +57,7 @@ def explain(pipe, images_shape, dtype: torch.dtype = torch.uint8, device="cpu") 
             cuts = stage_cuts(ops, shape, work)
             if cuts:
                 at = ", ".join(f"before {_name(ops[i])} ({_mb(math.prod(s) * work.itemsize)})" for i, s in cuts)
-                scalar = " the first compiled as scalar C++ (its work is mostly a gather);" \
-                    if pipe._runner.separable_first else ""
-                lines.append(f"compiled calls: {len(cuts) + 1}, stopping {at}:{scalar} each stop's image goes into "
+                lines.append(f"compiled calls: {len(cuts) + 1}, stopping {at}: each stop's image goes into "
                              f"a buffer kept for the next call, as fresh memory that large costs a page fault per "
                              f"4 KiB")
                 kept += sum(math.prod(s) for s in {s for _, s in cuts}) * work.itemsize

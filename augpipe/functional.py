@@ -431,7 +431,7 @@ def resample_separable(x: Tensor, matrix: Tensor, size: tuple[int, int], fill: f
         # Compiled, the four taps are read straight from the input in the one fused loop that writes the output:
         # no row-pass image is stored. Each pixel only loads its row's and its column's first tap and weights,
         # which the caller has inductor store (``hints.keep``): points outside the image get zero weights here instead
-        # of a mask, so no per-pixel test is left. (On a CPU that loop is compiled scalar: see Pipeline._compiled.)
+        # of a mask, so no per-pixel test is left.
         if extend != "fill":
             in_r, in_c = in_r[:, None, :, None].to(dtype), in_c[:, None, None, :].to(dtype)
             wr0, wr1, wc0, wc1 = wr0 * in_r, wr1 * in_r, wc0 * in_c, wc1 * in_c

@@ -126,7 +126,7 @@ def test_a_compiled_pipeline_replays_given_params_as_eager_does():
     x, y = batch(8, 36)
     reference = eager(x, y)
     assert_same(compiled(x, y, params=eager.last_params), reference)
-    assert compiled._runner.kept.window is not None and ("run", "cpu", False) in compiled._runner.fns
+    assert compiled._runner.kept.window is not None and ("run", "cpu") in compiled._runner.fns
 
 
 def window_of(pipe, images):
@@ -181,7 +181,7 @@ def test_a_staged_cpu_call_keeps_its_stored_images_between_calls_and_never_hands
     STAGE_MIN_BYTES (here: any), writes the image into a kept buffer and goes on in another compiled call. The
     stops share one buffer (the images keep their size), which a stage may overwrite in place only pixel by pixel.
     The last stage writes the output into fresh memory of its own (``memory.empty``, as for images of at least
-    LARGE_BYTES). A first stage that reads a resized crop is compiled to scalar code."""
+    LARGE_BYTES)."""
     monkeypatch.setattr(backends, "STAGE_MIN_BYTES", 0)
     monkeypatch.setattr(memory, "LARGE_BYTES", 0)
     made = []
@@ -205,8 +205,6 @@ def test_a_staged_cpu_call_keeps_its_stored_images_between_calls_and_never_hands
     assert kept_at[0] == kept_at[1] == kept_at[2]  # the same memory, call after call
     windows = [w.source for w in [getattr(compiled._runner.kept, "window", None)] if w is not None]
     assert compiled.kept_bytes() == kept[0][1].nbytes + sum(w.nbytes for w in windows)
-    assert {key for key in compiled._runner.fns if key[2]} == ({("sample_run", "cpu", True)}
-                                                                  if make is imagenet_recipe else set())
     for images, snapshot in outputs:  # no later call wrote into an earlier call's images
         assert torch.equal(images, snapshot)
         assert images.data_ptr() != kept_at[-1]
@@ -233,7 +231,7 @@ def test_an_unstaged_cpu_call_writes_large_images_into_fresh_memory_of_its_own(m
 
 
 def test_each_cpu_pass_switched_off_gives_the_output_it_gives_on(monkeypatch):
-    """``backends.PASSES``: the window copy, the stages, the scalar first stage and the huge-page output change how a
+    """``backends.PASSES``: the window copy, the stages and the huge-page output change how a
     compiled CPU call reads and stores images, not what it computes. One pipeline takes all four (thresholds at 0
     for small images); with each switched off in turn and the stream restarted, the call takes the others and
     gives the eager pipeline's output."""
@@ -246,13 +244,13 @@ def test_each_cpu_pass_switched_off_gives_the_output_it_gives_on(monkeypatch):
     compiled, eager = make(True), make(False)
     runner, calls = compiled._runner, []
     compile_one = runner.compiled
-    monkeypatch.setattr(runner, "compiled", lambda graph, which, device, scalar=False: calls.append((which, scalar))
-                        or compile_one(graph, which, device, scalar))
+    monkeypatch.setattr(runner, "compiled", lambda graph, which, device: calls.append(which)
+                        or compile_one(graph, which, device))
     x, _ = batch(4, 16)
     expected = eager(x)
-    staged = [("sample_run", True), ("stage1", False)]  # stops before Contrast; the resized crop's part is scalar
-    for off, compiled_calls in ((None, staged), ("window", staged), ("stages", [("sample_run", False)]),
-                                ("scalar", [("sample_run", False), ("stage1", False)]), ("huge_pages", staged)):
+    staged = ["sample_run", "stage1"]  # stops before Contrast
+    for off, compiled_calls in ((None, staged), ("window", staged), ("stages", ["sample_run"]),
+                                ("huge_pages", staged)):
         passes = {name: name != off for name in backends.PASSES}
         monkeypatch.setattr(backends, "PASSES", passes)
         calls.clear(), made.clear()
