@@ -864,8 +864,9 @@ def box_mask(boxes: Tensor, size: tuple[int, int]) -> Tensor:
     """(B, 1, H, W) bool, true inside any of the boxes (B, N, 4) or (B, 4) of (y1, x1, y2, x2).
 
     Built from a row test (B, N, H) and a column test (B, N, W), each 0 or 1 in float32: a pixel is inside a box
-    where their product is 1. Compiled, the two tests are kept (``hints.keep``), so inductor stores them once and each pixel loads its column test as part of a vector, where it would otherwise compare a vector of
-    indices with the box's edges itself, converted from int64 (docs/design.md, "Compiling").
+    where their product is 1. Compiled, the two tests are kept (``hints.keep``), so inductor stores them once and
+    each pixel loads its column test as part of a vector, where it would otherwise compare a vector of indices with
+    the box's edges itself, converted from int64 (docs/design.md, "Compiling").
     """
     if boxes.dim() == 2:
         boxes = boxes[:, None]

@@ -75,7 +75,7 @@ def _joins(segment, node) -> bool:
     """Can ``node`` read through the composed map of the geometric ops ``segment``? Whole-pixel ops always can:
     their maps compose as index tables, each out-of-range read following its own op's padding (``F.exact_map``).
     A bilinear read extends no edge, so an edge-padded op never shares one."""
-    if node.exact and all(op.exact for op in segment):
+    if node.kind == "exact" and segment_kind(segment) == "exact":
         return True
     return not (_extends(node) or any(_extends(op) for op in segment))
 

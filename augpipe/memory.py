@@ -73,8 +73,8 @@ def keep_freed_memory(trim_bytes: int = 256 * 2**20) -> bool:
     most; larger ones stay fresh mappings, see ``empty``) and M_TRIM_THRESHOLD to ``trim_bytes`` (the heap shrinks
     only when more than that is free at its top). Process-wide: a pipeline calls it (``keep_freed_memory_once``)
     on its first CPU call; call it early yourself to cover what runs before that. The cost is that up to
-    ``trim_bytes`` of freed memory stays in the process. Returns True where glibc took both settings, False elsewhere (no glibc,
-    not Linux), where it changes nothing.
+    ``trim_bytes`` of freed memory stays in the process. Returns True where glibc took both settings, False elsewhere
+    (no glibc, not Linux), where it changes nothing.
     """
     if not isinstance(trim_bytes, int) or isinstance(trim_bytes, bool) or trim_bytes < 0:
         raise ValueError(f"keep_freed_memory: trim_bytes must be a non-negative int, got {trim_bytes!r}")

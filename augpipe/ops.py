@@ -197,18 +197,18 @@ class GeometricOp(Op):
     [0, W] x [0, H], the centre of pixel (i, j) is (j + 0.5, i + 0.5)); ``size`` is the input's (H, W). The matrix
     is affine (last row 0, 0, 1) unless the op's ``kind`` is "projective", where points are divided by their third
     coordinate; an op of kind "dense" returns instead a displacement field (B, H, W, 2), (x, y) pixels at each
-    output pixel centre, which the source point adds to it. Define ``output_size(size)`` when the output has another size, and ``border()`` when the map reads
-    outside the input: ``("constant", fill)`` gives those pixels ``fill``; with None they repeat the edge pixels.
-    There is no apply: the executor composes consecutive geometric ops into one map and reads the pixels once,
-    bilinearly, moving masks (nearest), boxes and keypoints with them. ``skip`` writes in the identity map.
+    output pixel centre, which the source point adds to it. Define ``output_size(size)`` when the output has another
+    size, and ``border()`` when the map reads outside the input: ``("constant", fill)`` gives those pixels ``fill``;
+    with None they repeat the edge pixels. There is no apply: the executor composes consecutive geometric ops into
+    one map and reads the pixels once, bilinearly, moving masks (nearest), boxes and keypoints with them. ``skip``
+    writes in the identity map.
 
-    ``kind`` (see ``KINDS``) is what the read of a run of such ops is chosen by; for an affine op it follows the
-    flags below. Flags that choose a faster read, each a promise about every map the op can give (leave them False
-    if unsure):
-    ``axis_aligned`` (no rotation or shear: rows stay rows, so a row pass and a column pass), ``keeps_bounds``
-    (the image rectangle maps onto itself), ``exact`` (pixel centres land on pixel centres: a gather instead of a
-    bilinear read; then ``reach``, the columns read beyond either side of the input, and ``mirrors``, whether it
-    may read right to left, must be right as well).
+    ``kind`` (one of ``KINDS``) is a promise about every map the op gives, by which the executor picks the read of
+    a run of geometric ops: "axis" (no rotation or shear: rows stay rows, so a row pass and a column pass),
+    "affine" (the default), "projective" or "dense". Whole-pixel ops ("exact": flips and crops, built in) also
+    state ``keeps_bounds`` (the image rectangle maps onto itself), ``reach`` (the columns read beyond either side of
+    the input) and ``mirrors`` (whether it may read right to left), which the window copy relies on. The flags
+    ``exact`` and ``axis_aligned`` are the older spelling of the first two kinds.
 
     A zoom about the centre by s ~ U(lo, hi) per sample, the new border black::
 
@@ -217,7 +217,7 @@ class GeometricOp(Op):
         from augpipe import draws
 
         class Zoom(augpipe.GeometricOp):
-            axis_aligned = True
+            kind = "axis"
 
             def __init__(self, lo=0.8, hi=1.25):
                 super().__init__()

@@ -54,9 +54,10 @@ Peak memory of one call:
         make one call and read VmHWM. Peak = VmHWM - VmRSS before the call: every byte the call touched that
         the process did not already hold, output batch included, the input batch excluded. The child runs with
         MALLOC_MMAP_THRESHOLD_=65536 and MALLOC_TRIM_THRESHOLD_=65536 (and AUGPIPE_KEEP_FREED_MEMORY=0, so that
-        the pipeline leaves them) so that glibc maps large blocks fresh and returns them on free (with its default dynamic thresholds, memory freed by the warm-up calls would
-        be reused silently and the peak read low). Resolution: 4 KiB pages. Linux only; elsewhere "n/a".
-        The roofline writes into a preallocated tensor, so its peak is ~0.
+        the pipeline leaves them) so that glibc maps large blocks fresh and returns them on free (with its default
+        dynamic thresholds, memory freed by the warm-up calls would be reused silently and the peak read low).
+        Resolution: 4 KiB pages. Linux only; elsewhere "n/a". The roofline writes into a preallocated tensor, so its
+        peak is ~0.
   cuda  torch.cuda.max_memory_allocated() over one call minus the memory allocated before it, in-process.
         For albumentations this counts only the device copy of its result (its work is on the host).
   pools the parent's VmHWM - VmRSS as above plus each worker's own over the same call.

@@ -11,7 +11,8 @@ import augpipe as A
 from augpipe import preview
 
 NAMES = {"horizontal_flip", "vertical_flip", "random_crop", "random_resized_crop", "random_rotation",
-         "random_affine", "random_perspective", "elastic_transform", "brightness", "contrast", "cutout", "mixup", "cutmix", "fractional_pool_pseudorandom",
+         "random_affine", "random_perspective", "elastic_transform", "brightness", "contrast", "cutout", "mixup",
+         "cutmix", "fractional_pool_pseudorandom",
          "fractional_pool_random", "label_smoothing", "cifar_recipe", "imagenet_recipe"}
 
 
