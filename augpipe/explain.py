@@ -36,7 +36,8 @@ def explain(pipe, images_shape, dtype: torch.dtype = torch.uint8, device="cpu") 
     windowed = pipe.compiled and device.type == "cpu"
     window = fuse.window_plan(ops) if windowed else None
     size, previous = shape.size, None
-    for n, stage in enumerate(fuse._segments([(op, None) for op in ops])):
+    stages, then = fuse.hoist(fuse._segments([(op, None) for op in ops]))
+    for n, stage in enumerate(stages):
         if isinstance(stage, list):
             segment = [op for op, _ in stage]
             for op in segment:
@@ -45,6 +46,9 @@ def explain(pipe, images_shape, dtype: torch.dtype = torch.uint8, device="cpu") 
                      "shares a read only with whole-pixel ops)") if isinstance(previous, list) else ""
             lines.append(f"{n + 1}. geometry {_names(segment)} -> {size[0]}x{size[1]}:")
             lines.append(f"   {_read(segment, window if n == 0 else None, dtype, windowed and n == 0)}{split}")
+            if n == 0 and then:
+                lines.append(f"   then {_names(node for node, _ in then)} on the gathered pixels, before the fills "
+                             f"(they change each pixel by its own value, so they commute with moving whole pixels)")
         else:
             node = stage[0]
             size = node.output_size(size)

@@ -32,6 +32,8 @@ an edge.
 """
 from __future__ import annotations
 
+import itertools
+
 from typing import NamedTuple
 
 import torch
@@ -103,6 +105,9 @@ def window_plan(ops) -> F.WindowPlan | None:
     same copy as a flip after it.
     """
     segment = []
+    ops = list(ops)
+    if any(isinstance(op, GeometricOp) for op in ops):  # pointwise ops before the run read after it (``hoist``)
+        ops = list(itertools.dropwhile(lambda op: getattr(op, "pointwise", False), ops))
     for op in ops:
         if not isinstance(op, GeometricOp) or (segment and not _joins(segment, op)):
             break
@@ -127,7 +132,21 @@ def _plain(window: Window | None, images: Tensor) -> bool:
     return window is not None and images.dtype == torch.uint8 and window.plan == F.WindowPlan()
 
 
-def warp(state: dict, segment: list, dtype, window=None) -> dict:
+def hoist(stages: list) -> tuple[list, list]:
+    """(stages, then): pointwise steps (``Op.pointwise``) that lead into a run of whole-pixel geometric ops move
+    behind its gather, as ``then``, which ``warp`` applies to the gathered pixels before the run's fills. Moving
+    whole pixels and then changing each pixel's values is changing them and then moving them, so the result is the
+    same, while the run keeps the reads it would have as the first step (the window copy, a uint8 gather)."""
+    k = 0
+    while k < len(stages) and not isinstance(stages[k], list) and getattr(stages[k][0], "pointwise", False):
+        k += 1
+    if k == 0 or k == len(stages) or not isinstance(stages[k], list) \
+            or segment_kind(op for op, _ in stages[k]) != "exact":
+        return stages, []
+    return stages[k:], stages[:k]
+
+
+def warp(state: dict, segment: list, dtype, window=None, then: list = ()) -> dict:
     """Apply a segment of geometric ops with one read of the pixels (and of the masks).
 
     The composed matrix sends each output pixel to the original image. A later op that reads outside its own
@@ -138,7 +157,7 @@ def warp(state: dict, segment: list, dtype, window=None) -> dict:
     as row windows by the exact segment it was planned for (``window_plan``), and as a plain float copy by a
     bilinear one.
     The composed matrices and tables are per-sample tensors every pixel reads: kept for a compiled call
-    (``hints.keep``).
+    (``hints.keep``). ``then``: pointwise steps moved behind a whole-pixel run's gather (``hoist``).
     """
     x = state["images"]
     sizes = [tuple(x.shape[-2:])]
@@ -179,6 +198,9 @@ def warp(state: dict, segment: list, dtype, window=None) -> dict:
                                  uint8=x.dtype == torch.uint8)
         else:
             x = F.gather_separable(x, read.rows, read.cols, None, dtype=dtype)
+        for node, params in then:
+            step = lambda images: node.apply({**state, "images": images}, params)["images"]  # noqa: E731
+            x = _overwriting(step, x) if _own_apply(node) else step(x)
         x = _overwriting(F.fill_outside, x, read.fills)
         if masks is not None:
             masks = F.gather_separable(masks, read.rows, read.cols, None)
@@ -270,7 +292,7 @@ def run(steps, state: dict, dtype, fuse: bool = True, window=None, keep_in=None)
     Steps of augpipe's own ops may overwrite the images once they are a tensor made here, never the caller's
     (``hints.overwriting``)."""
     flat = [leaf for node, params in steps for leaf in node.steps(params)]
-    stages = _segments(flat) if fuse else [[s] if isinstance(s[0], GeometricOp) else s for s in flat]
+    stages, then = hoist(_segments(flat)) if fuse else ([[s] if isinstance(s[0], GeometricOp) else s for s in flat], [])
     images = state["images"]
     if _plain(window, images) and not (stages and isinstance(stages[0], list)):
         # Compiled on a CPU with no geometric op first: read the plain float copy, as a bilinear first read does
@@ -279,7 +301,7 @@ def run(steps, state: dict, dtype, fuse: bool = True, window=None, keep_in=None)
     owned = False  # may ops overwrite the images? Not while they are the caller's tensor
     for n, stage in enumerate(stages):
         if isinstance(stage, list):
-            state = warp(state, stage, dtype, window if n == 0 else None)
+            state = warp(state, stage, dtype, window if n == 0 else None, then if n == 0 else ())
         else:
             node, params = stage
             state = as_float(state, dtype)

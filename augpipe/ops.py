@@ -155,6 +155,10 @@ class Op(nn.Module):
     """
 
     carries = frozenset({"masks", "boxes", "keypoints"})
+    # apply gives each pixel a function of that pixel's own values and the sample's params (a brightness factor, a
+    # per-channel normalization): such an op commutes with moving whole pixels, so flips and crops after it may read
+    # first (see fuse.hoist).
+    pointwise = False
     # apply reads more of its input than the pixel it writes (the image's mean, another sample's pixels), so its
     # input is computed in full before it runs.
     reads_whole_input = False
@@ -655,6 +659,8 @@ class _Factor(Op):
 class Brightness(_Factor):
     """out = clamp(f x, 0, 1), f ~ U[max(0, 1 - b), 1 + b] per sample."""
 
+    pointwise = True
+
     def apply(self, state, params):
         return {**state, "images": F.brightness(state["images"], params["factor"])}
 
@@ -674,6 +680,8 @@ class Contrast(_Factor):
 
 class Normalize(Op):
     """(x - mean) / std per channel."""
+
+    pointwise = True
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]):
         super().__init__()

@@ -168,3 +168,26 @@ def test_random_crop_skip_keeps_drawn_offsets_and_writes_the_padding_elsewhere()
     assert torch.equal(skipped["left"], torch.tensor([4, 3, 1, 3]))
     assert skipped["top"].dtype == params["top"].dtype
     assert torch.equal(params["top"], torch.tensor([0, 5, 2, 7]))  # the given params are not written to
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect"])
+def test_pointwise_ops_before_flips_and_crops_read_after_them_with_the_same_pixels(mode):
+    """Brightness and Normalize change each pixel by its own value, so they commute with moving whole pixels: placed
+    first, they run on the gathered pixels (before the crop's fill), and the run keeps the window copy it would have
+    as the first step. The pixels are the op-by-op ones, fill included (the fill is not brightened)."""
+    x = torch.randint(0, 256, (6, 3, 12, 14), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    first = [A.Brightness(0.5), A.Normalize((0.5, 0.4, 0.3), (0.2, 0.25, 0.3))]
+    geometry = [A.HorizontalFlip(), A.RandomCrop((12, 14), padding=3, fill=0.25, padding_mode=mode)]
+    pipe = A.Pipeline(*first, *geometry, A.Contrast(0.3), seed=1)
+    out = pipe(x)
+    steps = list(zip(pipe.nodes, pipe.last_params))
+    unfused = fuse.run(steps, {"images": x, "targets": None}, torch.float32, fuse=False)["images"]
+    torch.testing.assert_close(out, unfused, rtol=0, atol=1e-6)
+    stages, then = fuse.hoist(fuse._segments(steps))
+    assert [node for node, _ in then] == first and [op for op, _ in stages[0]] == geometry
+    assert fuse.window_plan([*first, *geometry]) == fuse.window_plan(geometry) is not None
+    text = A.Pipeline(*first, *geometry, compile=True).explain(tuple(x.shape))
+    assert "row windows" in text and "then [Brightness(" in text
+    # Contrast reads the whole image: it never moves, nor does anything after a bilinear read
+    assert fuse.hoist(fuse._segments([(A.Contrast(0.2), {}), *steps[2:]]))[1] == []
+    assert fuse.hoist(fuse._segments([steps[0], (A.RandomResizedCrop(8), {})]))[1] == []
