@@ -119,12 +119,13 @@ def gather_separable(x: Tensor, rows: Tensor, cols: Tensor, padding_mode: str | 
     x (B, C, H, W); rows (B, Ho) and cols (B, Wo) integer.
     """
     H, W = x.shape[-2:]
+    read_rows, read_cols = rows, cols
     if padding_mode is not None:
-        rows, cols = _remap_index(rows, H, padding_mode), _remap_index(cols, W, padding_mode)
-    out = take_grid(x, rows, cols)
+        read_rows, read_cols = _remap_index(rows, H, padding_mode), _remap_index(cols, W, padding_mode)
+    out = take_grid(x, read_rows, read_cols)
     if dtype is not None:
         out = to_float(out, dtype)  # (B, C, Ho, Wo)
-    if padding_mode == "constant":  # out is a new tensor: fill it in place
+    if padding_mode == "constant":  # out is a new tensor: fill it in place where the unpadded index is outside
         inside = ((rows >= 0) & (rows < H))[:, None, :, None] & ((cols >= 0) & (cols < W))[:, None, None, :]
         out = _select(out, fill, ~inside, True)
     return out

@@ -135,8 +135,10 @@ GOLDEN = {
             "params[0]['branches'][1][1]['top']": ((10,), 10.0, [2.0, 0.0, 2.0]),
             "params[0]['branches'][1][1]['left']": ((10,), 12.0, [2.0, 1.0, 0.0]),
             "params[0]['branches'][2][0]['keep']": ((10,), 6.0, [1.0, 0.0, 1.0]),
-            "params[0]['branches'][2][0]['node']['top']": ((10,), 41.0, [2.0, 3.0, 3.0]),
-            "params[0]['branches'][2][0]['node']['left']": ((10,), 22.0, [0.0, 0.0, 0.0]),
+            # A RandomApply'd crop writes its own place (top = left = the padding, 3) in the rows it skips, its
+            # neutral parameter; the rows it keeps hold the drawn offsets.
+            "params[0]['branches'][2][0]['node']['top']": ((10,), 40.0, [2.0, 3.0, 3.0]),
+            "params[0]['branches'][2][0]['node']['left']": ((10,), 24.0, [0.0, 3.0, 0.0]),
             "params[0]['branches'][2][1]['box']": ((10, 4), 498.0, [1.0, 0.0, 28.0]),
             "params[1]['keep']": ((10,), 7.0, [1.0, 1.0, 1.0]),
             "params[1]['node']['choice']": ((10,), 2.0, [0.0, 0.0, 1.0]),
@@ -169,8 +171,8 @@ GOLDEN = {
             "params[0]['branches'][1][1]['top']": ((10,), 14.0, [2.0, 1.0, 2.0]),
             "params[0]['branches'][1][1]['left']": ((10,), 11.0, [1.0, 2.0, 1.0]),
             "params[0]['branches'][2][0]['keep']": ((10,), 9.0, [1.0, 1.0, 1.0]),
-            "params[0]['branches'][2][0]['node']['top']": ((10,), 27.0, [4.0, 4.0, 6.0]),
-            "params[0]['branches'][2][0]['node']['left']": ((10,), 34.0, [6.0, 3.0, 5.0]),
+            "params[0]['branches'][2][0]['node']['top']": ((10,), 28.0, [4.0, 4.0, 6.0]),
+            "params[0]['branches'][2][0]['node']['left']": ((10,), 35.0, [6.0, 3.0, 5.0]),
             "params[0]['branches'][2][1]['box']": ((10, 4), 475.0, [0.0, 2.0, 19.0]),
             "params[1]['keep']": ((10,), 7.0, [1.0, 0.0, 1.0]),
             "params[1]['node']['choice']": ((10,), 3.0, [1.0, 0.0, 0.0]),
