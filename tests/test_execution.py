@@ -149,9 +149,13 @@ def test_a_window_copy_is_padded_for_exact_leading_ops_and_plain_for_other_first
     plain = window_of(resampled, x)
     assert plain.plan == F.WindowPlan() and torch.equal(plain.source, x.float().reshape(1, -1))  # not divided
     assert window_of(resampled, x.float() / 255) is None  # float images are read as they are
-    photometric = A.Pipeline(A.Brightness(0.3), A.HorizontalFlip(), compile=True)  # the first op reads every pixel
+    photometric = A.Pipeline(A.Contrast(0.3), A.HorizontalFlip(), compile=True)  # the first op reads every pixel
     assert torch.equal(window_of(photometric, x).source, x.float().reshape(1, -1))
     assert window_of(photometric, x.float() / 255) is None
+    # a pointwise op first runs on the gathered pixels (fuse.hoist): the flip keeps its mirrored window copy
+    pointwise = A.Pipeline(A.Brightness(0.3), A.HorizontalFlip(), compile=True)
+    assert window_of(pointwise, x).plan == window_of(A.Pipeline(A.HorizontalFlip(), compile=True), x).plan
+    assert window_of(pointwise, x).plan.mirrored
     assert window_of(A.Pipeline(A.HorizontalFlip(), compile=False), x) is None
 
 
