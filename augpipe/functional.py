@@ -214,7 +214,7 @@ def _compose_axis(maps, axis: int, n: int) -> tuple[Tensor, list[Tensor | None]]
         if mode is not None:
             index = _remap_index(index, extent, mode)
     # In range for any map of these ops; clamped as well, for a replayed params list of another graph: compiled CPU
-    # loops do not check indices (graph.INDUCTOR_OPTIONS).
+    # loops do not check indices (backends.INDUCTOR_OPTIONS).
     return index.clamp(0, maps[0][1][1 - axis] - 1), tests
 
 
@@ -337,7 +337,7 @@ def gather_windows(source: Tensor, matrix: Tensor, size: tuple[int, int], in_sha
     # Reading right to left from ``first``, in image b of m values, is reading the copy whose images are each
     # reversed left to right from (2 b + 1) m - 1 - first.
     # Clamped, though in range for any map of the ops the source was made for: compiled CPU loops do not check
-    # indices (graph.INDUCTOR_OPTIONS), so a replayed params list of another graph must not read past the source.
+    # indices (backends.INDUCTOR_OPTIONS), so a replayed params list of another graph must not read past the source.
     reversed_first = (2 * b + 1) * (C * H * W) - 1 - first
     start = (reach + torch.where(mirrored, reversed_first, first)).clamp(0, source.shape[1] - w)
     copy = mirrored.long() if source.shape[0] == 2 else torch.zeros_like(mirrored, dtype=torch.long)

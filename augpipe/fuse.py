@@ -15,7 +15,7 @@ of it, which inductor's C++ loops load as whole vectors, where a per-pixel gathe
 lane (docs/design.md, "The window copy"). A reflect- or replicate-padded crop behind nothing but flips reads a copy
 padded that way (``window_plan``). A leading bilinear segment (a resized crop, a rotation) gathers its taps lane by
 lane in any case, but from the float copy (unpadded) rather than from uint8: inductor loads a gathered uint8 through
-two stack buffers, a float through one (see ``Pipeline._window``). A first op that is not geometric reads that plain
+two stack buffers, a float through one (see ``backends.Runner.window``). A first op that is not geometric reads that plain
 copy instead of the uint8 images.
 
 Unfused (``run(..., fuse=False)``) every op runs on its own on float images, one resample per geometric op: the
@@ -288,7 +288,7 @@ def run(steps, state: dict, dtype, fuse: bool = True, window=None, keep_in=None)
     ``window``: ``F.window_source`` of the images, which the first segment reads when it can (see ``warp``), and
     the first op reads when it is not geometric.
     ``keep_in``: a tensor the images are written into and returned as, when its shape and dtype are theirs (a
-    compiled CPU stage writes there; see ``Pipeline._stages``).
+    compiled CPU stage writes there; see ``backends.Runner.stages``).
     Steps of augpipe's own ops may overwrite the images once they are a tensor made here, never the caller's
     (``hints.overwriting``)."""
     flat = [leaf for node, params in steps for leaf in node.steps(params)]
@@ -296,7 +296,7 @@ def run(steps, state: dict, dtype, fuse: bool = True, window=None, keep_in=None)
     images = state["images"]
     if _plain(window, images) and not (stages and isinstance(stages[0], list)):
         # Compiled on a CPU with no geometric op first: read the plain float copy, as a bilinear first read does
-        # (Pipeline._window); the same values as to_float's.
+        # (backends.Runner.window); the same values as to_float's.
         state = {**state, "images": F.window_images(window.source, images.shape) / 255}
     owned = False  # may ops overwrite the images? Not while they are the caller's tensor
     for n, stage in enumerate(stages):
