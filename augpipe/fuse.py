@@ -15,8 +15,8 @@ of it, which inductor's C++ loops load as whole vectors, where a per-pixel gathe
 lane (docs/design.md, "The window copy"). A reflect- or replicate-padded crop behind nothing but flips reads a copy
 padded that way (``window_plan``). A leading bilinear segment (a resized crop, a rotation) gathers its taps lane by
 lane in any case, but from the float copy (unpadded) rather than from uint8: inductor loads a gathered uint8 through
-two stack buffers, a float through one (see ``backends.Runner.window``). A first op that is not geometric reads that plain
-copy instead of the uint8 images.
+two stack buffers, a float through one (see ``backends.Runner.window``). A first op that is not geometric reads that
+plain copy instead of the uint8 images, unless it is pointwise and whole-pixel ops follow (``hoist``).
 
 Unfused (``run(..., fuse=False)``) every op runs on its own on float images, one resample per geometric op: the
 reference the tests compare the composition with.
