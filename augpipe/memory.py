@@ -23,8 +23,9 @@ import sys
 import torch
 from torch import Tensor
 
-# glibc's largest dynamic mmap threshold on 64-bit systems: larger blocks are always fresh mappings, so advising
-# them never touches memory that malloc's heap reuses.
+# glibc's largest dynamic mmap threshold on 64-bit systems: larger blocks are fresh mappings, unless the heap holds
+# that much free memory (kept by keep_freed_memory), whose part the advice then stays with: harmless, the kernel
+# backs it with huge pages where it can.
 LARGE_BYTES = 32 * 2**20
 
 PAGE = mmap.PAGESIZE

@@ -46,8 +46,16 @@ def test_a_large_block_is_advised_into_huge_pages_and_a_small_one_is_left_alone(
     large = memory.empty((memory.LARGE_BYTES // 4,), torch.float32)
     assert "hg" in vm_flags(large.data_ptr())  # MADV_HUGEPAGE on the mapping
     assert "hg" in vm_flags(large.data_ptr() + large.nbytes - 1)
-    small = memory.empty((1024,), torch.float32)  # heap memory malloc reuses: no advice
-    assert "hg" not in vm_flags(small.data_ptr())
+    advised = []
+    real = memory._MADVISE
+    memory._MADVISE = lambda start, length, advice: advised.append(length) or real(start, length, advice)
+    try:
+        memory.empty((1024,), torch.float32)  # a small block: no advice
+        assert advised == []
+        memory.empty((memory.LARGE_BYTES // 4,), torch.float32)
+        assert len(advised) == 1 and advised[0] >= memory.LARGE_BYTES
+    finally:
+        memory._MADVISE = real
 
 
 FAULTS_PER_CALL = """
