@@ -543,11 +543,6 @@ def displace_points(displacement: Tensor, sx: Tensor, sy: Tensor) -> tuple[Tenso
 
 
 def points_inside(sx: Tensor, sy: Tensor, in_size: tuple[int, int]) -> Tensor:
-    """(B, 1, Ho, Wo) bool: the points lie inside the image [0, W] x [0, H] (``_inside``, for the executor)."""
-    return _inside(sx, sy, in_size)
-
-
-def _inside(sx: Tensor, sy: Tensor, in_size: tuple[int, int]) -> Tensor:
     """(B, 1, Ho, Wo) bool: the points (sx, sy) lie inside the input image [0, W] x [0, H]."""
     return ((sx >= 0) & (sx <= in_size[1]) & (sy >= 0) & (sy <= in_size[0]))[:, None]
 
@@ -560,7 +555,7 @@ def inside_mask(matrix: Tensor, in_size: tuple[int, int], out_size: tuple[int, i
     no per-pixel coordinate map is made.
     """
     if not axis_aligned:
-        return _inside(*(map_points if projective else sample_points)(matrix, out_size), in_size)
+        return points_inside(*(map_points if projective else sample_points)(matrix, out_size), in_size)
     sy, sx = axis_points(matrix, out_size)
     rows = (sy >= 0) & (sy <= in_size[0])
     cols = (sx >= 0) & (sx <= in_size[1])
@@ -623,7 +618,7 @@ def warp_points(x: Tensor, sx: Tensor, sy: Tensor, fill: float = 0.0, extend: st
     out = top.lerp_(tap(rows[1], cols[0]).lerp_(tap(rows[1], cols[1]), wc1), wr1)
     if pad:
         return out
-    return _select(out, fill, ~_inside(sx, sy, (H, W)), True)
+    return _select(out, fill, ~points_inside(sx, sy, (H, W)), True)
 
 
 def affine_rows(m00: Tensor, m01: Tensor, m02: Tensor, m10: Tensor, m11: Tensor, m12: Tensor) -> Tensor:
@@ -672,7 +667,7 @@ def nearest_points(x: Tensor, sx: Tensor, sy: Tensor, fill: float = 0) -> Tensor
     row = torch.floor(sy).long().clamp(0, H - 1)
     index = (row * W + col).view(B, 1, -1).expand(B, C, -1)
     out = x.flatten(2).gather(2, index).view(B, C, *sx.shape[1:])
-    return torch.where(_inside(sx, sy, (H, W)), out, _scalar(fill, x))
+    return torch.where(points_inside(sx, sy, (H, W)), out, _scalar(fill, x))
 
 
 def compose(a: Tensor, b: Tensor) -> Tensor:

@@ -82,9 +82,6 @@ def _joins(segment, node) -> bool:
     return not (_extends(node) or any(_extends(op) for op in segment))
 
 
-_SAME = object()  # _overwriting's default: the tensor passed first
-
-
 class Window(NamedTuple):
     """The images as a compiled CPU run's first segment reads them: ``F.window_source(images, plan, ...)``."""
 
@@ -200,11 +197,11 @@ def warp(state: dict, segment: list, dtype, window=None, then: list = ()) -> dic
             x = F.gather_separable(x, read.rows, read.cols, None, dtype=dtype)
         for node, params in then:
             step = lambda images: node.apply({**state, "images": images}, params)["images"]  # noqa: E731
-            x = _overwriting(step, x) if _own_apply(node) else step(x)
-        x = _overwriting(F.fill_outside, x, read.fills)
+            x = _overwriting(x if _own_apply(node) else None, step, x)
+        x = _overwriting(x, F.fill_outside, x, read.fills)
         if masks is not None:
             masks = F.gather_separable(masks, read.rows, read.cols, None)
-            masks = _overwriting(F.fill_outside, masks, [(0, rows, cols) for _, rows, cols in read.fills])
+            masks = _overwriting(masks, F.fill_outside, masks, [(0, rows, cols) for _, rows, cols in read.fills])
     else:
         extend = "edge" if first is None else "fill"
         source, uint8 = x, False
@@ -309,7 +306,7 @@ def run(steps, state: dict, dtype, fuse: bool = True, window=None, keep_in=None)
             if hasattr(node, "select"):  # OneOf / RandomApply over a sub-graph: run the branches, pick per sample
                 state = node.select(state, params, lambda s, sub: run(sub, s, dtype, fuse))
             elif _own_apply(node):
-                state = _overwriting(node.apply, state, params, writable=state["images"] if owned else None)
+                state = _overwriting(state["images"] if owned else None, node.apply, state, params)
             else:
                 # An apply of one's own may return a tensor it keeps, or a view of its input, which may be the
                 # caller's: the ops after it must not overwrite that.
@@ -343,10 +340,10 @@ def _own_apply(node) -> bool:
     return getattr(type(node).apply, "__module__", None) == GeometricOp.__module__ and not isinstance(node, Lambda)
 
 
-def _overwriting(fn, x, *args, writable=_SAME):
-    """``fn(x, *args)``, its kernels allowed to overwrite ``writable`` (by default x, a tensor made here): eagerly
-    only (``hints.writable`` is always False compiled, where writing in place buys nothing)."""
-    if torch.compiler.is_compiling():
-        return fn(x, *args)
-    with hints.overwriting(x if writable is _SAME else writable):
-        return fn(x, *args)
+def _overwriting(target, fn, *args):
+    """``fn(*args)``, its kernels allowed to overwrite ``target`` (a tensor made here; None: nothing), eagerly only:
+    compiled, writing in place buys nothing (``hints.writable`` is False there)."""
+    if target is None or torch.compiler.is_compiling():
+        return fn(*args)
+    with hints.overwriting(target):
+        return fn(*args)
