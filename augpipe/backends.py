@@ -17,7 +17,7 @@ from torch import Tensor
 
 from . import functional as F
 from . import fuse, memory
-from .ops import Shape
+from .ops import Shape, Sizes
 
 # Each pass, on unless switched off here, and when it applies (compiled, on a CPU, always):
 # - "window": uint8 images, or a first run of whole-pixel geometric ops, are copied to float by ATen before the
@@ -153,8 +153,8 @@ class Runner:
         page fault per 4 KiB, about as much as the whole read. Measurements: docs/design.md, "The window copy" and
         "The plain float copy".
         """
-        if not (PASSES["window"] and graph.compiled and images.device.type == "cpu"):
-            return None
+        if not (PASSES["window"] and graph.compiled and images.device.type == "cpu") or isinstance(images, F.Flat):
+            return None  # images of their own sizes are read from their buffer
         plan = self.window_plan
         if images.dtype == torch.uint8 and plan is None:
             plan = F.WindowPlan()  # a plain copy, read as floats: by a bilinear read, or by the first op
@@ -180,7 +180,7 @@ class Runner:
         """
         if not PASSES["stages"] or device.type != "cpu":
             return []
-        key = (shape, dtype)
+        key = (shape if shape.sizes is None else shape._replace(sizes=None), dtype)
         if key not in self._stage_cuts:
             self._stage_cuts[key] = stage_cuts(graph.static_steps(), shape, dtype)
         cuts = self._stage_cuts[key]
@@ -234,4 +234,5 @@ def stage_cuts(ops, shape: Shape, dtype) -> list[tuple[int, tuple[int, ...]]]:
         if i and large and getattr(op, "reads_whole_input", False):
             cuts.append((i, image))
         size = op.output_size(size)
+        size = size.high if isinstance(size, Sizes) else size  # images of their own sizes: the largest
     return cuts

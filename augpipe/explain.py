@@ -26,7 +26,7 @@ def explain(pipe, images_shape, dtype: torch.dtype = torch.uint8, device="cpu") 
     out_dtype = dtype if dtype.is_floating_point else torch.float32
     out_shape = (shape.batch, shape.channels, *pipe.output_size(shape.size))
     mode = "compiled" if pipe.compiled else "eager"
-    lines = [f"{type(pipe).__name__}, {mode}, on {device.type}: {_dtype(dtype)} {tuple(shape)} -> "
+    lines = [f"{type(pipe).__name__}, {mode}, on {device.type}: {_dtype(dtype)} {tuple(shape)[:4]} -> "
              f"{_dtype(out_dtype)} {out_shape}, computed in {_dtype(work)}"]
     requests, made, _ = pipe._draw_plans.plan(pipe, shape, device)
     lines.append(f"draws: {len(requests)} requests from sample(), made as {len(made)} draw(s) from the pipeline's "

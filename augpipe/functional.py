@@ -48,9 +48,16 @@ def _scalar(value: float, like: Tensor) -> Tensor:
 
 
 def _clamp_xy(xyxy: Tensor, size: tuple[int, int]) -> Tensor:
-    """Clamp (..., 4) x1, y1, x2, y2 to at most the width (x) and the height (y) of ``size`` = (H, W)."""
-    x, y = xyxy[..., 0::2].clamp(max=size[1]), xyxy[..., 1::2].clamp(max=size[0])
+    """Clamp (B, ..., 4) x1, y1, x2, y2 to at most the width (x) and the height (y) of ``size`` = (H, W): ints, or
+    (B,) tensors per sample."""
+    h, w = (v.view(-1, *[1] * (xyxy.dim() - 1)).to(xyxy.dtype) if isinstance(v, Tensor) else v for v in size)
+    x, y = torch.clamp(xyxy[..., 0::2], max=w), torch.clamp(xyxy[..., 1::2], max=h)
     return torch.stack((x[..., 0], y[..., 0], x[..., 1], y[..., 1]), -1)
+
+
+def per_sample(value, dims: int):
+    """An extent (an int, or a (B,) tensor per sample) shaped to broadcast against (B, ...) of ``dims`` dims."""
+    return value.view(-1, *[1] * (dims - 1)) if isinstance(value, Tensor) else value
 
 
 # ----------------------------------------------------------------------------------------------- flips and crops
@@ -102,10 +109,10 @@ def take_grid(x: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
 def _remap_index(index: Tensor, size: int, padding_mode: str) -> Tensor:
     """Map possibly out-of-range indices onto [0, size) the way ``F.pad`` extends an image."""
     if padding_mode == "reflect":  # mirror without repeating the edge: -1 -> 1, size -> size - 2
-        period = 2 * (size - 1) if size > 1 else 1
+        period = (2 * (size - 1)).clamp(min=1) if isinstance(size, Tensor) else 2 * (size - 1) if size > 1 else 1
         index = torch.remainder(index, period)
         return torch.where(index >= size, period - index, index)
-    return index.clamp(0, size - 1)  # "replicate", and "constant" before its mask
+    return torch.minimum(index.clamp(min=0), size - 1) if isinstance(size, Tensor) else index.clamp(0, size - 1)
 
 
 def gather_separable(x: Tensor, rows: Tensor, cols: Tensor, padding_mode: str | None = "constant",
@@ -214,8 +221,8 @@ def _compose_axis(maps, axis: int, n: int) -> tuple[Tensor, list[Tensor | None]]
         if mode is not None:
             index = _remap_index(index, extent, mode)
     # In range for any map of these ops; clamped as well, for a replayed params list of another graph: compiled CPU
-    # loops do not check indices (backends.INDUCTOR_OPTIONS).
-    return index.clamp(0, maps[0][1][1 - axis] - 1), tests
+    # loops do not check indices (backends.INDUCTOR_OPTIONS). Sizes may be (B, 1) tensors (images of their own sizes).
+    return _remap_index(index, maps[0][1][1 - axis], "replicate"), tests
 
 
 def exact_map(maps: Sequence[tuple[Tensor, tuple[int, int], tuple[str, float] | None]],
@@ -543,8 +550,10 @@ def displace_points(displacement: Tensor, sx: Tensor, sy: Tensor) -> tuple[Tenso
 
 
 def points_inside(sx: Tensor, sy: Tensor, in_size: tuple[int, int]) -> Tensor:
-    """(B, 1, Ho, Wo) bool: the points (sx, sy) lie inside the input image [0, W] x [0, H]."""
-    return ((sx >= 0) & (sx <= in_size[1]) & (sy >= 0) & (sy <= in_size[0]))[:, None]
+    """(B, 1, Ho, Wo) bool: the points (sx, sy) lie inside the input image [0, W] x [0, H] (ints, or (B,) tensors
+    per sample)."""
+    h, w = (per_sample(v, sx.dim()) for v in in_size)
+    return ((sx >= 0) & (sx <= w) & (sy >= 0) & (sy <= h))[:, None]
 
 
 def inside_mask(matrix: Tensor, in_size: tuple[int, int], out_size: tuple[int, int],
@@ -557,8 +566,9 @@ def inside_mask(matrix: Tensor, in_size: tuple[int, int], out_size: tuple[int, i
     if not axis_aligned:
         return points_inside(*(map_points if projective else sample_points)(matrix, out_size), in_size)
     sy, sx = axis_points(matrix, out_size)
-    rows = (sy >= 0) & (sy <= in_size[0])
-    cols = (sx >= 0) & (sx <= in_size[1])
+    h, w = (per_sample(v, 2) for v in in_size)
+    rows = (sy >= 0) & (sy <= h)
+    cols = (sx >= 0) & (sx <= w)
     return rows[:, None, :, None] & cols[:, None, None, :]
 
 
@@ -619,6 +629,162 @@ def warp_points(x: Tensor, sx: Tensor, sy: Tensor, fill: float = 0.0, extend: st
     if pad:
         return out
     return _select(out, fill, ~points_inside(sx, sy, (H, W)), True)
+
+
+# ----------------------------------------------------------------------------------------------- images of own sizes
+class Flat(NamedTuple):
+    """Images of their own sizes, each (C, H_b, W_b) laid out one after another in one buffer: sample b's pixel
+    (c, y, x) is ``data[offsets[b] + (c H_b + y) W_b + x]`` (``augpipe.PackedImages``). ``sizes``: the
+    ``ops.Sizes`` (per-sample (H, W) and their bounds). A batch of one size is such a buffer too (``flat_view``)."""
+
+    data: Tensor  # (N,)
+    offsets: Tensor  # (B,) int64
+    sizes: "object"  # ops.Sizes
+    channels: int
+
+    @property
+    def batch(self) -> int:
+        return self.offsets.shape[0]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.data.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.data.device
+
+
+def flat_view(x: Tensor, sizes) -> Flat:
+    """A (B, C, H, W) batch as a ``Flat`` without a copy (a non-contiguous batch is copied once)."""
+    B, C, H, W = x.shape
+    offsets = torch.arange(B, device=x.device) * (C * H * W)
+    return Flat(x.contiguous().view(-1), offsets, sizes, C)
+
+
+def _flat_base(flat: Flat) -> tuple[Tensor, Tensor]:
+    """(base (B, C, 1, 1), width (B, 1)): the start of each sample's channel planes, and each sample's row length."""
+    h, w = (v.long() for v in flat.sizes.per_sample())
+    planes = torch.arange(flat.channels, device=flat.offsets.device) * (h * w)[:, None]  # (B, C)
+    return (flat.offsets[:, None] + planes)[:, :, None, None], w[:, None]
+
+
+def _flat_take(flat: Flat, index: Tensor, dtype, unit) -> Tensor:
+    """The values at ``index`` (B, C, Ho, Wo) of ``flat.data``, in ``dtype``, divided by ``unit`` where given."""
+    return _unit(flat.data[index], dtype, unit)
+
+
+def axis_taps(coord: Tensor, extent: Tensor, scale: Tensor, k: int, antialias: bool):
+    """The k source pixels an output position reads along one axis, and their weights, as PIL's bilinear resize:
+    a triangle of half-width ``support`` = max(scale, 1) about the point (scale: source pixels per output pixel)
+    when ``antialias``, else 1 (plain bilinear, two pixels); taps outside [0, extent) weigh nothing.
+
+    coord (B, n): the source coordinate of each output pixel centre; extent, scale (B, 1). Returns index (B, n, k)
+    in range, weight (B, n, k) over the taps as if the image went on (summing to 1 inside the image), and
+    ``inside`` (B, n, k) bool. A k smaller than 2 support + 1 cuts the support short (less smoothing)."""
+    support = scale.clamp(min=1)[..., None] if antialias else torch.ones_like(scale)[..., None]  # (B, 1, 1)
+    centre = coord[..., None]
+    first = torch.floor(centre - support + 0.5)
+    pixel = first + torch.arange(k, device=coord.device, dtype=coord.dtype)  # (B, n, k)
+    weight = (1 - ((pixel + 0.5 - centre) / support).abs()).clamp(min=0)
+    weight = weight / weight.sum(-1, keepdim=True).clamp(min=1e-12)
+    ext = extent[..., None].to(coord.dtype)
+    inside = (pixel >= 0) & (pixel < ext)
+    index = torch.minimum(pixel.clamp(min=0), ext - 1).long()
+    return index, weight, inside
+
+
+def axis_tap_count(scale_bound: float, antialias: bool) -> int:
+    """Taps per axis that cover the triangle of every scale up to ``scale_bound``: 2 support + 1, or 2."""
+    if not antialias or scale_bound <= 1:
+        return 2
+    return int(math.ceil(2 * scale_bound)) + 1
+
+
+def read_axis(flat: Flat, matrix: Tensor, size: tuple[int, int], taps: tuple[int, int], antialias: bool,
+              fill: float = 0.0, extend: str = "edge", dtype: torch.dtype = torch.float32) -> Tensor:
+    """An axis-aligned read of images of their own sizes (``Flat``): bilinear, or with ``antialias`` as PIL's
+    bilinear resize, which averages a downscaled pixel's whole footprint (``axis_taps``; ``taps`` = (rows,
+    columns) per output pixel). ``extend`` as ``warp_affine``'s: "edge" gives the taps inside the image all the
+    weight (PIL's rule at the image edge), and points outside the image the fill; "fill" takes the image as
+    surrounded by fill pixels. Returns (B, C, Ho, Wo) in ``dtype``."""
+    m = matrix.double()
+    sy, sx = axis_points(m, size)
+    heights, widths = (v[:, None] for v in flat.sizes.per_sample())
+    rows, wr, in_r = axis_taps(sy, heights, m[:, 1, 1, None].abs(), taps[0], antialias)
+    cols, wc, in_c = axis_taps(sx, widths, m[:, 0, 0, None].abs(), taps[1], antialias)
+    wr, wc = (w * inside for w, inside in ((wr, in_r), (wc, in_c)))
+    if extend == "edge":  # the taps inside carry all the weight
+        wr, wc = (w / w.sum(-1, keepdim=True).clamp(min=1e-12) for w in (wr, wc))
+    wr, wc = wr.to(dtype), wc.to(dtype)
+    unit = 255 if flat.data.dtype == torch.uint8 else None
+    base, width = _flat_base(flat)
+    row_at = rows * width[..., None]  # (B, Ho, kr)
+    out = None
+    for i in range(taps[0]):
+        line = None
+        for j in range(taps[1]):
+            index = base + row_at[:, None, :, i, None] + cols[:, None, None, :, j]
+            term = _flat_take(flat, index, dtype, unit) * wc[:, None, None, :, j]
+            line = term if line is None else line + term
+        term = line * wr[:, None, :, i, None]
+        out = term if out is None else out + term
+    if extend == "fill":
+        covered = wr.sum(-1)[:, None, :, None] * wc.sum(-1)[:, None, None, :]
+        out = out + fill * (1 - covered)
+    else:
+        inside = (((sy >= 0) & (sy <= heights))[:, None, :, None] & ((sx >= 0) & (sx <= widths))[:, None, None, :])
+        out = torch.where(inside, out, _scalar(fill, out))
+    return out.clamp(min(0.0, fill), max(1.0, fill)) if unit else out
+
+
+def read_exact(flat: Flat, rows: Tensor, cols: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """Whole pixels (B, C, Ho, Wo) of images of their own sizes: output (i, j) of sample b is its source pixel
+    (rows[b, i], cols[b, j]), indices in range (``exact_map``). In ``dtype`` (None: the data's own dtype)."""
+    base, width = _flat_base(flat)
+    values = flat.data[base + (rows * width)[:, None, :, None] + cols[:, None, None, :]]
+    if dtype is None:
+        return values
+    return _unit(values, dtype, 255 if flat.data.dtype == torch.uint8 else None)
+
+
+def read_points(flat: Flat, sx: Tensor, sy: Tensor, fill: float = 0.0, extend: str = "edge",
+                dtype: torch.dtype = torch.float32) -> Tensor:
+    """``warp_points`` for images of their own sizes: a bilinear read at the source points (sx, sy), each
+    (B, Ho, Wo) in pixels. ``extend`` as ``warp_affine``'s."""
+    heights, widths = (v.view(-1, 1, 1) for v in flat.sizes.per_sample())
+    u, v = sx - 0.5, sy - 0.5
+    c0, r0 = torch.floor(u), torch.floor(v)
+    wc1, wr1 = (u - c0), (v - r0)
+    unit = 255 if flat.data.dtype == torch.uint8 else None
+    base, width = _flat_base(flat)
+    width = width[..., None]
+
+    def tap(r, c):
+        inside = (r >= 0) & (r < heights) & (c >= 0) & (c < widths)
+        r, c = torch.minimum(r.clamp(min=0), heights - 1), torch.minimum(c.clamp(min=0), widths - 1)
+        value = _flat_take(flat, base + (r * width + c).long()[:, None], dtype, unit)
+        if extend == "fill":
+            value = torch.where(inside[:, None], value, _scalar(fill, value))
+        return value
+
+    top = tap(r0, c0).lerp_(tap(r0, c0 + 1), wc1[:, None].to(dtype))
+    out = top.lerp_(tap(r0 + 1, c0).lerp_(tap(r0 + 1, c0 + 1), wc1[:, None].to(dtype)), wr1[:, None].to(dtype))
+    if extend == "fill":
+        return out
+    return _select(out, fill, ~points_inside(sx, sy, (heights[:, 0, 0], widths[:, 0, 0])), True)
+
+
+def read_nearest(flat: Flat, sx: Tensor, sy: Tensor, fill=0) -> Tensor:
+    """Nearest read of label maps of their own sizes (a packed mask) at the points (sx, sy) (B, Ho, Wo): ``fill``
+    outside."""
+    heights, widths = (v.view(-1, 1, 1) for v in flat.sizes.per_sample())
+    r, c = torch.floor(sy), torch.floor(sx)
+    inside = (r >= 0) & (r < heights) & (c >= 0) & (c < widths)
+    r, c = torch.minimum(r.clamp(min=0), heights - 1), torch.minimum(c.clamp(min=0), widths - 1)
+    base, width = _flat_base(flat)
+    values = flat.data[base + (r * width[..., None] + c).long()[:, None]]
+    return torch.where(inside[:, None], values, torch.full((), fill, dtype=values.dtype, device=values.device))
 
 
 def affine_rows(m00: Tensor, m01: Tensor, m02: Tensor, m10: Tensor, m11: Tensor, m12: Tensor) -> Tensor:
@@ -711,7 +877,8 @@ def transform_points(points: Tensor, forward: Tensor, size: tuple[int, int]) -> 
     [0, W] x [0, H] become NaN."""
     moved = _moved(points, forward)
     x, y = moved.unbind(-1)
-    inside = (x >= 0) & (x <= size[1]) & (y >= 0) & (y <= size[0])
+    h, w = (per_sample(v, x.dim()) for v in size)
+    inside = (x >= 0) & (x <= w) & (y >= 0) & (y <= h)
     return torch.where(inside[..., None], moved, torch.full_like(moved, float("nan")))
 
 

@@ -41,7 +41,7 @@ from torch import Tensor
 
 from . import functional as F
 from . import hints
-from .ops import GeometricOp, Lambda
+from .ops import GeometricOp, Lambda, Sizes, per_sample_size
 
 
 def as_float(state: dict, dtype) -> dict:
@@ -109,8 +109,8 @@ def window_plan(ops) -> F.WindowPlan | None:
         if not isinstance(op, GeometricOp) or (segment and not _joins(segment, op)):
             break
         segment.append(op)
-    if not segment or segment_kind(segment) != "exact":
-        return None
+    if not segment or segment_kind(segment) != "exact" or any(op.reach is None for op in segment):
+        return None  # interpolated, or reading beyond the image by as much as it is small (pad_if_needed)
     mirrored = any(op.mirrors for op in segment)
     edges = [k for k, op in enumerate(segment) if _extends(op)]
     if not edges:
@@ -157,13 +157,20 @@ def warp(state: dict, segment: list, dtype, window=None, then: list = ()) -> dic
     (``hints.keep``). ``then``: pointwise steps moved behind a whole-pixel run's gather (``hoist``).
     """
     x = state["images"]
-    sizes = [tuple(x.shape[-2:])]
+    flat = x if isinstance(x, F.Flat) else None  # images of their own sizes (a packed batch)
+    sizes = [flat.sizes if flat is not None else tuple(x.shape[-2:])]
     maps = []
     for op, params in segment:
         maps.append(op.map(params, sizes[-1]))
-        sizes.append(tuple(op.output_size(sizes[-1])))
+        after = op.sizes_after(params, sizes[-1])
+        sizes.append(after if isinstance(after, Sizes) else tuple(after))
     kind = segment_kind(op for op, _ in segment)
     out_size = sizes[-1]
+    if isinstance(out_size, Sizes):
+        raise ValueError(f"{segment[-1][0]!r} leaves images of different sizes, which a batch tensor cannot hold; "
+                         f"end the run of geometric ops with one that gives one size (Resize((h, w)), CenterCrop, "
+                         f"RandomCrop, RandomResizedCrop)")
+    extents = [per_sample_size(size) for size in sizes]  # ints, or (B,) float64 tensors per sample
     # The first op that reads outside its input, behind nothing but flips, sees the original's rectangle: its
     # padding goes into the one read (for a bilinear read, the border blends into its fill, as padding and then
     # resampling would). Any other later reader gets a hard edge from the mask below.
@@ -173,8 +180,8 @@ def warp(state: dict, segment: list, dtype, window=None, then: list = ()) -> dic
     mode, fill = segment[first][0].border() if first is not None else ("constant", 0.0)
     masks = state.get("masks")
     if kind == "dense":
-        x, masks = _read_dense(x, masks, segment, maps, sizes, first, fill, dtype, window)
-        return _moved(state, x, masks, segment, maps, sizes)
+        x, masks = _read_dense(x, masks, segment, maps, extents, first, fill, dtype, window)
+        return _moved(state, x, masks, segment, maps, extents)
     suffix = list(maps)  # suffix[k]: final output -> input of op k
     for k in range(len(maps) - 2, -1, -1):
         suffix[k] = F.compose(maps[k], suffix[k + 1])
@@ -183,11 +190,14 @@ def warp(state: dict, segment: list, dtype, window=None, then: list = ()) -> dic
     if exact:
         # One gather through composed tables, every op's padding its own (F.exact_map); the fills after it. The
         # window is read when it was made for these ops (a changed op falls back to reading the images).
-        read = F.exact_map([(m, size, op.border()) for (op, _), m, size in zip(segment, maps, sizes)], out_size)
-        windowed = window is not None and window.plan == window_plan(op for op, _ in segment)
+        read = F.exact_map([(m, _index_extent(size), op.border()) for (op, _), m, size in zip(segment, maps, extents)],
+                           out_size)
+        windowed = flat is None and window is not None and window.plan == window_plan(op for op, _ in segment)
         if not windowed or masks is not None:
             hints.keep(read.rows, read.cols)
-        if windowed:
+        if flat is not None:
+            x = F.read_exact(flat, read.rows, read.cols, dtype)
+        elif windowed:
             matrix, (left, top) = suffix[0], window.plan.padding[:2]
             if left or top:  # the copy's padding moves the images right and down
                 matrix = matrix + matrix.new_tensor([[0, 0, left], [0, 0, top], [0, 0, 0]])
@@ -200,7 +210,8 @@ def warp(state: dict, segment: list, dtype, window=None, then: list = ()) -> dic
             x = _overwriting(x if _own_apply(node) else None, step, x)
         x = _overwriting(x, F.fill_outside, x, read.fills)
         if masks is not None:
-            masks = F.gather_separable(masks, read.rows, read.cols, None)
+            masks = F.read_exact(masks, read.rows, read.cols) if isinstance(masks, F.Flat) else \
+                F.gather_separable(masks, read.rows, read.cols, None)
             masks = _overwriting(masks, F.fill_outside, masks, [(0, rows, cols) for _, rows, cols in read.fills])
     else:
         extend = "edge" if first is None else "fill"
@@ -208,23 +219,55 @@ def warp(state: dict, segment: list, dtype, window=None, then: list = ()) -> dic
         if _plain(window, x):  # its four taps are read from the float copy
             source, uint8 = F.window_images(window.source, x.shape), True
         projective = kind == "projective"
-        if kind == "axis":
+        antialias = kind == "axis" and any(op.antialias for op, _ in segment)
+        high = sizes[0].high if flat is not None else sizes[0]
+        taps = tuple(F.axis_tap_count(h / o, antialias) for h, o in zip(high, out_size))
+        if flat is not None or max(taps) > 2:
+            # Images of their own sizes, or a downscale averaged over its footprint: read as one flat buffer
+            src = flat if flat is not None else F.flat_view(x, Sizes(_full_sizes(x), high, high))
+            if kind == "axis":
+                x = F.read_axis(src, suffix[0], out_size, taps, antialias, fill, extend, dtype)
+            else:
+                points = (F.map_points if projective else F.sample_points)(suffix[0].to(dtype), out_size)
+                x = F.read_points(src, *points, fill, extend, dtype)
+            if masks is not None:
+                masks = _nearest(masks, suffix[0], out_size, projective)
+        elif kind == "axis":
             x = F.resample_separable(source, suffix[0], out_size, fill, extend, dtype, uint8=uint8)
         else:
             x = F.warp_affine(source, suffix[0].to(dtype), out_size, fill, extend, dtype, uint8=uint8,
                               projective=projective)
-        if masks is not None:
-            masks = F.sample_nearest(masks, suffix[0], out_size, 0, projective=projective)
+            if masks is not None:
+                masks = F.sample_nearest(masks, suffix[0], out_size, 0, projective=projective)
     for k in range(1, len(segment)):
         border = segment[k][0].border()
         if border is not None and k != first and not exact:
             later = segment_kind(op for op, _ in segment[k:])
-            inside = F.inside_mask(suffix[k].to(dtype), sizes[k], out_size, later in ("exact", "axis"),
+            inside = F.inside_mask(suffix[k].to(dtype), extents[k], out_size, later in ("exact", "axis"),
                                    later == "projective")
             x = torch.where(inside, x, border[1])
             if masks is not None:
                 masks = torch.where(inside, masks, torch.zeros((), dtype=masks.dtype, device=masks.device))
-    return _moved(state, x, masks, segment, maps, sizes)
+    return _moved(state, x, masks, segment, maps, extents)
+
+
+def _index_extent(extent):
+    """An extent as ``F.exact_map`` compares indices with it: ints, or (B, 1) int64 per sample."""
+    return tuple(v.long()[:, None] if isinstance(v, Tensor) else v for v in extent)
+
+
+def _full_sizes(x: Tensor) -> Tensor:
+    """(B, 2) float64 (H, W) of a batch of one size, made on its device (no copy from the host)."""
+    return torch.stack([torch.full((x.shape[0],), float(v), dtype=torch.float64, device=x.device)
+                        for v in x.shape[-2:]], 1)
+
+
+def _nearest(masks, matrix: Tensor, size, projective: bool):
+    """Masks read nearest through ``matrix``: a (B, 1, H, W) tensor, or label maps of their own sizes (``Flat``)."""
+    if isinstance(masks, F.Flat):
+        points = (F.map_points if projective else F.sample_points)(matrix.double(), size)
+        return F.read_nearest(masks, *points, 0)
+    return F.sample_nearest(masks, matrix, size, 0, projective=projective)
 
 
 def segment_kind(ops) -> str:
@@ -237,10 +280,12 @@ def segment_kind(ops) -> str:
 
 
 def _read_dense(x, masks, segment, maps, sizes, first, fill, dtype, window):
+    # sizes: each op's input extent, ints or (B,) tensors per sample
     """The read of a run that holds a dense map: each output pixel centre is taken back through every op's map in
     turn (a matrix with its divide, or a field), so the run still reads the pixels once. A later op that reads
     outside its input writes its fill where the point, taken back to that op's input, falls outside."""
-    sx, sy = F.grid_points(sizes[-1], x.shape[0], dtype, x.device)
+    batch, device = (x.batch, x.data.device) if isinstance(x, F.Flat) else (x.shape[0], x.device)
+    sx, sy = F.grid_points(sizes[-1], batch, dtype, device)
     at = [None] * len(segment)  # at[k]: the points in op k's input
     for k in range(len(segment) - 1, -1, -1):
         if segment[k][0].kind == "dense":
@@ -248,12 +293,16 @@ def _read_dense(x, masks, segment, maps, sizes, first, fill, dtype, window):
         else:
             sx, sy = F.move_points(maps[k], sx, sy)
         at[k] = (sx, sy)
-    source, uint8 = x, False
-    if _plain(window, x):
-        source, uint8 = F.window_images(window.source, x.shape), True
-    x = F.warp_points(source, sx, sy, fill, "edge" if first is None else "fill", dtype, uint8)
+    extend = "edge" if first is None else "fill"
+    if isinstance(x, F.Flat):
+        x = F.read_points(x, sx, sy, fill, extend, dtype)
+    else:
+        source, uint8 = x, False
+        if _plain(window, x):
+            source, uint8 = F.window_images(window.source, x.shape), True
+        x = F.warp_points(source, sx, sy, fill, extend, dtype, uint8)
     if masks is not None:
-        masks = F.nearest_points(masks, sx, sy, 0)
+        masks = F.read_nearest(masks, sx, sy, 0) if isinstance(masks, F.Flat) else F.nearest_points(masks, sx, sy, 0)
     for k in range(1, len(segment)):
         border = segment[k][0].border()
         if border is not None and k != first:

@@ -20,7 +20,8 @@ from . import backends, streams, validate
 from . import draws as D
 from .explain import explain
 from .functional import compute_dtype
-from .ops import CutMix, Mixup, Op, Shape, _bernoulli, _check_probability
+from .packed import PackedImages
+from .ops import CutMix, GeometricOp, Mixup, Op, Shape, Sizes, _bernoulli, _check_probability, shape_after
 
 
 def _check_node(node, owner: str) -> None:
@@ -213,19 +214,26 @@ class Pipeline(_Composite):
     # ------------------------------------------------------------------------------------------- graph protocol
     def check(self, shape: Shape) -> None:
         for n in self.nodes:
+            if shape.sizes is not None:
+                _check_takes_sizes(n)
             n.check(shape)
-            shape = Shape(shape.batch, shape.channels, *n.output_size(shape.size))
+            shape = shape_after(shape, n.output_size(shape.given_size))
 
     def output_size(self, size):
         for n in self.nodes:
             size = n.output_size(size)
-        return tuple(size)
+        return size if isinstance(size, Sizes) else tuple(size)
+
+    def sizes_after(self, params, size):
+        for n, p in zip(self.nodes, params):
+            size = _sizes_after(n, p, size)
+        return size
 
     def sample(self, shape: Shape, generator: torch.Generator, device) -> list:
         params = []
         for n in self.nodes:
             params.append(n.sample(shape, generator, device))
-            shape = Shape(shape.batch, shape.channels, *n.output_size(shape.size))
+            shape = shape_after(shape, _sizes_after(n, params[-1], shape.given_size))
         return params
 
     def steps(self, params):
@@ -264,18 +272,29 @@ class Pipeline(_Composite):
         self._streams.set_state(state)
 
     # ------------------------------------------------------------------------------------------- calling
-    def forward(self, images: Tensor, labels: Tensor | None = None, *, masks: Tensor | None = None,
+    def forward(self, images, labels: Tensor | None = None, *, masks: Tensor | None = None,
                 boxes: Tensor | None = None, keypoints: Tensor | None = None, params: list | None = None):
         """Augment a batch. Returns images; (images, targets) with labels; a dict when masks, boxes or keypoints
         are given, with "images" and, for each input given, "targets", "masks", "boxes", "keypoints"."""
-        single = validate.check_images(images)
-        x = images.unsqueeze(0) if single else images
-        shape = Shape(*x.shape)
+        packed_masks = None
+        if isinstance(images, (list, tuple, PackedImages)):  # images of their own sizes
+            single = False
+            x, shape, packed_masks = validate.packed(images, masks)
+        else:
+            single = validate.check_images(images)
+            x = images.unsqueeze(0) if single else images
+            shape = Shape(*x.shape)
         targets = None if labels is None else validate.targets(labels, shape.batch, single, x.device,
                                                                 self.num_classes)
         state = {"images": x, "targets": targets}
-        state.update(validate.dense_and_points(shape, single, masks=masks, boxes=boxes, keypoints=keypoints))
+        state.update(validate.dense_and_points(shape, single, masks=masks if packed_masks is None else None,
+                                               boxes=boxes, keypoints=keypoints))
+        if packed_masks is not None:
+            state["masks"] = packed_masks
         self.check(shape)
+        if isinstance(self.output_size(shape.given_size), Sizes):
+            raise ValueError(f"Pipeline: the graph leaves images of different sizes, which a batch tensor cannot "
+                             f"hold; end its geometry with {FIXES_SIZE}")
         validate.check_carried(self.modules(), state)
         if labels is None and masks is None and self._mixes():  # masks are a segmentation CutMix's targets
             # stacklevel: the caller's line, above nn.Module's __call__ and _call_impl
@@ -283,7 +302,7 @@ class Pipeline(_Composite):
                           "of each image a sample holds; pass labels, pipe(images, labels), unless image-only "
                           "mixing is meant", stacklevel=4)
         self._follow(x.device)
-        out_dtype = x.dtype if x.is_floating_point() else torch.float32
+        out_dtype = x.dtype if x.dtype.is_floating_point else torch.float32
         if shape.batch == 0:
             self.last_params = None
             state["images"] = x.new_empty((0, shape.channels, *self.output_size(shape.size)), dtype=out_dtype)
@@ -315,7 +334,7 @@ class Pipeline(_Composite):
     def _result(state, labels, masks, boxes, keypoints, single):
         """Shape the outputs like the inputs: one image stays one image, (B, H, W) masks stay (B, H, W)."""
         out = {k: (v[0] if single else v) for k, v in state.items() if v is not None}
-        if masks is not None and masks.dim() == (2 if single else 3):
+        if masks is not None and (not isinstance(masks, Tensor) or masks.dim() == (2 if single else 3)):
             out["masks"] = out["masks"].squeeze(-3)
         if masks is None and boxes is None and keypoints is None:
             return out["images"] if labels is None else (out["images"], out["targets"])
@@ -326,6 +345,27 @@ class Pipeline(_Composite):
         if self._mixers is None:
             self._mixers = any(isinstance(m, (Mixup, CutMix)) for m in self.modules())
         return self._mixers
+
+
+# The ops that give every image of a batch of mixed sizes one size, named where a graph leaves them mixed.
+FIXES_SIZE = "Resize((h, w)), RandomResizedCrop, CenterCrop or RandomCrop(pad_if_needed=True)"
+
+
+def _check_takes_sizes(node) -> None:
+    """Refuse a node that would see images of different sizes and does not read per-sample sizes."""
+    if isinstance(node, Pipeline):
+        return  # its nodes are checked in turn
+    inner = node.node if isinstance(node, RandomApply) and node._masks_params else node
+    if not (isinstance(inner, GeometricOp) and inner.mixed_sizes):
+        raise ValueError(f"Pipeline: {node!r} gets images of different sizes (a packed batch, or the output of "
+                         f"RandomResize or Resize(int)) and needs one size; put {FIXES_SIZE} before it")
+
+
+def _sizes_after(node, params, size):
+    """A node's output size given its params: ``sizes_after`` where the size may be drawn, else ``output_size``."""
+    if isinstance(node, (GeometricOp, Pipeline)):
+        return node.sizes_after(params, size)
+    return node.output_size(size)
 
 
 def _static_steps(nodes):

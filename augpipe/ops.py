@@ -24,17 +24,61 @@ from . import draws as D
 from . import functional as F
 
 
+class Sizes(NamedTuple):
+    """The sizes of a batch whose images differ in size: a packed batch of photos (``augpipe.PackedImages``), or
+    images after an op that gives each sample its own size (``RandomResize``, ``Resize(int)``).
+
+    ``hw`` (B, 2) float64 (H, W) per sample, on the images' device; None where not yet drawn (``output_size`` of
+    RandomResize). ``low`` and ``high`` bound them: the smallest and the largest (H, W) over the batch, as Python
+    ints known on the host without reading ``hw`` back (checks and static loop bounds use them).
+    """
+
+    hw: Tensor | None
+    low: tuple[int, int]
+    high: tuple[int, int]
+
+    def per_sample(self) -> tuple[Tensor, Tensor]:
+        """(heights, widths), each (B,) float64."""
+        return self.hw[:, 0], self.hw[:, 1]
+
+
 class Shape(NamedTuple):
-    """The shape of the images an op receives, as ``sample`` and ``check`` are given it; ``size`` is (H, W)."""
+    """The shape of the images an op receives, as ``sample`` and ``check`` are given it; ``size`` is (H, W).
+
+    For images of different sizes (a packed batch), ``sizes`` holds them per sample (``Sizes``), and height and
+    width are the largest; an op sees such a shape only if it declares ``GeometricOp.mixed_sizes``.
+    """
 
     batch: int
     channels: int
     height: int
     width: int
+    sizes: Sizes | None = None
 
     @property
     def size(self) -> tuple[int, int]:
         return self.height, self.width
+
+    @property
+    def given_size(self):
+        """The size an op's ``output_size`` and ``map`` are given: (H, W), or the ``Sizes`` of mixed sizes."""
+        return self.size if self.sizes is None else self.sizes
+
+    def extent(self) -> tuple:
+        """(H, W): Python ints for one size, (B,) float64 tensors per sample for mixed sizes."""
+        return self.size if self.sizes is None else self.sizes.per_sample()
+
+
+def per_sample_size(size) -> tuple:
+    """An op's ``size`` argument as (H, W): ints for one size, (B,) float64 tensors for ``Sizes``."""
+    return size.per_sample() if isinstance(size, Sizes) else tuple(size)
+
+
+def shape_after(shape: Shape, size) -> Shape:
+    """The shape of a node's output of ``size``: (H, W) ints, or ``Sizes`` when its samples differ."""
+    if isinstance(size, Sizes):
+        return Shape(shape.batch, shape.channels, *size.high, size)
+    return Shape(shape.batch, shape.channels, *size)
 
 
 # ----------------------------------------------------------------------------------------------- sampling helpers
@@ -248,6 +292,12 @@ class GeometricOp(Op):
     """
 
     exact = False  # the map sends pixel centres onto pixel centres (flips, whole-pixel shifts): no interpolation
+    # The op takes a batch whose images differ in size (a packed batch; ``Shape.sizes``): its sample, map and
+    # output_size read per-sample sizes, given as ``Sizes``; ``per_sample_size(size)`` gives (B,) tensors.
+    mixed_sizes = False
+    # A run of axis-aligned ops holding an op with antialias=True reads a downscale as PIL's bilinear resize does:
+    # each output pixel averages its source footprint (``F.read_axis``).
+    antialias = False
     keeps_bounds = False  # the map sends the image rectangle onto itself (flips)
     axis_aligned = False  # rows map to rows and columns to columns: bilinear reads split into two 1-D passes
     reach = 0  # exact ops: how many columns beyond either side of its input the op may read
@@ -270,11 +320,15 @@ class GeometricOp(Op):
     def map(self, params: dict[str, Tensor], size: tuple[int, int]) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__}: a geometric op defines map(params, size)")
 
+    def sizes_after(self, params: dict[str, Tensor], size):
+        """The output size given this call's params: ``output_size`` unless the size is drawn (RandomResize)."""
+        return self.output_size(size)
+
 
 # ----------------------------------------------------------------------------------------------- geometry
 class _Flip(GeometricOp):
     axis = 0  # 0: x (left-right), 1: y (top-bottom)
-    exact, axis_aligned, keeps_bounds = True, True, True
+    exact, axis_aligned, keeps_bounds, mixed_sizes = True, True, True, True
 
     @property
     def mirrors(self) -> bool:
@@ -298,7 +352,9 @@ class _Flip(GeometricOp):
         m = _eye(flip.shape[0], flip.device)
         a = self.axis
         m[:, a, a] = torch.where(flip, -1.0, 1.0)  # x -> extent - x
-        m[:, a, 2] = torch.where(flip, float(size[1 - a]), 0.0)
+        extent = per_sample_size(size)[1 - a]
+        extent = extent.to(m.dtype) if isinstance(extent, Tensor) else float(extent)
+        m[:, a, 2] = torch.where(flip, extent, 0.0)
         return m
 
 
@@ -318,20 +374,25 @@ class RandomCrop(GeometricOp):
     """Pad by ``padding``, then take a ``size`` window at an offset uniform over every valid position.
 
     padding: int, (left/right, top/bottom) or (left, top, right, bottom), as torchvision. ``fill`` is a value of
-    the float image (in [0, 1] for uint8 input: 0.5 is mid-grey), as every op's fill.
+    the float image (in [0, 1] for uint8 input: 0.5 is mid-grey), as every op's fill. ``pad_if_needed``: an image
+    (after ``padding``) narrower or shorter than the crop is padded further on both sides of that axis by the
+    difference, as torchvision does, so images of any size (a packed batch of photos) give the crop.
     """
 
     MODES = ("constant", "reflect", "replicate")
-    exact, axis_aligned = True, True
+    exact, axis_aligned, mixed_sizes = True, True, True
 
-    def __init__(self, size, padding=0, fill: float = 0.0, padding_mode: str = "constant"):
+    def __init__(self, size, padding=0, fill: float = 0.0, padding_mode: str = "constant",
+                 pad_if_needed: bool = False):
         super().__init__()
         self.size = _pair(size, "size", "RandomCrop")
         _check_finite("RandomCrop", "fill", fill)
         self.padding = self._padding(padding)
         if padding_mode not in self.MODES:
             raise ValueError(f"RandomCrop: padding_mode must be one of {self.MODES}, got {padding_mode!r}")
-        self.padding_mode, self.fill = padding_mode, float(fill)
+        if not isinstance(pad_if_needed, bool):
+            raise TypeError(f"RandomCrop: pad_if_needed must be True or False, got {pad_if_needed!r}")
+        self.padding_mode, self.fill, self.pad_if_needed = padding_mode, float(fill), pad_if_needed
 
     @staticmethod
     def _padding(padding) -> tuple[int, int, int, int]:
@@ -345,38 +406,57 @@ class RandomCrop(GeometricOp):
 
     def extra_repr(self) -> str:
         pad = self.padding[0] if len(set(self.padding)) == 1 else self.padding
-        return f"size={self.size}, padding={pad}, padding_mode={self.padding_mode!r}"
+        extra = ", pad_if_needed=True" if self.pad_if_needed else ""
+        return f"size={self.size}, padding={pad}, padding_mode={self.padding_mode!r}{extra}"
 
     def _padded(self, size):
         l, t, r, b = self.padding
         return size[0] + t + b, size[1] + l + r
 
+    def _extra(self, size) -> tuple:
+        """(top/bottom, left/right): the padding ``pad_if_needed`` adds on each side, per sample for mixed sizes."""
+        hp, wp = self._padded(per_sample_size(size))
+        h, w = self.size
+        if not self.pad_if_needed:
+            return 0, 0
+        if isinstance(hp, Tensor):
+            return (h - hp).clamp(min=0), (w - wp).clamp(min=0)
+        return max(0, h - hp), max(0, w - wp)
+
     def output_size(self, size):
         return self.size
 
     def check(self, shape):
-        hp, wp = self._padded(shape.size)
+        low = shape.size if shape.sizes is None else shape.sizes.low
+        hp, wp = self._padded(low)
         h, w = self.size
-        if h > hp or w > wp:
-            raise ValueError(f"{self!r}: the image is {hp}x{wp} after padding {self.padding}, "
-                             f"smaller than the {h}x{w} crop")
+        if not self.pad_if_needed and (h > hp or w > wp):
+            which = "the image is" if shape.sizes is None else "the smallest image of the batch is"
+            raise ValueError(f"{self!r}: {which} {hp}x{wp} after padding {self.padding}, smaller than the "
+                             f"{h}x{w} crop; pass pad_if_needed=True to pad it")
         l, t, r, b = self.padding
-        if self.padding_mode == "reflect" and (max(t, b) >= shape.height or max(l, r) >= shape.width):
+        if self.padding_mode == "reflect" and (max(t, b) >= low[0] or max(l, r) >= low[1]):
             raise ValueError(f"{self!r}: reflect padding {self.padding} needs to be smaller than the "
-                             f"{shape.height}x{shape.width} image")
+                             f"{low[0]}x{low[1]} image")
+        if self.pad_if_needed and self.padding_mode == "reflect" and (h > 2 * low[0] - 1 or w > 2 * low[1] - 1):
+            raise ValueError(f"{self!r}: reflect padding to {h}x{w} needs images of at least "
+                             f"{(h + 1) // 2}x{(w + 1) // 2}, got {low[0]}x{low[1]}")
 
     def border(self):
-        return (self.padding_mode, self.fill) if any(self.padding) else None
+        return (self.padding_mode, self.fill) if any(self.padding) or self.pad_if_needed else None
 
     @property
-    def reach(self) -> int:
-        return max(self.padding[0], self.padding[2])
+    def reach(self) -> int | None:
+        # pad_if_needed reads as far out as the image is small: not known ahead, so no window copy is planned
+        return None if self.pad_if_needed else max(self.padding[0], self.padding[2])
 
     def sample(self, shape, generator, device):
-        hp, wp = self._padded(shape.size)
+        hp, wp = self._padded(shape.extent())
+        extra_h, extra_w = self._extra(shape.given_size)
         h, w = self.size
         n = shape.batch
-        return {"top": _randint(n, hp - h + 1, generator, device), "left": _randint(n, wp - w + 1, generator, device)}
+        return {"top": _randint(n, hp + 2 * extra_h - h + 1, generator, device),
+                "left": _randint(n, wp + 2 * extra_w - w + 1, generator, device)}
 
     def skip(self, params, keep):
         """The window at the image's own place (top, left = the padding), for the samples not kept: the identity
@@ -386,21 +466,72 @@ class RandomCrop(GeometricOp):
 
     def map(self, params, size):
         m = _eye(params["top"].shape[0], params["top"].device)
-        m[:, 0, 2] = (params["left"] - self.padding[0]).float()
-        m[:, 1, 2] = (params["top"] - self.padding[1]).float()
+        extra_h, extra_w = self._extra(size)
+        m[:, 0, 2] = (params["left"] - self.padding[0] - extra_w).float()
+        m[:, 1, 2] = (params["top"] - self.padding[1] - extra_h).float()
         return m
+
+
+class CenterCrop(GeometricOp):
+    """The central ``size`` window, as torchvision: top = round((H - h) / 2) (halves to even), likewise left; an
+    image smaller than the crop is padded with ``fill``, (h - H) // 2 rows above and the rest below. Images of
+    any size (a packed batch) each give their own centre."""
+
+    exact, axis_aligned, mixed_sizes = True, True, True
+    reach = None  # an image smaller than the crop is read beyond its edge by as much as it is small
+
+    def __init__(self, size, fill: float = 0.0):
+        super().__init__()
+        self.size = _pair(size, "size", "CenterCrop")
+        _check_finite("CenterCrop", "fill", fill)
+        self.fill = float(fill)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}"
+
+    def output_size(self, size):
+        return self.size
+
+    def border(self):
+        return "constant", self.fill
+
+    def sample(self, shape, generator, device):
+        return {"top_left": _central_offsets(shape.extent(), self.size, shape.batch, device)}
+
+    def map(self, params, size):
+        offsets = params["top_left"]
+        m = _eye(offsets.shape[0], offsets.device)
+        m[:, 0, 2] = offsets[:, 1].float()
+        m[:, 1, 2] = offsets[:, 0].float()
+        return m
+
+
+def _central_offsets(extent, size, n: int, device) -> Tensor:
+    """(B, 2) top, left of a centred ``size`` window in images of ``extent`` (ints or (B,) tensors), torchvision's
+    rounding: round((H - h) / 2) where the image is larger, -((h - H) // 2) (the top padding) where smaller."""
+    out = []
+    for whole, part in zip(extent, size):
+        whole = torch.full((n,), float(whole), dtype=torch.float64, device=device) \
+            if not isinstance(whole, Tensor) else whole.to(torch.float64)
+        inside = torch.round((whole - part) / 2)
+        padded = -torch.div(part - whole, 2, rounding_mode="floor")
+        out.append(torch.where(whole >= part, inside, padded))
+    return torch.stack(out, 1)
 
 
 class RandomResizedCrop(GeometricOp):
     """Crop a random area fraction ~ U(scale) and log aspect ratio ~ U(log ratio), resize to ``size`` (bilinear).
 
-    Up to 10 tries per sample, then the central crop fallback, as Inception and torchvision; no antialiasing.
+    Up to 10 tries per sample, then the central crop fallback, as Inception and torchvision; the area and aspect
+    come from each image's own size, so a packed batch of photos crops each photo as it is. ``antialias`` (True,
+    as torchvision v2): a crop larger than ``size`` is averaged over each output pixel's footprint, as PIL's
+    bilinear resize; False reads four pixels per output pixel, faster, and aliased when shrinking.
     """
 
-    axis_aligned = True
+    axis_aligned, mixed_sizes = True, True
     TRIES = 10
 
-    def __init__(self, size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+    def __init__(self, size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), antialias: bool = True):
         super().__init__()
         self.size = _pair(size, "size", "RandomResizedCrop")
         if not (0 < scale[0] <= scale[1] and 0 < ratio[0] <= ratio[1]):
@@ -408,42 +539,136 @@ class RandomResizedCrop(GeometricOp):
                              f"got scale={scale}, ratio={ratio}")
         _check_finite("RandomResizedCrop", "scale and ratio", *scale, *ratio)
         self.scale, self.ratio = tuple(map(float, scale)), tuple(map(float, ratio))
+        self.antialias = _check_flag(antialias, "antialias", "RandomResizedCrop")
 
     def extra_repr(self) -> str:
-        return f"size={self.size}, scale={self.scale}, ratio={self.ratio}"
+        return f"size={self.size}, scale={self.scale}, ratio={self.ratio}, antialias={self.antialias}"
 
     def output_size(self, size):
         return self.size
 
     def sample(self, shape, generator, device):
-        n, (H, W), k = shape.batch, shape.size, self.TRIES
-        area = H * W * _uniform(n * k, *self.scale, generator, device).view(n, k).double()
+        n, k = shape.batch, self.TRIES
+        H, W = (torch.full((n,), float(v), dtype=torch.float64, device=device) if not isinstance(v, Tensor) else v
+                for v in shape.extent())
+        area = (H * W)[:, None] * _uniform(n * k, *self.scale, generator, device).view(n, k).double()
         log_lo, log_hi = math.log(self.ratio[0]), math.log(self.ratio[1])
         aspect = torch.exp(_uniform(n * k, log_lo, log_hi, generator, device).view(n, k).double())
         w = torch.round(torch.sqrt(area * aspect))
         h = torch.round(torch.sqrt(area / aspect))
-        fits = (w > 0) & (w <= W) & (h > 0) & (h <= H)  # (n, k)
+        fits = (w > 0) & (w <= W[:, None]) & (h > 0) & (h <= H[:, None])  # (n, k)
         first = fits.long().argmax(1, keepdim=True)  # index of the first try that fits (0 if none)
         w, h = w.gather(1, first)[:, 0], h.gather(1, first)[:, 0]
-        fw, fh = self._fallback(H, W)
+        fh, fw = self._fallback(H, W)
         found = fits.any(1)
-        w = torch.where(found, w, float(fw))
-        h = torch.where(found, h, float(fh))
-        top = torch.where(found, _randint(n, H - h + 1, generator, device).double(), float((H - fh) // 2))
-        left = torch.where(found, _randint(n, W - w + 1, generator, device).double(), float((W - fw) // 2))
+        w = torch.where(found, w, fw)
+        h = torch.where(found, h, fh)
+        top = torch.where(found, _randint(n, H - h + 1, generator, device).double(),
+                          torch.div(H - fh, 2, rounding_mode="floor"))
+        left = torch.where(found, _randint(n, W - w + 1, generator, device).double(),
+                           torch.div(W - fw, 2, rounding_mode="floor"))
         return {"box": torch.stack((top, left, h, w), dim=1).float()}  # (B, 4) top, left, height, width
 
-    def _fallback(self, H: int, W: int) -> tuple[int, int]:
-        """The central crop: the whole image, cut to the nearest allowed aspect ratio."""
+    def _fallback(self, H: Tensor, W: Tensor) -> tuple[Tensor, Tensor]:
+        """(height, width) of the central crop: the whole image, cut to the nearest allowed aspect ratio."""
         in_ratio = W / H
-        if in_ratio < self.ratio[0]:
-            return W, round(W / self.ratio[0])
-        if in_ratio > self.ratio[1]:
-            return round(H * self.ratio[1]), H
-        return W, H
+        narrow, wide = in_ratio < self.ratio[0], in_ratio > self.ratio[1]
+        h = torch.where(narrow, torch.round(W / self.ratio[0]), H)
+        w = torch.where(wide, torch.round(H * self.ratio[1]), W)
+        return h, w
 
     def map(self, params, size):
         return F.resized_crop_matrix(params["box"], self.size)
+
+
+class Resize(GeometricOp):
+    """Resize to ``size``, as torchvision: an int resizes the shorter side to it, the longer to
+    int(size * long / short), keeping the aspect (each image of a packed batch by its own sides); (h, w) gives
+    exactly that size. Bilinear; ``antialias`` as RandomResizedCrop's."""
+
+    axis_aligned, mixed_sizes = True, True
+
+    def __init__(self, size, antialias: bool = True):
+        super().__init__()
+        self.shorter = size if isinstance(size, int) and not isinstance(size, bool) else None
+        self.size = _pair(size, "size", type(self).__name__)
+        self.antialias = _check_flag(antialias, "antialias", type(self).__name__)
+
+    def extra_repr(self) -> str:
+        return f"size={self.shorter if self.shorter is not None else self.size}, antialias={self.antialias}"
+
+    def output_size(self, size):
+        if self.shorter is None:
+            return self.size
+        if not isinstance(size, Sizes):
+            return _shorter_side(*size, self.shorter)
+        (lh, lw), (hh, hw) = size.low, size.high
+        high = _shorter_side(hh, lw, self.shorter)[0], _shorter_side(lh, hw, self.shorter)[1]
+        hw_out = None if size.hw is None else torch.stack(_shorter_side(*size.per_sample(), self.shorter), 1)
+        return Sizes(hw_out, (self.shorter, self.shorter), (max(high[0], self.shorter), max(high[1], self.shorter)))
+
+    def sizes_after(self, params, size):
+        out = self.output_size(size)
+        return out._replace(hw=params["size"]) if isinstance(out, Sizes) else out
+
+    def sample(self, shape, generator, device):
+        out = self.output_size(shape.given_size)
+        if isinstance(out, Sizes):
+            return {"size": out.hw}
+        return {"size": torch.stack([torch.full((shape.batch,), float(v), dtype=torch.float64, device=device)
+                                     for v in out], 1)}
+
+    def map(self, params, size):
+        H, W = per_sample_size(size)
+        out = params["size"].double()
+        zero = torch.zeros_like(out[:, 0])
+        return F.affine_rows(W / out[:, 1], zero, zero, zero, H / out[:, 0], zero).float()
+
+
+class RandomResize(Resize):
+    """Resize each image's shorter side to L ~ U{min_size, ..., max_size} (both ends included), drawn per sample,
+    the longer side in proportion: the scale augmentation of VGG and ResNet (shorter side in [256, 480], then a 224
+    crop). torchvision v2's RandomResize draws one L per batch, its max_size excluded. The images then differ in
+    size, so a crop (RandomCrop, CenterCrop) or a fixed-size resize must follow."""
+
+    def __init__(self, min_size: int, max_size: int, antialias: bool = True):
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (min_size, max_size)) \
+                or not 0 < min_size <= max_size:
+            raise ValueError(f"RandomResize: need ints 0 < min_size <= max_size, got {min_size!r}, {max_size!r}")
+        super().__init__(min_size, antialias)
+        self.min_size, self.max_size = min_size, max_size
+
+    def extra_repr(self) -> str:
+        return f"min_size={self.min_size}, max_size={self.max_size}, antialias={self.antialias}"
+
+    def output_size(self, size):
+        sizes = size if isinstance(size, Sizes) else Sizes(None, tuple(size), tuple(size))
+        (lh, lw), (hh, hw) = sizes.low, sizes.high
+        high = (max(self.max_size, int(self.max_size * hh / lw)), max(self.max_size, int(self.max_size * hw / lh)))
+        return Sizes(None, (self.min_size, self.min_size), high)
+
+    def sample(self, shape, generator, device):
+        H, W = (torch.full((shape.batch,), float(v), dtype=torch.float64, device=device)
+                if not isinstance(v, Tensor) else v for v in shape.extent())
+        shorter = self.min_size + _randint(shape.batch, self.max_size - self.min_size + 1, generator, device)
+        return {"size": torch.stack(_shorter_side(H, W, shorter.double()), 1)}
+
+
+def _shorter_side(H, W, shorter):
+    """(H, W) with the shorter side ``shorter`` and the longer int(shorter * long / short), torchvision's rule;
+    ints, or (B,) float64 tensors per sample."""
+    if not isinstance(H, Tensor) and not isinstance(shorter, Tensor):
+        return (int(shorter * H / W), shorter) if W <= H else (shorter, int(shorter * W / H))
+    H, W = (torch.as_tensor(v, dtype=torch.float64) for v in (H, W))
+    tall = W <= H
+    return (torch.where(tall, torch.floor(shorter * H / W), shorter),
+            torch.where(tall, shorter, torch.floor(shorter * W / H)))
+
+
+def _check_flag(value, name: str, op: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{op}: {name} must be True or False, got {value!r}")
+    return value
 
 
 def _symmetric_range(value, name: str, op: str) -> tuple[float, float]:

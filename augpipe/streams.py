@@ -90,7 +90,9 @@ class DrawPlans:
         """(requests, draws, where): the draws ``graph.sample`` asks for at this shape and how ``augpipe.draws.plan``
         groups them; planned on the first call at a shape by a dry run of ``sample``, which draws nothing, and
         checked by another dry run after an op or node of this graph changed (``node_edits``)."""
-        key = (shape, str(device))
+        # Images of their own sizes: the draws depend on the batch and the graph, not on the sizes, which change
+        # from batch to batch (and hold a tensor, which hashes by identity)
+        key = (shape if shape.sizes is None else (shape.batch, shape.channels, "sizes"), str(device))
         edits, plan = self.by_shape.get(key, (None, None))
         now = self.node_edits(graph)
         if edits != now:

@@ -13,7 +13,8 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-from .ops import Op, Shape
+from . import functional as F
+from .ops import Op, Shape, Sizes
 
 
 def check_images(images) -> bool:
@@ -33,6 +34,46 @@ def check_images(images) -> bool:
     if images.is_floating_point():
         check_range(images)
     return images.dim() == 3
+
+
+def packed(images, masks) -> tuple[F.Flat, Shape, F.Flat | None]:
+    """A batch of images of their own sizes (an ``augpipe.PackedImages``, or a list of (C, H, W) tensors, packed
+    here) as the executor reads it, its Shape (per-sample ``Sizes``; height and width the largest), and its masks
+    (a PackedImages of one channel and the images' sizes) likewise."""
+    from .packed import PackedImages
+
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise ValueError("Pipeline: got an empty list of images")
+        for i, image in enumerate(images):
+            if not isinstance(image, Tensor) or image.dim() != 3:
+                got = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
+                raise TypeError(f"Pipeline: a list of images must hold (C, H, W) tensors, image {i} is {got}")
+        channels = sorted({image.shape[0] for image in images})
+        if len(channels) > 1:
+            raise ValueError(f"Pipeline: the images of a list have different channel counts {channels}; give "
+                             f"them one (augpipe.collate brings grayscale, RGB and RGBA to the most)")
+        images = PackedImages.pack(images)
+    if images.dtype != torch.uint8 and not images.dtype.is_floating_point:
+        raise TypeError(f"Pipeline: images must be uint8 in [0, 255] or floating point in [0, 1], got {images.dtype}")
+    if images.dtype.is_floating_point:
+        check_range(images.data)
+    host = images.image_sizes
+    low = (min(h for h, _ in host), min(w for _, w in host))
+    high = images.max_size
+    sizes = Sizes(images.sizes.to(torch.float64), low, high)
+    shape = Shape(len(images), images.channels, *high, sizes)
+    flat = F.Flat(images.data, images.offsets, sizes, images.channels)
+    if masks is None:
+        return flat, shape, None
+    if not isinstance(masks, PackedImages) or masks.channels != 1 or masks.image_sizes != host:
+        got = type(masks).__name__ if not isinstance(masks, PackedImages) else \
+            f"{masks.channels} channels and sizes {masks.image_sizes[:3]}..."
+        raise ValueError(f"Pipeline: masks of a packed batch must be a PackedImages of 1 channel and the images' "
+                         f"sizes (augpipe.collate packs them so), got {got}")
+    if masks.dtype.is_floating_point or masks.dtype.is_complex:
+        raise TypeError(f"Pipeline: masks must be integer label maps, got {masks.dtype}")
+    return flat, shape, F.Flat(masks.data, masks.offsets, sizes, 1)
 
 
 def looks_channels_last(shape: tuple[int, ...]) -> bool:
