@@ -2,12 +2,13 @@
 from . import draws, functional
 from .graph import OneOf, Pipeline, RandomApply
 from .loader import DeviceLoader, collate
+from .packed import PackedImages
 from .ops import (Brightness, Contrast, CutMix, Cutout, FractionalPool, GeometricOp, HorizontalFlip, LabelSmoothing,
                   ElasticTransform, Lambda, Mixup, Normalize, Op, RandomAffine, RandomCrop, RandomPerspective,
                   RandomResizedCrop, RandomRotation, Shape, VerticalFlip)
 
 __all__ = [
-    "Pipeline", "OneOf", "RandomApply", "functional", "draws", "collate", "DeviceLoader",
+    "Pipeline", "OneOf", "RandomApply", "functional", "draws", "collate", "DeviceLoader", "PackedImages",
     "HorizontalFlip", "VerticalFlip", "RandomCrop", "RandomResizedCrop", "RandomRotation", "RandomAffine",
     "RandomPerspective", "ElasticTransform",
     "Brightness", "Contrast", "Normalize", "Cutout", "Mixup", "CutMix", "LabelSmoothing", "FractionalPool",

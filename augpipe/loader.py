@@ -5,6 +5,7 @@ the Pipeline, where the batch is a quarter of the size it would be as float32.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Iterable
 
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .packed import PackedImages
 from .validate import looks_channels_last
 
 _PER_SAMPLE_KEYS = {"image": "images", "label": "labels", "mask": "masks", "boxes": "boxes", "keypoints": "keypoints"}
@@ -82,8 +84,9 @@ def _with_channels(image: Tensor, channels: int) -> Tensor:
     return torch.cat((colour, torch.full_like(image[:1], 255)))
 
 
-def _stack_images(images: list[Tensor]) -> Tensor:
-    """Stack CHW uint8 images; a batch that mixes grayscale, RGB and RGBA is brought to the most channels."""
+def _batch_images(images: list[Tensor]) -> Tensor | PackedImages:
+    """CHW uint8 images -> (B, C, H, W) when they share one size, else a PackedImages; a batch that mixes
+    grayscale, RGB and RGBA is first brought to the most channels."""
     channels = sorted({t.shape[0] for t in images})
     if len(channels) > 1:
         if not set(channels) <= set(_PICTURE_CHANNELS):
@@ -91,14 +94,30 @@ def _stack_images(images: list[Tensor]) -> Tensor:
                              f"grayscale (1), RGB (3) and RGBA (4) are brought to the most channels here, so give "
                              f"every sample the same channels in the Dataset first")
         images = [t if t.shape[0] == channels[-1] else _with_channels(t, channels[-1]) for t in images]
-    return _stack_same_size(images, "images")
+    if len({tuple(t.shape) for t in images}) == 1:
+        return torch.stack(images)
+    return PackedImages.pack(images)
+
+
+def _batch_masks(masks: list[Tensor], images: list[Tensor]) -> Tensor | PackedImages:
+    """Each sample's mask, (H, W) or (1, H, W) of its own image's size: stacked when the images stack, packed
+    with one channel (same sizes, the masks' dtype) when they pack."""
+    for i, (mask, image) in enumerate(zip(masks, images)):
+        size = tuple(image.shape[1:])
+        if tuple(mask.shape) not in (size, (1, *size)):
+            raise ValueError(f"collate: sample {i} has a mask of shape {tuple(mask.shape)} for an image of size "
+                             f"{size[0]}x{size[1]}; expected a mask (H, W) = {size}, the size of its image")
+    if len({tuple(t.shape[1:]) for t in images}) == 1:
+        return _stack_same_size(masks, "masks")
+    dtype = functools.reduce(torch.promote_types, (m.dtype for m in masks))  # as torch.stack promotes
+    return PackedImages.pack([m.to(dtype).reshape(1, *m.shape[-2:]) for m in masks])
 
 
 def _stack_same_size(tensors: list[Tensor], what: str) -> Tensor:
-    sizes = {tuple(t.shape) for t in tensors}
-    if len(sizes) > 1:
-        raise ValueError(f"collate: {what} in one batch have different sizes {sorted(sizes)[:4]}; add a per-sample "
-                         f"resize or crop to the Dataset first (e.g. PIL resize, albumentations Resize/RandomCrop)")
+    shapes = {tuple(t.shape) for t in tensors}
+    if len(shapes) > 1:
+        raise ValueError(f"collate: {what} in one batch have different shapes {sorted(shapes)[:4]}; give every "
+                         f"sample's {what[:-1]} the same layout")
     return torch.stack(tensors)
 
 
@@ -130,16 +149,22 @@ def _labels(labels: list) -> Tensor:
 
 
 def collate(samples: list):
-    """DataLoader ``collate_fn``: (image, label) pairs -> (uint8 (B, C, H, W), labels); dicts -> a dict.
+    """DataLoader ``collate_fn``: (image, label) pairs -> (images, labels); dicts -> a dict.
 
     Images may be PIL images, HW or HWC uint8 arrays, or uint8 tensors: (C, H, W), (H, W), or (H, W, C) when the
     shape reads so (last dimension 1, 3 or 4, the others larger than 4), which is permuted to (C, H, W). A batch
     that mixes grayscale, RGB and RGBA samples is brought to the most channels, as PIL's convert would (grayscale
     repeated, alpha 255); nothing is converted to float.
 
+    Images of one size become a uint8 (B, C, H, W) tensor; images of different sizes become a uint8
+    ``PackedImages`` (one contiguous buffer, each sample at its own size), which ``DeviceLoader`` moves in one copy
+    and a Pipeline that brings every sample to one size reads.
+
     A dict sample may hold "image", "label", "mask" (H, W) integer, "boxes" (N, 4) xyxy and "keypoints" (K, 2) xy;
     the batch dict uses the Pipeline's argument names ("images", "labels", "masks", "boxes", "keypoints") so that
-    ``pipe(**batch)`` works. Boxes and keypoints of different counts are padded with NaN rows.
+    ``pipe(**batch)`` works. Each mask must have its own image's size; the masks are stacked when the images are
+    and packed (one channel, their own dtype) when the images are packed. Boxes and keypoints of different counts
+    are padded with NaN rows.
     """
     if not samples:
         raise ValueError("collate: got an empty list of samples")
@@ -156,20 +181,21 @@ def collate(samples: list):
         if unknown or "image" not in first:
             raise ValueError(f"collate: dict samples need 'image' and may have {sorted(_PER_SAMPLE_KEYS)}, got "
                              f"keys {sorted(first)}")
-        batch = {"images": _stack_images([to_chw_uint8(s["image"]) for s in samples])}
+        images = [to_chw_uint8(s["image"]) for s in samples]
+        batch = {"images": _batch_images(images)}
         if "label" in first:
             batch["labels"] = _labels([s["label"] for s in samples])
         if "mask" in first:
-            batch["masks"] = _stack_same_size([_to_label_map(s["mask"]) for s in samples], "masks")
+            batch["masks"] = _batch_masks([_to_label_map(s["mask"]) for s in samples], images)
         if "boxes" in first:
             batch["boxes"] = _pad_rows([s["boxes"] for s in samples], 4, "boxes")
         if "keypoints" in first:
             batch["keypoints"] = _pad_rows([s["keypoints"] for s in samples], 2, "keypoints")
         return batch
     if kind == _PAIR:
-        images = _stack_images([to_chw_uint8(s[0]) for s in samples])
+        images = _batch_images([to_chw_uint8(s[0]) for s in samples])
         return images, _labels([s[1] for s in samples])
-    return _stack_images([to_chw_uint8(s) for s in samples])
+    return _batch_images([to_chw_uint8(s) for s in samples])
 
 
 _PAIR = "an (image, label) pair"
@@ -182,8 +208,8 @@ def _sample_kind(sample) -> str:
 
 
 def _move(batch, device: torch.device, non_blocking: bool):
-    """Move every tensor of a batch (tensor, tuple, list or dict) to the device."""
-    if isinstance(batch, Tensor):
+    """Move every tensor and PackedImages of a batch (tensor, tuple, list or dict) to the device."""
+    if isinstance(batch, (Tensor, PackedImages)):
         if device.type == "cuda" and batch.device.type == "cpu" and not batch.is_pinned():
             batch = batch.pin_memory()  # (a batch already on a GPU is copied, or kept, as it is)
         return batch.to(device, non_blocking=non_blocking)
@@ -196,7 +222,7 @@ def _move(batch, device: torch.device, non_blocking: bool):
 
 def _record(batch, stream) -> None:
     """Tell the caching allocator the tensors made on the side stream are used on the current one."""
-    if isinstance(batch, Tensor):
+    if isinstance(batch, (Tensor, PackedImages)):
         batch.record_stream(stream)
     elif isinstance(batch, dict):
         for v in batch.values():

@@ -203,6 +203,8 @@ def test_collate_names_a_channel_difference_it_does_not_convert():
         A.collate([hwc(0, c=2), hwc(1, c=3)])
 
 
-def test_collate_of_grayscale_and_colour_of_different_sizes_blames_the_size():
-    with pytest.raises(ValueError, match="different sizes"):
-        A.collate([hwc(0, c=1), hwc(1, h=31)])
+def test_collate_of_grayscale_and_colour_of_different_sizes_brings_them_to_rgb_and_packs():
+    images = A.collate([hwc(0, c=1), hwc(1, h=31)])
+    assert isinstance(images, A.PackedImages) and images.channels == 3
+    torch.testing.assert_close(images[0], torch.from_numpy(hwc(0, c=1)).permute(2, 0, 1).expand(3, 32, 48),
+                               rtol=0, atol=0)

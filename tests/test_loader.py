@@ -44,9 +44,10 @@ def test_collate_dicts_pad_boxes_and_keypoints_with_nan():
     assert out["keypoints"][0].tolist() == [[4.0, 1.0], [3.0, 2.0]]
 
 
-def test_collate_mixed_sizes_says_to_resize_first():
-    with pytest.raises(ValueError, match="different sizes.*per-sample resize or crop"):
-        A.collate([(hwc(0), 0), (hwc(1, h=7), 1)])
+def test_collate_mixed_sizes_packs_instead_of_stacking():
+    images, labels = A.collate([(hwc(0), 0), (hwc(1, h=7), 1)])
+    assert isinstance(images, A.PackedImages) and images.image_sizes == [(6, 5), (7, 5)]
+    assert torch.equal(images[1], torch.from_numpy(hwc(1, h=7)).permute(2, 0, 1)) and labels.tolist() == [0, 1]
 
 
 def test_collate_rejects_float_images():
