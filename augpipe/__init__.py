@@ -3,15 +3,16 @@ from . import draws, functional
 from .graph import OneOf, Pipeline, RandomApply
 from .loader import DeviceLoader, collate
 from .packed import PackedImages
-from .ops import (Brightness, Contrast, CutMix, Cutout, FractionalPool, GeometricOp, HorizontalFlip, LabelSmoothing,
-                  ElasticTransform, Lambda, Mixup, Normalize, Op, RandomAffine, RandomCrop, RandomPerspective,
-                  RandomResizedCrop, RandomRotation, Shape, VerticalFlip)
+from .ops import (Brightness, CenterCrop, Contrast, CutMix, Cutout, ElasticTransform, FiveCrop, FractionalPool,
+                  GeometricOp, HorizontalFlip, LabelSmoothing, Lambda, Mixup, Normalize, Op, RandomAffine, RandomCrop,
+                  RandomPerspective, RandomResize, RandomResizedCrop, RandomRotation, Resize, Shape, Sizes, TenCrop,
+                  VerticalFlip)
 
 __all__ = [
     "Pipeline", "OneOf", "RandomApply", "functional", "draws", "collate", "DeviceLoader", "PackedImages",
     "HorizontalFlip", "VerticalFlip", "RandomCrop", "RandomResizedCrop", "RandomRotation", "RandomAffine",
-    "RandomPerspective", "ElasticTransform",
+    "RandomPerspective", "ElasticTransform", "Resize", "RandomResize", "CenterCrop", "FiveCrop", "TenCrop",
     "Brightness", "Contrast", "Normalize", "Cutout", "Mixup", "CutMix", "LabelSmoothing", "FractionalPool",
-    "Lambda", "Op", "GeometricOp", "Shape",
+    "Lambda", "Op", "GeometricOp", "Shape", "Sizes",
 ]
 __version__ = "0.1.0"

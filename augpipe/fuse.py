@@ -224,7 +224,7 @@ def warp(state: dict, segment: list, dtype, window=None, then: list = ()) -> dic
         taps = tuple(F.axis_tap_count(h / o, antialias) for h, o in zip(high, out_size))
         if flat is not None or max(taps) > 2:
             # Images of their own sizes, or a downscale averaged over its footprint: read as one flat buffer
-            src = flat if flat is not None else F.flat_view(x, Sizes(_full_sizes(x), high, high))
+            src = flat if flat is not None else F.flat_view(x, _uniform_sizes(x))
             if kind == "axis":
                 x = F.read_axis(src, suffix[0], out_size, taps, antialias, fill, extend, dtype)
             else:
@@ -338,6 +338,7 @@ def run(steps, state: dict, dtype, fuse: bool = True, window=None, keep_in=None)
     Steps of augpipe's own ops may overwrite the images once they are a tensor made here, never the caller's
     (``hints.overwriting``)."""
     flat = [leaf for node, params in steps for leaf in node.steps(params)]
+    flat, state = _expand_views(flat, state)
     stages, then = hoist(_segments(flat)) if fuse else ([[s] if isinstance(s[0], GeometricOp) else s for s in flat], [])
     images = state["images"]
     if _plain(window, images) and not (stages and isinstance(stages[0], list)):
@@ -371,6 +372,44 @@ def run(steps, state: dict, dtype, fuse: bool = True, window=None, keep_in=None)
         keep_in.copy_(x)  # compiled: the loop that computes the images stores them there, and nowhere else
         state = {**state, "images": keep_in}
     return state
+
+
+def _expand_views(steps: list, state: dict) -> tuple[list, dict]:
+    """Before an op that gives several views of each image (FiveCrop, TenCrop; ``GeometricOp.views``): every
+    image, its targets and its draws of the ops before stand once per view, (B V, ...), view v of image b at row
+    b V + v. The images are not copied: each view reads its image's place in the one buffer (``F.Flat``), so the
+    views are read in the same pass as the rest of the geometry."""
+    k = next((i for i, (node, _) in enumerate(steps) if getattr(node, "views", 1) > 1), None)
+    if k is None:
+        return steps, state
+    count = steps[k][0].views
+    steps = [(node, _repeat(params, count) if i < k else params) for i, (node, params) in enumerate(steps)]
+    out = {}
+    for key, value in state.items():
+        if key in ("images", "masks") and value is not None:
+            flat = value if isinstance(value, F.Flat) else F.flat_view(value, _uniform_sizes(value))
+            sizes = flat.sizes._replace(hw=flat.sizes.hw.repeat_interleave(count, 0))
+            out[key] = F.Flat(flat.data, flat.offsets.repeat_interleave(count, 0), sizes, flat.channels)
+        else:
+            out[key] = _repeat(value, count)
+    return steps, out
+
+
+def _uniform_sizes(x: Tensor) -> Sizes:
+    size = tuple(x.shape[-2:])
+    return Sizes(_full_sizes(x), size, size)
+
+
+def _repeat(value, count: int):
+    """Every per-sample tensor of ``value`` (a tensor, or dicts and lists of them) repeated ``count`` times per
+    sample, in place."""
+    if isinstance(value, Tensor):
+        return value.repeat_interleave(count, 0)
+    if isinstance(value, dict):
+        return {k: _repeat(v, count) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_repeat(v, count) for v in value)
+    return value
 
 
 def run_returning_tables(steps, state: dict, dtype, window=None, keep_in=None) -> tuple[dict, list]:

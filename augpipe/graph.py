@@ -217,7 +217,7 @@ class Pipeline(_Composite):
             if shape.sizes is not None:
                 _check_takes_sizes(n)
             n.check(shape)
-            shape = shape_after(shape, n.output_size(shape.given_size))
+            shape = _views_after(n, shape_after(shape, n.output_size(shape.given_size)))
 
     def output_size(self, size):
         for n in self.nodes:
@@ -233,7 +233,7 @@ class Pipeline(_Composite):
         params = []
         for n in self.nodes:
             params.append(n.sample(shape, generator, device))
-            shape = shape_after(shape, _sizes_after(n, params[-1], shape.given_size))
+            shape = _views_after(n, shape_after(shape, _sizes_after(n, params[-1], shape.given_size)))
         return params
 
     def steps(self, params):
@@ -314,10 +314,12 @@ class Pipeline(_Composite):
             source = self._draw_plans.draws(self, shape, x.device, self.generator(x.device))  # this call's draws
             params, state = self._runner.sample_and_run(self, shape, source, state, dtype)
         else:
-            validate.check_params(params, len(self.nodes), shape.batch)
+            validate.check_params(params, len(self.nodes), shape.batch, views(self))
             state = self._runner.replay(self, list(zip(self.nodes, params)), state, dtype)
         self.last_params = params
         state["images"] = state["images"].to(out_dtype)
+        if views(self) > 1:
+            state = _by_image(state, views(self))
         return self._result(state, labels, masks, boxes, keypoints, single)
 
     def _follow(self, device: torch.device) -> None:
@@ -359,6 +361,35 @@ def _check_takes_sizes(node) -> None:
     if not (isinstance(inner, GeometricOp) and inner.mixed_sizes):
         raise ValueError(f"Pipeline: {node!r} gets images of different sizes (a packed batch, or the output of "
                          f"RandomResize or Resize(int)) and needs one size; put {FIXES_SIZE} before it")
+
+
+def _by_image(state: dict, count: int) -> dict:
+    """A batch of ``count`` views per image, (B V, ...), as (B, V, ...); the targets once per image (a view's own
+    are its image's)."""
+    out = {}
+    for key, value in state.items():
+        if value is None:
+            out[key] = None
+        elif key == "targets":
+            out[key] = value[::count]
+        else:
+            out[key] = value.view(-1, count, *value.shape[1:])
+    return out
+
+
+def _views_after(node, shape: Shape) -> Shape:
+    """The shape after a node that gives several views of each image (FiveCrop, TenCrop): a batch of every view.
+    Per-sample sizes are of the images before it, which its fixed output size replaces."""
+    views = getattr(node, "views", 1)
+    return shape if views == 1 else shape._replace(batch=shape.batch * views)
+
+
+def views(graph) -> int:
+    """Views per image of a graph's output (``FiveCrop``, ``TenCrop``), 1 without such an op."""
+    count = 1
+    for node in graph.nodes:
+        count *= views(node) if isinstance(node, Pipeline) else getattr(node, "views", 1)
+    return count
 
 
 def _sizes_after(node, params, size):

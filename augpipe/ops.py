@@ -298,6 +298,9 @@ class GeometricOp(Op):
     # A run of axis-aligned ops holding an op with antialias=True reads a downscale as PIL's bilinear resize does:
     # each output pixel averages its source footprint (``F.read_axis``).
     antialias = False
+    # Views per image (FiveCrop, TenCrop): a pipeline holding such an op returns (B, views, C, h, w), each image
+    # read once per view in the same pass.
+    views = 1
     keeps_bounds = False  # the map sends the image rectangle onto itself (flips)
     axis_aligned = False  # rows map to rows and columns to columns: bilinear reads split into two 1-D passes
     reach = 0  # exact ops: how many columns beyond either side of its input the op may read
@@ -504,6 +507,81 @@ class CenterCrop(GeometricOp):
         m[:, 0, 2] = offsets[:, 1].float()
         m[:, 1, 2] = offsets[:, 0].float()
         return m
+
+
+class FiveCrop(GeometricOp):
+    """Test-time views: the four corner crops and the centre crop of ``size``, in torchvision's order (top-left,
+    top-right, bottom-left, bottom-right, centre). In a Pipeline each image gives ``views`` images: the pipeline
+    returns images (B, V, C, h, w), the ops before this one drawing once per image and the ops after it once per
+    view. Images of any size (a packed batch) each give their own corners; a crop larger than an image is
+    refused, as torchvision does."""
+
+    exact, axis_aligned, mixed_sizes, mirrors = True, True, True, True
+    views = 5
+
+    def __init__(self, size):
+        super().__init__()
+        self.size = _pair(size, "size", type(self).__name__)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}"
+
+    def output_size(self, size):
+        return self.size
+
+    def check(self, shape):
+        low = shape.size if shape.sizes is None else shape.sizes.low
+        if self.size[0] > low[0] or self.size[1] > low[1]:
+            raise ValueError(f"{self!r}: the crop is larger than the {low[0]}x{low[1]} image"
+                             f"{' (the smallest of the batch)' if shape.sizes is not None else ''}")
+
+    def _flips(self) -> list[tuple[bool, bool]]:
+        """(mirrored left-right, mirrored top-bottom) of each view."""
+        return [(False, False)] * 5
+
+    def sample(self, shape, generator, device):
+        """Per view v of image b (row b V + v): the crop's top and left in the (possibly mirrored) image, and the
+        mirrors. No draw: the views are fixed."""
+        n, (h, w) = shape.batch, self.size
+        H, W = (torch.full((n,), float(v), dtype=torch.float64, device=device) if not isinstance(v, Tensor)
+                else v.to(torch.float64) for v in shape.extent())
+        zero = torch.zeros_like(H)
+        centre = _central_offsets((H, W), self.size, n, device)
+        tops = [zero, zero, H - h, H - h, centre[:, 0]]
+        lefts = [zero, W - w, zero, W - w, centre[:, 1]]
+        corner = torch.stack([torch.stack((tops[v % 5], lefts[v % 5]), 1) for v in range(self.views)], 1)
+        mirror = torch.stack([torch.stack([torch.full((n,), f, dtype=torch.bool, device=device) for f in pair], 1)
+                              for pair in self._flips()], 1)  # (B, V, 2), made on the device
+        return {"top_left": corner.flatten(0, 1), "mirror": mirror.flatten(0, 1)}
+
+    def map(self, params, size):
+        """Crop at (top, left) of the image mirrored as the view says: x -> W - (x + left) when mirrored."""
+        H, W = per_sample_size(size)
+        top_left, mirror = params["top_left"].double(), params["mirror"]
+        m = _eye(top_left.shape[0], top_left.device).double()
+        for axis, extent in ((0, W), (1, H)):
+            shift = top_left[:, 1 - axis]
+            mirrored = mirror[:, axis]
+            m[:, axis, axis] = torch.where(mirrored, -1.0, 1.0)
+            m[:, axis, 2] = torch.where(mirrored, extent - shift, shift)
+        return m.float()
+
+
+class TenCrop(FiveCrop):
+    """``FiveCrop``'s five views, then the same five crops of the image mirrored left-right (top-bottom with
+    ``vertical_flip=True``), as torchvision's TenCrop: images (B, 10, C, h, w)."""
+
+    views = 10
+
+    def __init__(self, size, vertical_flip: bool = False):
+        super().__init__(size)
+        self.vertical_flip = _check_flag(vertical_flip, "vertical_flip", "TenCrop")
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, vertical_flip={self.vertical_flip}"
+
+    def _flips(self):
+        return [(False, False)] * 5 + [(not self.vertical_flip, self.vertical_flip)] * 5
 
 
 def _central_offsets(extent, size, n: int, device) -> Tensor:

@@ -182,15 +182,16 @@ def dense_and_points(shape: Shape, single: bool, **given) -> dict:
     return out
 
 
-def check_params(params, nodes: int, batch: int) -> None:
-    """A replayed params tree must come from this graph (of ``nodes`` nodes) and this batch size."""
+def check_params(params, nodes: int, batch: int, views: int = 1) -> None:
+    """A replayed params tree must come from this graph (of ``nodes`` nodes) and this batch size (or one draw per
+    view, for the ops after a FiveCrop or TenCrop)."""
     if not isinstance(params, list) or len(params) != nodes:
         raise ValueError(f"Pipeline: params must be the list of {nodes} node params that "
                          f"pipe.last_params holds, got {type(params).__name__}")
 
     def walk(p):
         if isinstance(p, Tensor):
-            if p.dim() == 0 or p.shape[0] != batch:
+            if p.dim() == 0 or p.shape[0] % batch or p.shape[0] // batch not in (1, views):
                 raise ValueError(f"Pipeline: params were drawn for a batch of {p.shape[0] if p.dim() else 1}, "
                                  f"the images are a batch of {batch}")
         elif isinstance(p, dict):
