@@ -1,13 +1,14 @@
 """augpipe: batched image augmentation graphs with per-sample randomness, fused into one pass."""
 from . import draws, functional
 from .graph import OneOf, Pipeline, RandomApply
+from .io import ImageFolder, read_image
 from .loader import DeviceLoader, collate
 from .ops import (Brightness, Contrast, CutMix, Cutout, FractionalPool, GeometricOp, HorizontalFlip, LabelSmoothing,
                   ElasticTransform, Lambda, Mixup, Normalize, Op, RandomAffine, RandomCrop, RandomPerspective,
                   RandomResizedCrop, RandomRotation, Shape, VerticalFlip)
 
 __all__ = [
-    "Pipeline", "OneOf", "RandomApply", "functional", "draws", "collate", "DeviceLoader",
+    "Pipeline", "OneOf", "RandomApply", "functional", "draws", "collate", "DeviceLoader", "read_image", "ImageFolder",
     "HorizontalFlip", "VerticalFlip", "RandomCrop", "RandomResizedCrop", "RandomRotation", "RandomAffine",
     "RandomPerspective", "ElasticTransform",
     "Brightness", "Contrast", "Normalize", "Cutout", "Mixup", "CutMix", "LabelSmoothing", "FractionalPool",
