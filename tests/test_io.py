@@ -1,4 +1,4 @@
-"""read_image and ImageFolder against PIL, numpy formulas and a brute-force walk."""
+"""read_image and ImageFolder against PIL, numpy formulas and a brute-force walk; the scikit-image photo folder."""
 import os
 import re
 import warnings
@@ -9,9 +9,12 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFile
+from torch.utils.data import DataLoader
 
 import augpipe as A
 from augpipe.io import IMG_EXTENSIONS
+from training import photos
+from training.photos import make_photo_folder
 
 
 def pixels(h, w, channels, seed=0):
@@ -329,3 +332,118 @@ def test_on_error_skip_wraps_around_and_raises_when_nothing_is_readable(tmp_path
     everything = corrupt_folder(tmp_path / "all", bad=range(6))
     with pytest.warns(UserWarning), pytest.raises(ValueError, match=r"no file of the 6 .* is readable"):
         A.ImageFolder(everything.root, on_error="skip")[1]
+
+
+# ----------------------------------------------------------------------------------------------- photo folder
+SMALL = dict(per_class=3, min_side=48, max_side=96, classes=("astronaut", "coffee", "chelsea"))
+
+
+def jpeg_bytes(root):
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.jpg"))}
+
+
+def test_photo_folder_is_deterministic_for_a_seed(tmp_path):
+    first = jpeg_bytes(make_photo_folder(tmp_path / "a", seed=3, **SMALL))
+    again = jpeg_bytes(make_photo_folder(tmp_path / "b", seed=3, **SMALL))
+    other = jpeg_bytes(make_photo_folder(tmp_path / "c", seed=4, **SMALL))
+    assert first == again and len(first) == 9
+    assert first.keys() == other.keys() and all(first[k] != other[k] for k in first)
+    assert len(set(first.values())) == 9
+
+
+def test_photo_folder_sizes_classes_and_layout(tmp_path):
+    root = make_photo_folder(tmp_path, per_class=5, min_side=40, max_side=72)
+    folder = A.ImageFolder(root)
+    assert folder.classes == sorted(photos.PHOTOS) and len(photos.PHOTOS) == 8
+    assert sorted(folder.targets) == [c for c in range(8) for _ in range(5)]
+    for path, label in folder.samples:
+        with Image.open(path) as im:
+            assert im.format == "JPEG" and im.mode == "RGB"
+            assert 40 <= min(im.size) and max(im.size) <= 72
+            assert os.path.basename(path).startswith(folder.classes[label])
+
+
+def test_photo_folder_split_writes_train_and_test(tmp_path):
+    root = make_photo_folder(tmp_path, split=True, **{**SMALL, "per_class": 6})
+    train, test = A.ImageFolder(root / "train"), A.ImageFolder(root / "test")
+    assert train.classes == test.classes == sorted(SMALL["classes"])
+    assert len(train) == 3 * 5 and len(test) == 3 * 1
+    names = {os.path.basename(p) for p, _ in train.samples} | {os.path.basename(p) for p, _ in test.samples}
+    assert len(names) == 18
+
+
+def test_photo_samples_look_like_their_photograph(tmp_path):
+    """Each sample is a rescaled crop of its own photograph: its mean colour is nearer that photograph's crops
+    than any other photograph's (the photographs' colours differ enough for crops of a quarter or more)."""
+    root = make_photo_folder(tmp_path, per_class=4, min_side=32, max_side=48, classes=photos.PHOTOS)
+    folder = A.ImageFolder(root)
+    means = torch.stack([folder[i][0].float().mean((1, 2)) for i in range(len(folder))])  # (N, 3)
+    labels = torch.tensor(folder.targets)
+    centres = torch.stack([means[labels == c].mean(0) for c in range(8)])
+    assert (torch.cdist(means, centres).argmin(1) == labels).float().mean() >= 0.9
+
+
+def test_photo_folder_argument_errors(tmp_path):
+    with pytest.raises(ValueError, match="min_side <= max_side"):
+        make_photo_folder(tmp_path, min_side=90, max_side=80)
+    with pytest.raises(ValueError, match="per_class must be at least 2 with split=True"):
+        make_photo_folder(tmp_path, per_class=1, split=True)
+    with pytest.raises(ValueError, match="classes must be distinct names"):
+        make_photo_folder(tmp_path, classes=("astronaut", "lena"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(w=st.integers(1, 2000), h=st.integers(1, 2000), low=st.integers(1, 300), extra=st.integers(0, 700),
+       seed=st.integers(0, 2**31))
+def test_output_size_sides_in_range_and_aspect_kept_when_it_fits(w, h, low, extra, seed):
+    high = low + extra
+    out_w, out_h = photos.output_size(w, h, low, high, torch.Generator().manual_seed(seed))
+    assert low <= out_w <= high and low <= out_h <= high
+    assert (out_w >= out_h) == (w >= h) or out_w == out_h
+    aspect = max(w, h) / min(w, h)
+    if aspect * low <= high:  # the aspect fits the range: kept to the rounding of the longer side
+        assert abs(max(out_w, out_h) - min(out_w, out_h) * aspect) <= 0.5 + 1e-9
+
+
+@settings(max_examples=200, deadline=None)
+@given(w=st.integers(1, 2000), h=st.integers(1, 2000), seed=st.integers(0, 2**31))
+def test_crop_box_inside_with_area_and_ratio_in_the_ranges(w, h, seed):
+    left, top, right, bottom = photos.crop_box(w, h, torch.Generator().manual_seed(seed))
+    assert 0 <= left < right <= w and 0 <= top < bottom <= h
+    cw, ch = right - left, bottom - top
+    if cw < w and ch < h and min(cw, ch) > 1:  # neither side clipped: area and ratio as drawn, to rounding (0.5)
+        assert (cw + 0.5) * (ch + 0.5) >= photos.AREA[0] * w * h and (cw - 0.5) * (ch - 0.5) <= w * h
+        assert (cw - 0.5) / (ch + 0.5) <= photos.RATIO[1] and (cw + 0.5) / (ch - 0.5) >= photos.RATIO[0]
+
+
+def test_photo_cli_writes_the_folder(tmp_path, capsys):
+    photos.main([str(tmp_path / "cli"), "--per-class", "2", "--min-side", "30", "--max-side", "40", "--seed", "1"])
+    assert "16 JPEG photos of 8 classes" in capsys.readouterr().out
+    assert jpeg_bytes(tmp_path / "cli") == jpeg_bytes(make_photo_folder(tmp_path / "api", per_class=2, min_side=30,
+                                                                        max_side=40, seed=1))
+
+
+# ---------------------------------------------------------------------------------------------------- DataLoader
+def as_list(samples):
+    """Mixed sizes as a list of images and a label tensor (``augpipe.collate`` packs them once PackedImages exists)."""
+    return [image for image, _ in samples], torch.tensor([label for _, label in samples])
+
+
+def test_dataloader_workers_decode_mixed_sizes(tmp_path):
+    folder = A.ImageFolder(make_photo_folder(tmp_path, **SMALL))
+    loader = DataLoader(folder, batch_size=4, num_workers=2, collate_fn=as_list)
+    got = [(image, int(label)) for images, labels in loader for image, label in zip(images, labels)]
+    assert len(got) == len(folder) == 9
+    assert len({tuple(image.shape) for image, _ in got}) > 1
+    for (image, label), (path, target) in zip(got, folder.samples):
+        assert label == target and torch.equal(image, A.read_image(path))
+
+
+def test_dataloader_with_augpipe_collate_on_one_size(tmp_path):
+    folder = A.ImageFolder(make_photo_folder(tmp_path, **{**SMALL, "min_side": 40, "max_side": 40}))
+    loader = DataLoader(folder, batch_size=4, num_workers=2, collate_fn=A.collate)
+    batches = list(loader)
+    assert [tuple(images.shape) for images, _ in batches] == [(4, 3, 40, 40), (4, 3, 40, 40), (1, 3, 40, 40)]
+    images = torch.cat([images for images, _ in batches])
+    assert torch.equal(images, torch.stack([A.read_image(p) for p, _ in folder.samples]))
+    assert torch.cat([labels for _, labels in batches]).tolist() == folder.targets
