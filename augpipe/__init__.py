@@ -1,6 +1,7 @@
 """augpipe: batched image augmentation graphs with per-sample randomness, fused into one pass."""
 from . import draws, functional
 from .graph import OneOf, Pipeline, RandomApply
+from .io import ImageFolder, read_image
 from .loader import DeviceLoader, collate
 from .packed import PackedImages
 from .ops import (Brightness, CenterCrop, Contrast, CutMix, Cutout, ElasticTransform, FiveCrop, FractionalPool,
@@ -10,6 +11,7 @@ from .ops import (Brightness, CenterCrop, Contrast, CutMix, Cutout, ElasticTrans
 
 __all__ = [
     "Pipeline", "OneOf", "RandomApply", "functional", "draws", "collate", "DeviceLoader", "PackedImages",
+    "read_image", "ImageFolder",
     "HorizontalFlip", "VerticalFlip", "RandomCrop", "RandomResizedCrop", "RandomRotation", "RandomAffine",
     "RandomPerspective", "ElasticTransform", "Resize", "RandomResize", "CenterCrop", "FiveCrop", "TenCrop",
     "Brightness", "Contrast", "Normalize", "Cutout", "Mixup", "CutMix", "LabelSmoothing", "FractionalPool",
