@@ -424,15 +424,12 @@ def test_photo_cli_writes_the_folder(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------------------------------- DataLoader
-def as_list(samples):
-    """Mixed sizes as a list of images and a label tensor (``augpipe.collate`` packs them once PackedImages exists)."""
-    return [image for image, _ in samples], torch.tensor([label for _, label in samples])
-
-
-def test_dataloader_workers_decode_mixed_sizes(tmp_path):
+def test_dataloader_workers_decode_mixed_sizes_into_a_packed_batch(tmp_path):
     folder = A.ImageFolder(make_photo_folder(tmp_path, **SMALL))
-    loader = DataLoader(folder, batch_size=4, num_workers=2, collate_fn=as_list)
-    got = [(image, int(label)) for images, labels in loader for image, label in zip(images, labels)]
+    loader = DataLoader(folder, batch_size=4, num_workers=2, collate_fn=A.collate)
+    batches = list(loader)
+    assert all(isinstance(images, A.PackedImages) for images, _ in batches)
+    got = [(image, int(label)) for images, labels in batches for image, label in zip(images.unpack(), labels)]
     assert len(got) == len(folder) == 9
     assert len({tuple(image.shape) for image, _ in got}) > 1
     for (image, label), (path, target) in zip(got, folder.samples):
