@@ -1,5 +1,6 @@
 """augpipe: batched image augmentation graphs with per-sample randomness, fused into one pass."""
 from . import draws, functional
+from .colour import ColorJitter, Grayscale, Hue, PCALighting, RandomGrayscale, Saturation
 from .graph import OneOf, Pipeline, RandomApply
 from .loader import DeviceLoader, collate
 from .ops import (Brightness, Contrast, CutMix, Cutout, FractionalPool, GeometricOp, HorizontalFlip, LabelSmoothing,
@@ -12,5 +13,6 @@ __all__ = [
     "RandomPerspective", "ElasticTransform",
     "Brightness", "Contrast", "Normalize", "Cutout", "Mixup", "CutMix", "LabelSmoothing", "FractionalPool",
     "Lambda", "Op", "GeometricOp", "Shape",
+    "Saturation", "Hue", "ColorJitter", "Grayscale", "RandomGrayscale", "PCALighting",
 ]
 __version__ = "0.1.0"
