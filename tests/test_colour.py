@@ -410,3 +410,21 @@ def test_kernels_name_themselves_on_images_without_three_channels():
                    lambda x: F.pca_lighting(x, torch.zeros(2, 3), torch.ones(3), torch.eye(3))):
         with pytest.raises(ValueError, match=r"expected RGB images \(B, 3, H, W\), got shape \(2, 1, 4, 4\)"):
             kernel(torch.rand(2, 1, 4, 4))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_colour_ops_make_no_host_sync_and_give_the_cpu_images():
+    pipe = A.Pipeline(A.HorizontalFlip(), A.ColorJitter(0.4, 0.4, 0.4, 0.1), A.RandomApply(A.Hue(0.2), p=0.5),
+                      A.Saturation(0.3, p=0.5), A.RandomGrayscale(0.3), A.PCALighting(p=0.5), seed=0)
+    x = (photos().repeat(4, 1, 1, 1) * 255).round().to(torch.uint8).cuda()
+    pipe(x)  # the first call creates the generator and moves the constants
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = pipe(x)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    cpu_params = [{k: v.cpu() if isinstance(v, torch.Tensor) else {n: t.cpu() for n, t in v.items()}
+                   for k, v in p.items()} for p in pipe.last_params]
+    reference = pipe(x.cpu(), params=cpu_params)  # the same pipeline, its constants moved back to the CPU
+    torch.testing.assert_close(out.cpu(), reference, rtol=0, atol=1e-5)
