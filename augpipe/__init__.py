@@ -1,5 +1,6 @@
 """augpipe: batched image augmentation graphs with per-sample randomness, fused into one pass."""
 from . import draws, functional
+from .colour import ColorJitter, Grayscale, Hue, PCALighting, RandomGrayscale, Saturation
 from .graph import OneOf, Pipeline, RandomApply
 from .io import ImageFolder, read_image
 from .loader import DeviceLoader, collate
@@ -16,5 +17,6 @@ __all__ = [
     "RandomPerspective", "ElasticTransform", "Resize", "RandomResize", "CenterCrop", "FiveCrop", "TenCrop",
     "Brightness", "Contrast", "Normalize", "Cutout", "Mixup", "CutMix", "LabelSmoothing", "FractionalPool",
     "Lambda", "Op", "GeometricOp", "Shape", "Sizes",
+    "Saturation", "Hue", "ColorJitter", "Grayscale", "RandomGrayscale", "PCALighting",
 ]
 __version__ = "0.1.0"

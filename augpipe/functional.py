@@ -1226,3 +1226,93 @@ def graham_bounds(size: tuple[int, int], pooled: tuple[int, int], batch: int, ps
 def upsample_nearest(x: Tensor, size: tuple[int, int]) -> Tensor:
     """Nearest-neighbour resize (pixel-centre aligned), used to bring pooled images back to their size."""
     return F.interpolate(x, size=size, mode="nearest-exact")
+
+
+# ---- colour
+# Colour kernels (docs/references.md, "Colour"): images (B, 3, H, W) float in [0, 1], one magnitude per sample, the
+# result clamped to [0, 1]. The neutral magnitude (factor 1, shift 0, alpha 0) returns the input's values exactly,
+# so a policy may run a kernel over the whole batch with the neutral value for the samples that did not draw it.
+# None of them writes into its input.
+def _check_rgb(x: Tensor, fn: str) -> None:
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"{fn}: expected RGB images (B, 3, H, W), got shape {tuple(x.shape)}")
+
+
+def luma(x: Tensor) -> Tensor:
+    """0.299 R + 0.587 G + 0.114 B per pixel (B, 1, H, W), not clamped: the grayscale that saturation blends with."""
+    _check_rgb(x, "luma")
+    r, g, b = x.unbind(1)
+    return (r * GRAY_WEIGHTS[0] + g * GRAY_WEIGHTS[1] + b * GRAY_WEIGHTS[2]).unsqueeze(1)
+
+
+def grayscale(x: Tensor, num_output_channels: int = 1) -> Tensor:
+    """The luma image clamped to [0, 1], as 1 channel or repeated in 3 (torchvision rgb_to_grayscale).
+
+    Per sample, ``saturation(x, factor)`` with factor 0 gives the same values in 3 channels."""
+    y = luma(x).clamp_(0, 1)
+    # A new tensor, not an expanded view: a later step may write into the batch it is given.
+    return y.repeat(1, 3, 1, 1) if num_output_channels == 3 else y
+
+
+def saturation(x: Tensor, factor: Tensor) -> Tensor:
+    """clamp(f x + (1 - f) luma(x), 0, 1) with f (B,) >= 0 per sample (torchvision adjust_saturation)."""
+    f = factor.to(x.dtype).view(-1, 1, 1, 1)
+    return (x * f + (1 - f) * luma(x)).clamp_(0, 1)
+
+
+def hue(x: Tensor, shift: Tensor) -> Tensor:
+    """Rotate each pixel's HSV hue by ``shift`` (B,) turns, in [-0.5, 0.5] (torchvision adjust_hue).
+
+    Value (the largest channel) and saturation stay. In hue sectors h6 = 6 h, channel n of the rotated pixel is
+    v - c clamp(min(k, 4 - k), 0, 1) with k = (n + h6 + 6 shift) mod 6 and n = 5, 3, 1 for R, G, B, c = max - min
+    the chroma: the usual HSV-to-RGB map written without branching on the sector. A gray pixel (c = 0) stays as it
+    is. The samples whose shift is 0 keep their input values exactly (the round trip alone would move them by an
+    ulp)."""
+    _check_rgb(x, "hue")
+    r, g, b = x.unbind(1)
+    v, m = x.amax(1), x.amin(1)
+    c = v - m
+    safe = torch.where(c > 0, c, 1.0)  # gray pixels: any hue gives v - 0
+    # The sector, in [-1, 5); where two channels tie for the largest, either formula gives the same sector.
+    h6 = torch.where(v == r, (g - b) / safe, torch.where(v == g, (b - r) / safe + 2, (r - g) / safe + 4))
+    s = shift.to(x.dtype).view(-1, 1, 1, 1)
+    n = torch.arange(5, 0, -2, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)  # a fill on the device, no copy
+    k = torch.remainder(n + h6.unsqueeze(1) + 6 * s, 6)
+    out = (v.unsqueeze(1) - c.unsqueeze(1) * torch.minimum(k, 4 - k).clamp(0, 1)).clamp_(0, 1)
+    return torch.where(s == 0, x, out)
+
+
+def pca_lighting(x: Tensor, alpha: Tensor, eigval: Tensor, eigvec: Tensor) -> Tensor:
+    """AlexNet's lighting noise: clamp(x + eigvec @ (alpha * eigval), 0, 1) per pixel.
+
+    alpha (B, 3) per sample and component; eigval (3,); eigvec (3, 3) with one principal component per column, as
+    fb.resnet.torch stores ImageNet's. The per-sample offset (B, 3) is kept for a compiled call (``hints.keep``)."""
+    _check_rgb(x, "pca_lighting")
+    offset = (alpha.to(x.dtype) * eigval.to(x.dtype)) @ eigvec.to(x.dtype).T  # (B, 3): RGB shift of each sample
+    hints.keep(offset)
+    return (x + offset.view(-1, 3, 1, 1)).clamp_(0, 1)
+
+
+def color_jitter(x: Tensor, order: Tensor, brightness_factor: Tensor | None = None,
+                 contrast_factor: Tensor | None = None, saturation_factor: Tensor | None = None,
+                 hue_shift: Tensor | None = None) -> Tensor:
+    """Brightness, contrast, saturation and hue, each sample in its own order.
+
+    ``order`` (B, 4): per sample the ops by index (0 brightness, 1 contrast, 2 saturation, 3 hue) in the order they
+    apply, as torchvision's ColorJitter draws them; the factors and the shift are (B,) each, or None for an op that
+    is absent (applied to no sample, and not run). With n ops present the batch goes through n slots; in each,
+    every op runs over the whole batch with its neutral value for the samples whose order puts another op in that
+    slot, which leaves them exactly as they were: no per-sample branch and no subset. That is n * n kernel passes
+    over the batch (compiled, they fuse).
+    """
+    steps = [(brightness, brightness_factor, 1.0), (contrast, contrast_factor, 1.0),
+             (saturation, saturation_factor, 1.0), (hue, hue_shift, 0.0)]
+    present = [j for j, (_, f, _) in enumerate(steps) if f is not None]
+    slot = order.argsort(1)  # (B, 4): where op j comes in each sample's order
+    # Among the ops present, op j runs in slot rank[j]: the number of present ops before it.
+    rank = {j: sum((slot[:, i] < slot[:, j]).long() for i in present) for j in present}
+    for s in range(len(present)):
+        for j in present:
+            kernel, f, neutral = steps[j]
+            x = kernel(x, torch.where(rank[j] == s, f, neutral))
+    return x
