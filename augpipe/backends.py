@@ -195,7 +195,7 @@ class Runner:
     def output_buffer(self, graph, shape: Shape, dtype, device: torch.device) -> Tensor | None:
         """Fresh memory for a compiled CPU call's output images when they are large (``memory.empty``: mapped in
         huge pages), for the last compiled call to write them into; None otherwise."""
-        out = (shape.batch, shape.channels, *graph.output_size(shape.size))
+        out = (shape.batch, _output_channels(graph, shape.channels), *graph.output_size(shape.size))
         if not PASSES["huge_pages"] or device.type != "cpu" or math.prod(out) * dtype.itemsize < memory.LARGE_BYTES:
             return None
         return memory.empty(out, dtype)
@@ -207,6 +207,12 @@ class Runner:
         kept = ([] if window is None else [window.source]) + [b for _, b in getattr(self.kept, "stages", [])]
         unique = {b.untyped_storage().data_ptr(): b.untyped_storage().nbytes() for b in kept}
         return sum(unique.values())
+
+
+def _output_channels(node, channels: int) -> int:
+    from .graph import output_channels  # graph imports this module
+
+    return output_channels(node, channels)
 
 
 def _keep_freed_memory(device: torch.device) -> None:
@@ -227,12 +233,13 @@ def sample_then_run(graph, shape: Shape, source, device, state: dict, dtype, win
 def stage_cuts(ops, shape: Shape, dtype) -> list[tuple[int, tuple[int, ...]]]:
     """(step index, image shape) where a compiled CPU call on ``shape`` stops (``Runner.stages``): before each op
     but the first that reads its whole input, when that input is an image of STAGE_MIN_BYTES or more."""
-    cuts, size = [], shape.size
+    cuts, size, channels = [], shape.size, shape.channels
     for i, op in enumerate(ops):
-        image = (shape.batch, shape.channels, *size)
+        image = (shape.batch, channels, *size)
         large = math.prod(image) * dtype.itemsize >= STAGE_MIN_BYTES
         if i and large and getattr(op, "reads_whole_input", False):
             cuts.append((i, image))
         size = op.output_size(size)
         size = size.high if isinstance(size, Sizes) else size  # images of their own sizes: the largest
+        channels = _output_channels(op, channels)
     return cuts

@@ -425,7 +425,8 @@ def _own_apply(node) -> bool:
     """Is ``node.apply`` augpipe's own? Those never read their input after a kernel has written it, and return a
     new tensor or their input, so they may be handed a batch the executor made to overwrite; an apply of one's own
     (or a Lambda's function, which may return a view of the caller's tensor) might not, so it never is."""
-    return getattr(type(node).apply, "__module__", None) == GeometricOp.__module__ and not isinstance(node, Lambda)
+    module = getattr(type(node).apply, "__module__", None) or ""
+    return module.split(".")[0] == GeometricOp.__module__.split(".")[0] and not isinstance(node, Lambda)
 
 
 def _overwriting(target, fn, *args):

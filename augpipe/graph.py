@@ -305,7 +305,8 @@ class Pipeline(_Composite):
         out_dtype = x.dtype if x.dtype.is_floating_point else torch.float32
         if shape.batch == 0:
             self.last_params = None
-            state["images"] = x.new_empty((0, shape.channels, *self.output_size(shape.size)), dtype=out_dtype)
+            state["images"] = x.new_empty((0, output_channels(self, shape.channels), *self.output_size(shape.size)),
+                                          dtype=out_dtype)
             if masks is not None:
                 state["masks"] = state["masks"].new_empty((0, 1, *self.output_size(shape.size)))
             return self._result(state, labels, masks, boxes, keypoints, single)
@@ -378,10 +379,21 @@ def _by_image(state: dict, count: int) -> dict:
 
 
 def _views_after(node, shape: Shape) -> Shape:
-    """The shape after a node that gives several views of each image (FiveCrop, TenCrop): a batch of every view.
-    Per-sample sizes are of the images before it, which its fixed output size replaces."""
+    """The shape after a node, beyond its size: a batch of every view after one that gives several views of each
+    image (FiveCrop, TenCrop), the channels of one that changes them (Grayscale(1))."""
     views = getattr(node, "views", 1)
-    return shape if views == 1 else shape._replace(batch=shape.batch * views)
+    channels = output_channels(node, shape.channels)
+    return shape._replace(batch=shape.batch * views, channels=channels)
+
+
+def output_channels(node, channels: int) -> int:
+    """The channels after a node (Grayscale(num_output_channels=1) makes one)."""
+    if isinstance(node, Pipeline):
+        for n in node.nodes:
+            channels = output_channels(n, channels)
+        return channels
+    change = getattr(node, "output_channels", None)
+    return channels if change is None else change(channels)
 
 
 def views(graph) -> int:
