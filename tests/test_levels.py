@@ -180,12 +180,13 @@ def loop_equalize(q: np.ndarray, on: bool) -> np.ndarray:
 
 
 def loop_autocontrast(q: np.ndarray, on: bool) -> np.ndarray:
-    """torchvision autocontrast on uint8: (q - lo) / ((hi - lo) / 255) in float32, clamped, truncated."""
+    """255 (q - lo) / (hi - lo) rounded down, in whole numbers. (PIL and torchvision compute it in floating point,
+    which can land a level low where the quotient is whole: torchvision's float32 division does on 1 to 2 in 100
+    pixels of these photographs, so the loop takes the exact quotient both mean.)"""
     lo, hi = int(q.min()), int(q.max())
     if not on or hi == lo:
         return q.copy()
-    scale = np.float32(hi - lo) / np.float32(255)
-    return np.vectorize(lambda v: int(min(max(np.float32(int(v) - lo) / scale, 0), 255)))(q)
+    return np.vectorize(lambda v: 255 * (int(v) - lo) // (hi - lo))(q)
 
 
 def loop_invert(q: np.ndarray, on: bool) -> np.ndarray:
@@ -202,8 +203,8 @@ LOOPS = {"sharpness": (loop_sharpness, [0.0, 0.4, 1.0, 2.5]), "posterize": (loop
 @pytest.mark.parametrize("name", list(LOOPS))
 def test_every_channel_follows_the_definition_as_a_band(name, channels):
     """Crops of the photographs as 1 to 4 channel images (a fourth channel is coffee's red), against the loops."""
-    rgb = colour_photos()[:, :, 5:17, 10:24]
-    stacked = torch.cat([rgb, rgb[[2, 0, 1], :1]], 1)  # (3, 4, 12, 14): four bands of real pixels
+    rgb = colour_photos()[:, :, 4:34, 10:46]  # 1080 pixels: Equalize's step is 4 or so, not 0
+    stacked = torch.cat([rgb, rgb[[2, 0, 1], :1]], 1)  # (3, 4, 30, 36): four bands of real pixels
     images = torch.cat([stacked, stacked.flip(-1)])[:4, :channels]  # 4 samples
     loop, magnitudes = LOOPS[name]
     out = KERNELS[name](images.float() / 255, torch.tensor(magnitudes))
@@ -215,7 +216,7 @@ def test_every_channel_follows_the_definition_as_a_band(name, channels):
 
 def test_equalize_lut_stops_at_255_and_a_channel_of_one_level_is_left():
     """PIL's LUT can exceed 255 for the highest level (PIL clips it); a single level or a near-constant channel
-    has step 0 and is left as it is."""
+    has step 0 and is left as it is; 511 pixels under the top one make step 2, where 256 bins would make 1."""
     top_heavy = torch.tensor([k % 256 for k in range(455)] + [255] * 5, dtype=torch.uint8).view(1, 1, 20, 23)
     constant = torch.full((1, 1, 20, 23), 77, dtype=torch.uint8)
     near = constant.clone()
@@ -226,6 +227,9 @@ def test_equalize_lut_stops_at_255_and_a_channel_of_one_level_is_left():
         expected = from_pil(ImageOps.equalize(to_pil(images[b])))
         assert differing(out[b], expected) == 0
     assert torch.equal(out[1:], images[1:].float() / 255)
+    steps = torch.tensor([k * 37 % 200 for k in range(511)] + [230], dtype=torch.uint8).view(1, 1, 16, 32)
+    out = F.equalize(steps.float() / 255, torch.ones(1, dtype=torch.bool))
+    assert differing(out[0], from_pil(ImageOps.equalize(to_pil(steps[0])))) == 0
 
 
 def test_autocontrast_of_a_narrow_range_stretches_to_both_ends():
