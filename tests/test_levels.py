@@ -376,3 +376,22 @@ def test_compiled_pipeline_equals_eager(compiled_graphs):
     expected = eager(images)
     assert differing(out, levels_of(expected)) <= out.numel() // 1000
     torch.testing.assert_close(out, expected, atol=1 / 255 + 1e-6, rtol=0)
+
+
+# ------------------------------------------------------------------------------------------ CUDA
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_kernels_match_the_cpu_without_a_host_sync():
+    """Per-sample magnitudes on the device: the histogram, LUT and smoothing never make the host wait."""
+    x = torch.cat([colour_photos(), colour_photos().flip(-1)]).float() / 255
+    magnitudes = _random_magnitudes(6, seed=4)
+    on_device = {name: m.cuda() for name, m in magnitudes.items()}
+    xd = x.cuda()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        outs = {name: kernel(xd, on_device[name]) for name, kernel in KERNELS.items()}
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    for name, kernel in KERNELS.items():
+        expected = kernel(x, magnitudes[name])
+        assert differing(outs[name].cpu(), levels_of(expected)) <= x.numel() // 1000, name
