@@ -1421,7 +1421,7 @@ def equalize(x: Tensor, apply: Tensor) -> Tensor:
     q = to_levels(x)
     index = q.reshape(B * C, H * W).long()  # (B*C, n)
     hist = torch.zeros(B * C, LEVEL_MAX + 1, dtype=torch.long, device=x.device)
-    hist = hist.scatter_add(1, index, torch.ones_like(index))  # (B*C, 256)
+    hist = hist.scatter_add(1, index, index.new_ones(()).expand_as(index))  # (B*C, 256): one per pixel
     last = hist.gather(1, index.amax(1, keepdim=True))  # (B*C, 1): pixels at the highest level present
     step = (H * W - last) // LEVEL_MAX
     below = hist.cumsum(1) - hist  # pixels under each level
