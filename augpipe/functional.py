@@ -1411,7 +1411,7 @@ def equalize(x: Tensor, apply: Tensor) -> Tensor:
 
     With n pixels, ``h`` the channel's histogram and ``last`` the count of its highest level present,
     ``step = (n - last) // 255`` and level q becomes ``min(255, (step // 2 + sum of h below q) // step)``; a
-    channel with step 0 (one level, or nearly all pixels at the top one) is left as it is. One histogram per sample
+    channel with step 0 (fewer than 255 pixels below its highest level) is left as it is. One histogram per sample
     and channel, batched: a scatter-add of ones into (B * C, 256) bins."""
     _images(x, "equalize")
     on = _per_sample(apply, x, "apply", "equalize") != 0
