@@ -3,6 +3,7 @@ from . import draws, functional
 from .colour import ColorJitter, Grayscale, Hue, PCALighting, RandomGrayscale, Saturation
 from .graph import OneOf, Pipeline, RandomApply
 from .io import ImageFolder, read_image
+from .levels import AutoContrast, Equalize, Invert, Posterize, Sharpness, Solarize
 from .loader import DeviceLoader, collate
 from .packed import PackedImages
 from .ops import (Brightness, CenterCrop, Contrast, CutMix, Cutout, ElasticTransform, FiveCrop, FractionalPool,
@@ -16,6 +17,7 @@ __all__ = [
     "HorizontalFlip", "VerticalFlip", "RandomCrop", "RandomResizedCrop", "RandomRotation", "RandomAffine",
     "RandomPerspective", "ElasticTransform", "Resize", "RandomResize", "CenterCrop", "FiveCrop", "TenCrop",
     "Brightness", "Contrast", "Normalize", "Cutout", "Mixup", "CutMix", "LabelSmoothing", "FractionalPool",
+    "Sharpness", "Posterize", "Solarize", "Equalize", "AutoContrast", "Invert",
     "Lambda", "Op", "GeometricOp", "Shape", "Sizes",
     "Saturation", "Hue", "ColorJitter", "Grayscale", "RandomGrayscale", "PCALighting",
 ]

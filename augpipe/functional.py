@@ -1316,3 +1316,136 @@ def color_jitter(x: Tensor, order: Tensor, brightness_factor: Tensor | None = No
             kernel, f, neutral = steps[j]
             x = kernel(x, torch.where(rank[j] == s, f, neutral))
     return x
+
+
+# ---- levels
+# The 8-bit level ops of PIL's ImageOps and ImageEnhance.Sharpness, as torchvision defines them (docs/references.md,
+# "Levels"). Each decides on a pixel's 8-bit level q = round(255 x), so that float images give what the uint8 image
+# gives, within a level. A pixel whose level the op leaves as it is keeps its own value, so that a neutral parameter
+# (factor 1, bits 8, a threshold above 1, the flag off) returns exactly the input; a moved pixel takes new level / 255.
+LEVEL_MAX = 255
+# Solarize: a level this close below 255 t counts as reaching it, so that t = k / 255 rounded to float32 (up to
+# about 2e-5 of a level above k) still inverts level k, as PIL's integer threshold k does.
+_THRESHOLD_SLACK = 1e-3
+
+
+def to_levels(x: Tensor) -> Tensor:
+    """round(255 x), x clamped to [0, 1]: the uint8 level each pixel stands for, in x's float dtype (B, C, H, W)."""
+    return torch.round(x.clamp(0, 1) * LEVEL_MAX)
+
+
+def from_levels(x: Tensor, levels: Tensor, new: Tensor) -> Tensor:
+    """``new / 255`` where an op moved a pixel's level, ``x`` where it did not."""
+    return torch.where(new == levels, x, new / LEVEL_MAX)
+
+
+def _per_sample(value, x: Tensor, name: str, fn: str) -> Tensor:
+    """A per-sample parameter (B,) as a (B, 1, 1, 1) tensor to broadcast against x."""
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{fn}: {name} must be a (B,) tensor, one value per sample, got {type(value).__name__}")
+    if value.shape != x.shape[:1]:
+        raise ValueError(f"{fn}: {name} must be ({x.shape[0]},), one value per sample, got {tuple(value.shape)}")
+    return value.view(-1, 1, 1, 1)
+
+
+def _images(x: Tensor, fn: str) -> None:
+    if not isinstance(x, Tensor) or x.dim() != 4 or not x.is_floating_point():
+        what = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
+        raise TypeError(f"{fn}: expected float images (B, C, H, W) in [0, 1], got {what}")
+
+
+def posterize(x: Tensor, bits: Tensor) -> Tensor:
+    """Keep the top ``bits`` bits of each 8-bit level, bits (B,) per sample in 1..8: ``q & ~(2^(8 - bits) - 1)``
+    (PIL ImageOps.posterize). 8 keeps every level: the neutral value.
+
+    Whole numbers in 1..8 are checked where looking costs no wait for the device (eager, on the CPU: ValueError);
+    elsewhere a value outside is clamped to 1..8."""
+    _images(x, "posterize")
+    bits = _per_sample(bits, x, "bits", "posterize")
+    if not torch.compiler.is_compiling() and bits.device.type == "cpu":
+        bad = (bits < 1) | (bits > 8) | (bits != torch.round(bits.double()))
+        if bool(bad.any()):
+            raise ValueError(f"posterize: bits must be whole numbers in 1..8, got {bits.flatten().tolist()}")
+    dropped = 8 - torch.round(bits.double()).clamp(1, 8).long()
+    step = torch.bitwise_left_shift(torch.ones_like(dropped), dropped).to(x.dtype)  # 2^(8 - bits), exactly
+    q = to_levels(x)
+    return from_levels(x, q, torch.floor(q / step) * step)
+
+
+def solarize(x: Tensor, threshold: Tensor) -> Tensor:
+    """Invert (1 - x) each pixel whose level reaches ``255 t``, t (B,) per sample on the float scale (PIL
+    ImageOps.solarize with the level threshold 255 t; torchvision's ``solarize(img, t)`` on float images). t = 0
+    inverts every pixel, t = 1 only level 255, and any t above 1 none: the neutral value."""
+    _images(x, "solarize")
+    t = _per_sample(threshold, x, "threshold", "solarize").to(x.dtype)
+    inverted = (to_levels(x) >= t * LEVEL_MAX - _THRESHOLD_SLACK) & (t <= 1)
+    return torch.where(inverted, 1 - x, x)
+
+
+def invert(x: Tensor, apply: Tensor) -> Tensor:
+    """1 - x for the samples whose ``apply`` (B,) is true (PIL ImageOps.invert: level 255 - q)."""
+    _images(x, "invert")
+    return torch.where(_per_sample(apply, x, "apply", "invert") != 0, 1 - x, x)
+
+
+def autocontrast(x: Tensor, apply: Tensor) -> Tensor:
+    """Stretch each channel's levels from [lo, hi] (its darkest and lightest level) onto [0, 255]:
+    ``floor(255 (q - lo) / (hi - lo))`` (PIL ImageOps.autocontrast, per band, no cutoff) for the samples whose
+    ``apply`` (B,) is true; a channel with hi == lo is left as it is."""
+    _images(x, "autocontrast")
+    on = _per_sample(apply, x, "apply", "autocontrast") != 0
+    if x.shape[-1] * x.shape[-2] == 0:
+        return x
+    q = to_levels(x)
+    lo, hi = q.amin((2, 3), keepdim=True), q.amax((2, 3), keepdim=True)
+    span = hi - lo
+    # 255 (q - lo) / span is a whole number or at least 1/255 from one: the slack keeps floor from falling a level
+    # below a whole quotient that division rounded down, and can never reach the next one.
+    stretched = torch.floor((q - lo) * LEVEL_MAX / span.clamp_min(1) + 1e-3)
+    return from_levels(x, q, torch.where(on & (span > 0), stretched, q))
+
+
+def equalize(x: Tensor, apply: Tensor) -> Tensor:
+    """Histogram equalization of each channel's 256 levels (PIL ImageOps.equalize, per band) for the samples whose
+    ``apply`` (B,) is true.
+
+    With n pixels, ``h`` the channel's histogram and ``last`` the count of its highest level present,
+    ``step = (n - last) // 255`` and level q becomes ``min(255, (step // 2 + sum of h below q) // step)``; a
+    channel with step 0 (fewer than 255 pixels below its highest level) is left as it is. One histogram per sample
+    and channel, batched: a scatter-add of ones into (B * C, 256) bins."""
+    _images(x, "equalize")
+    on = _per_sample(apply, x, "apply", "equalize") != 0
+    B, C, H, W = x.shape
+    if H * W == 0:
+        return x
+    q = to_levels(x)
+    index = q.reshape(B * C, H * W).long()  # (B*C, n)
+    hist = torch.zeros(B * C, LEVEL_MAX + 1, dtype=torch.long, device=x.device)
+    hist = hist.scatter_add(1, index, index.new_ones(()).expand_as(index))  # (B*C, 256): one per pixel
+    last = hist.gather(1, index.amax(1, keepdim=True))  # (B*C, 1): pixels at the highest level present
+    step = (H * W - last) // LEVEL_MAX
+    below = hist.cumsum(1) - hist  # pixels under each level
+    lut = ((below + step // 2) // step.clamp_min(1)).clamp_max(LEVEL_MAX)
+    equalized = lut.gather(1, index).view(B, C, H, W).to(x.dtype)
+    keep = ~on | (step == 0).view(B, C, 1, 1)
+    return from_levels(x, q, torch.where(keep, q, equalized))
+
+
+def sharpness(x: Tensor, factor: Tensor) -> Tensor:
+    """Blend each channel's levels with their smoothed image, factor f (B,) per sample (PIL ImageEnhance.Sharpness,
+    torchvision adjust_sharpness): ``floor(s + f (q - s))`` clamped to [0, 255], where s is q smoothed by the 3 x 3
+    kernel [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13, rounded to a level, and s = q on the 1-pixel border, which
+    therefore stays as it is. f = 1 is the neutral value, 0 the smoothed image, above 1 sharper; images under
+    3 x 3 are all border."""
+    _images(x, "sharpness")
+    f = _per_sample(factor, x, "factor", "sharpness").to(x.dtype)
+    if x.shape[-2] < 3 or x.shape[-1] < 3:
+        return x
+    q = to_levels(x)
+    rows = q[..., :, :-2] + q[..., :, 1:-1] + q[..., :, 2:]  # (B, C, H, W - 2): sums across of three
+    centre = q[..., 1:-1, 1:-1]
+    smooth = rows[..., :-2, :] + rows[..., 1:-1, :] + rows[..., 2:, :] + 4 * centre  # whole numbers up to 13 * 255
+    # sum / 13 is never a whole number plus a half (the sum is an integer), so rounding it is PIL's round-half-up
+    smoothed = q + F.pad(torch.round(smooth / 13) - centre, (1, 1, 1, 1))
+    new = torch.floor(smoothed + f * (q - smoothed)).clamp(0, LEVEL_MAX)
+    return from_levels(x, q, new)
