@@ -40,12 +40,17 @@ def explain(pipe, images_shape, dtype: torch.dtype = torch.uint8, device="cpu") 
     for n, stage in enumerate(stages):
         if isinstance(stage, list):
             segment = [op for op, _ in stage]
+            before = size
             for op in segment:
                 size = op.output_size(size)
             split = (" (a read of its own: a bilinear read extends no edge, so reflect or replicate padding "
                      "shares a read only with whole-pixel ops)") if isinstance(previous, list) else ""
             lines.append(f"{n + 1}. geometry {_names(segment)} -> {size[0]}x{size[1]}:")
-            lines.append(f"   {_read(segment, window if n == 0 else None, dtype, windowed and n == 0)}{split}")
+            read = _read(segment, window if n == 0 else None, dtype, windowed and n == 0)
+            if _antialiased(segment, before, size):
+                read = ("axis-aligned and shrinking, one antialiased read (PIL's bilinear resize: each output pixel "
+                        "averages its footprint, up to 2s + 1 pixels per axis for a downscale by s)")
+            lines.append(f"   {read}{split}")
             if n == 0 and then:
                 lines.append(f"   then {_names(node for node, _ in then)} on the gathered pixels, before the fills "
                              f"(they change each pixel by its own value, so they commute with moving whole pixels)")
@@ -106,6 +111,14 @@ def _read(segment, window, dtype, windowed: bool) -> str:
             f"bilinear read of four taps{source}")
 
 
+def _antialiased(segment, before, after) -> bool:
+    """Does the executor read this run antialiased (``fuse.warp``): axis-aligned, an op asks for it, and the
+    input may be larger than the output."""
+    if fuse.segment_kind(segment) != "axis" or not any(op.antialias for op in segment):
+        return False
+    return max(F.axis_tap_count(i / o, True) for i, o in zip(before, after)) > 2
+
+
 def _step(node) -> str:
     if hasattr(node, "select"):
         return "a per-sample choice: each branch runs, each sample keeps its own"
@@ -117,7 +130,7 @@ def _step(node) -> str:
 
 
 def _window_bytes(plan: F.WindowPlan, shape: Shape, dtype: torch.dtype) -> int:
-    B, C, H, W = plan.padded_shape(shape)
+    B, C, H, W = plan.padded_shape(tuple(shape)[:4])
     return (2 if plan.mirrored else 1) * (B * C * H * W + 2 * plan.reach) * dtype.itemsize
 
 

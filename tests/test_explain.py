@@ -10,7 +10,8 @@ from augpipe import functional as F
 
 READS = {"gather_separable": "one gather through per-sample row and column tables",
          "resample_separable": "one separable bilinear read",
-         "warp_affine": "one bilinear read of four taps per pixel"}
+         "warp_affine": "one bilinear read of four taps per pixel",
+         "read_axis": "one antialiased read"}
 
 
 def counted_reads(pipe, x, monkeypatch) -> list[str]:
@@ -18,7 +19,7 @@ def counted_reads(pipe, x, monkeypatch) -> list[str]:
     seen = []
     for name in READS:
         def spy(*args, _name=name, _real=getattr(F, name), **kwargs):
-            if args[0].is_floating_point():  # masks go through the same kernels; only images count
+            if args[0].dtype.is_floating_point:  # masks go through the same kernels; only images count
                 seen.append(_name)
             return _real(*args, **kwargs)
         monkeypatch.setattr(F, name, spy)
@@ -31,8 +32,9 @@ def counted_reads(pipe, x, monkeypatch) -> list[str]:
     ((A.HorizontalFlip(), A.RandomCrop(16, padding=2, padding_mode="reflect"), A.VerticalFlip()),
      ["gather_separable"]),
     ((A.HorizontalFlip(), A.RandomCrop(16, padding=2, padding_mode="replicate"), A.RandomResizedCrop(12)),
-     ["gather_separable", "resample_separable"]),
-    ((A.RandomResizedCrop(12), A.HorizontalFlip(), A.Contrast(0.3)), ["resample_separable"]),
+     ["gather_separable", "read_axis"]),
+    ((A.RandomResizedCrop(12, antialias=False), A.HorizontalFlip(), A.Contrast(0.3)), ["resample_separable"]),
+    ((A.RandomResizedCrop(24), A.HorizontalFlip()), ["resample_separable"]),  # an upscale: nothing to average
     ((A.HorizontalFlip(), A.RandomRotation(20), A.Brightness(0.1), A.VerticalFlip()),
      ["warp_affine", "gather_separable"]),
     ((A.Brightness(0.2), A.Normalize((0.5,) * 3, (0.2,) * 3)), []),
@@ -49,8 +51,8 @@ def test_explain_names_the_reads_an_eager_call_makes(nodes, reads, monkeypatch):
 
 
 def test_explain_lists_every_step_with_its_output_size_and_dtypes():
-    pipe = A.Pipeline(A.RandomResizedCrop(10), A.Brightness(0.2), A.OneOf(A.Mixup(), A.CutMix()), A.LabelSmoothing(),
-                      num_classes=3)
+    pipe = A.Pipeline(A.RandomResizedCrop(10, antialias=False), A.Brightness(0.2), A.OneOf(A.Mixup(), A.CutMix()),
+                      A.LabelSmoothing(), num_classes=3)
     lines = pipe.explain((6, 3, 20, 24)).splitlines()
     assert lines[0] == "Pipeline, eager, on cpu: uint8 (6, 3, 20, 24) -> float32 (6, 3, 10, 10), computed in float32"
     assert lines[2].startswith("1. geometry [RandomResizedCrop(") and "-> 10x10" in lines[2]
