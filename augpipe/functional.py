@@ -720,6 +720,8 @@ def read_axis(flat: Flat, matrix: Tensor, size: tuple[int, int], taps: tuple[int
     unit = 255 if flat.data.dtype == torch.uint8 else None
     base, width = _flat_base(flat)
     row_at = rows * width[..., None]  # (B, Ho, kr)
+    # per-sample tables every pixel reads: stored once by a compiled call, not worked out again per pixel
+    hints.keep(base, row_at, cols, wr, wc)
     widest = flat.sizes.high[1]
     if taps[0] * taps[1] > taps[0] * widest / size[1] + taps[1]:
         out = _read_rows_then_columns(flat, base + row_at[:, None], wr, cols, wc, widest, dtype, unit)
@@ -774,7 +776,9 @@ def read_exact(flat: Flat, rows: Tensor, cols: Tensor, dtype: torch.dtype | None
     """Whole pixels (B, C, Ho, Wo) of images of their own sizes: output (i, j) of sample b is its source pixel
     (rows[b, i], cols[b, j]), indices in range (``exact_map``). In ``dtype`` (None: the data's own dtype)."""
     base, width = _flat_base(flat)
-    values = flat.data[base + (rows * width)[:, None, :, None] + cols[:, None, None, :]]
+    row_at = rows * width
+    hints.keep(base, row_at, cols)
+    values = flat.data[base + row_at[:, None, :, None] + cols[:, None, None, :]]
     if dtype is None:
         return values
     return _unit(values, dtype, 255 if flat.data.dtype == torch.uint8 else None)
