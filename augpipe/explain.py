@@ -40,12 +40,14 @@ def explain(pipe, images_shape, dtype: torch.dtype = torch.uint8, device="cpu") 
     for n, stage in enumerate(stages):
         if isinstance(stage, list):
             segment = [op for op, _ in stage]
+            before = size
             for op in segment:
                 size = op.output_size(size)
             split = (" (a read of its own: a bilinear read extends no edge, so reflect or replicate padding "
                      "shares a read only with whole-pixel ops)") if isinstance(previous, list) else ""
             lines.append(f"{n + 1}. geometry {_names(segment)} -> {size[0]}x{size[1]}:")
-            lines.append(f"   {_read(segment, window if n == 0 else None, dtype, windowed and n == 0)}{split}")
+            read = _read(segment, window if n == 0 else None, dtype, windowed and n == 0, before, size)
+            lines.append(f"   {read}{split}")
             if n == 0 and then:
                 lines.append(f"   then {_names(node for node, _ in then)} on the gathered pixels, before the fills "
                              f"(they change each pixel by its own value, so they commute with moving whole pixels)")
@@ -83,9 +85,14 @@ def explain(pipe, images_shape, dtype: torch.dtype = torch.uint8, device="cpu") 
     return "\n".join(lines)
 
 
-def _read(segment, window, dtype, windowed: bool) -> str:
-    """Which read a run of geometric ops gets, and why."""
+def _read(segment, window, dtype, windowed: bool, before, after) -> str:
+    """Which read a run of geometric ops gets, and why; ``before`` and ``after``: its input and output (H, W)."""
     kind = fuse.segment_kind(segment)
+    antialias = kind == "axis" and any(op.antialias for op in segment)
+    taps = tuple(F.axis_tap_count(h / o, antialias) for h, o in zip(before, after))
+    if max(taps) > 2:  # as fuse.warp decides
+        return (f"axis-aligned and antialiased, one read averaging each output pixel's source footprint as PIL's "
+                f"bilinear resize (up to {taps[0]} x {taps[1]} taps a pixel)")
     if kind == "exact":
         if window is not None:
             copy = "a float copy" + (f" padded by {window.mode}" if window.mode else "") \
@@ -117,7 +124,7 @@ def _step(node) -> str:
 
 
 def _window_bytes(plan: F.WindowPlan, shape: Shape, dtype: torch.dtype) -> int:
-    B, C, H, W = plan.padded_shape(shape)
+    B, C, H, W = plan.padded_shape(tuple(shape)[:4])  # a Shape also holds the per-sample sizes
     return (2 if plan.mirrored else 1) * (B * C * H * W + 2 * plan.reach) * dtype.itemsize
 
 

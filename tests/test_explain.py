@@ -10,7 +10,8 @@ from augpipe import functional as F
 
 READS = {"gather_separable": "one gather through per-sample row and column tables",
          "resample_separable": "one separable bilinear read",
-         "warp_affine": "one bilinear read of four taps per pixel"}
+         "warp_affine": "one bilinear read of four taps per pixel",
+         "read_axis": "one read averaging each output pixel's source footprint"}
 
 
 def counted_reads(pipe, x, monkeypatch) -> list[str]:
@@ -18,7 +19,8 @@ def counted_reads(pipe, x, monkeypatch) -> list[str]:
     seen = []
     for name in READS:
         def spy(*args, _name=name, _real=getattr(F, name), **kwargs):
-            if args[0].is_floating_point():  # masks go through the same kernels; only images count
+            # masks go through the same kernels; only images count (read_axis reads an F.Flat of them)
+            if (args[0].data if isinstance(args[0], F.Flat) else args[0]).is_floating_point():
                 seen.append(_name)
             return _real(*args, **kwargs)
         monkeypatch.setattr(F, name, spy)
@@ -31,8 +33,12 @@ def counted_reads(pipe, x, monkeypatch) -> list[str]:
     ((A.HorizontalFlip(), A.RandomCrop(16, padding=2, padding_mode="reflect"), A.VerticalFlip()),
      ["gather_separable"]),
     ((A.HorizontalFlip(), A.RandomCrop(16, padding=2, padding_mode="replicate"), A.RandomResizedCrop(12)),
-     ["gather_separable", "resample_separable"]),
-    ((A.RandomResizedCrop(12), A.HorizontalFlip(), A.Contrast(0.3)), ["resample_separable"]),
+     ["gather_separable", "read_axis"]),
+    ((A.HorizontalFlip(), A.RandomCrop(16, padding=2, padding_mode="replicate"),
+      A.RandomResizedCrop(12, antialias=False)), ["gather_separable", "resample_separable"]),
+    ((A.RandomResizedCrop(12), A.HorizontalFlip(), A.Contrast(0.3)), ["read_axis"]),
+    ((A.RandomResizedCrop(12, antialias=False), A.HorizontalFlip(), A.Contrast(0.3)), ["resample_separable"]),
+    ((A.RandomResizedCrop(20), A.HorizontalFlip()), ["resample_separable"]),  # never shrinks: nothing to average
     ((A.HorizontalFlip(), A.RandomRotation(20), A.Brightness(0.1), A.VerticalFlip()),
      ["warp_affine", "gather_separable"]),
     ((A.Brightness(0.2), A.Normalize((0.5,) * 3, (0.2,) * 3)), []),
@@ -54,7 +60,7 @@ def test_explain_lists_every_step_with_its_output_size_and_dtypes():
     lines = pipe.explain((6, 3, 20, 24)).splitlines()
     assert lines[0] == "Pipeline, eager, on cpu: uint8 (6, 3, 20, 24) -> float32 (6, 3, 10, 10), computed in float32"
     assert lines[2].startswith("1. geometry [RandomResizedCrop(") and "-> 10x10" in lines[2]
-    assert lines[3].startswith("   axis-aligned, one separable bilinear read")
+    assert lines[3].startswith("   axis-aligned and antialiased, one read averaging")
     assert lines[4].startswith("2. Brightness(") and lines[5].startswith("3. OneOf(Mixup(") and "CutMix(" in lines[5]
     assert lines[6].startswith("4. LabelSmoothing(")
     assert "per-sample choice" in lines[5]
