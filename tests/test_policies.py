@@ -24,6 +24,7 @@ ID = {name: k for k, name in enumerate(NAMES)}
 GEOMETRIC = {"ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate"}
 # torchvision's RandAugment and TrivialAugmentWide draw from these 14; AutoAugment adds Invert and has no Identity.
 RANDAUGMENT_OPS = NAMES[:14]
+SIGNED = GEOMETRIC | {"Brightness", "Color", "Contrast", "Sharpness"}
 AUGMIX_OPS = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Posterize", "Solarize", "AutoContrast",
               "Equalize", "Brightness", "Color", "Contrast", "Sharpness")
 
@@ -69,8 +70,11 @@ def test_randaugment_magnitudes_are_torchvisions(bins, level):
     params = draw(A.RandAugment(num_ops=3, magnitude=level, num_magnitude_bins=bins), 1000)
     assert set(params["op"].unique().tolist()) == {ID[name] for name in RANDAUGMENT_OPS}
     for name, value in expected.items():
-        got = magnitudes_of(params, name).abs().unique()
+        m = magnitudes_of(params, name)
+        got = m.abs().unique()
         assert got.numel() == 1 and math.isclose(got.item(), value, rel_tol=1e-6, abs_tol=1e-7), (name, got)
+        # the geometric and enhance members come with either sign, the others never negative
+        assert (m < 0).any() == (name in SIGNED and value != 0) and (m > 0).any() == (value != 0), name
 
 
 # TrivialAugmentWide (torchvision's wide space, 31 bins): the largest magnitude, and the posterize bits per bin
@@ -90,6 +94,8 @@ def test_trivialaugment_scales_are_torchvisions_wide_ones():
             assert set(m.unique().tolist()) == {int(largest * b / 30) for b in range(31)}
         else:
             assert torch.allclose(m.unique(), torch.tensor([largest * b / 30 for b in range(31)]), rtol=1e-6)
+    for name in WIDE_LARGEST:
+        assert (magnitudes_of(params, name) < 0).any(), name
     assert set(magnitudes_of(params, "Posterize").unique().tolist()) == set(WIDE_POSTERIZE_BINS)
     assert torch.allclose(magnitudes_of(params, "Solarize").unique(), torch.tensor([b / 30 for b in range(31)]))
 
