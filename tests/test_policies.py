@@ -580,3 +580,23 @@ def test_images_of_mixed_sizes_are_refused():
     with pytest.raises(ValueError, match="RandAugment.*gets images of different sizes"):
         A.Pipeline(A.RandAugment())(packed)
     assert A.Pipeline(A.RandomResizedCrop(8), A.RandAugment(), seed=0)(packed).shape == (2, 3, 8, 8)
+
+
+# ------------------------------------------------------------------------------------------ CUDA
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_policies_make_no_host_sync_and_give_the_cpu_images():
+    """Draws, tables (buffers on the device), the per-sample selection and AugMix's chains: nothing waits for the
+    device; the same params on the CPU give the same images but for a rare level."""
+    x = (batch_of(24) * 255).round().to(torch.uint8)
+    on_device = x.cuda()
+    for policy in (A.RandAugment(magnitude_std=0.5), A.TrivialAugmentWide(), A.AutoAugment(), A.AugMix()):
+        pipe = A.Pipeline(A.RandomCrop(36, 4), A.HorizontalFlip(), policy, seed=17)
+        pipe(on_device)  # the first call creates the generator and moves the tables
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            out = pipe(on_device)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        cpu_params = [{k: v.cpu() for k, v in p.items()} for p in pipe.last_params]
+        _close_but_for_levels(out.cpu(), pipe(x, params=cpu_params))
