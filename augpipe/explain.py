@@ -26,7 +26,7 @@ def explain(pipe, images_shape, dtype: torch.dtype = torch.uint8, device="cpu") 
     out_dtype = dtype if dtype.is_floating_point else torch.float32
     out_shape = (shape.batch, shape.channels, *pipe.output_size(shape.size))
     mode = "compiled" if pipe.compiled else "eager"
-    lines = [f"{type(pipe).__name__}, {mode}, on {device.type}: {_dtype(dtype)} {tuple(shape)[:4]} -> "
+    lines = [f"{type(pipe).__name__}, {mode}, on {device.type}: {_dtype(dtype)} {tuple(shape)} -> "
              f"{_dtype(out_dtype)} {out_shape}, computed in {_dtype(work)}"]
     requests, made, _ = pipe._draw_plans.plan(pipe, shape, device)
     lines.append(f"draws: {len(requests)} requests from sample(), made as {len(made)} draw(s) from the pipeline's "
@@ -137,7 +137,7 @@ def _step(node) -> str:
 
 
 def _window_bytes(plan: F.WindowPlan, shape: Shape, dtype: torch.dtype) -> int:
-    B, C, H, W = plan.padded_shape(tuple(shape)[:4])
+    B, C, H, W = plan.padded_shape(shape)
     return (2 if plan.mirrored else 1) * (B * C * H * W + 2 * plan.reach) * dtype.itemsize
 
 

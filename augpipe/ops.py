@@ -42,18 +42,30 @@ class Sizes(NamedTuple):
         return self.hw[:, 0], self.hw[:, 1]
 
 
-class Shape(NamedTuple):
-    """The shape of the images an op receives, as ``sample`` and ``check`` are given it; ``size`` is (H, W).
-
-    For images of different sizes (a packed batch), ``sizes`` holds them per sample (``Sizes``), and height and
-    width are the largest; an op sees such a shape only if it declares ``GeometricOp.mixed_sizes``.
-    """
-
+class _ShapeFields(NamedTuple):
     batch: int
     channels: int
     height: int
     width: int
-    sizes: Sizes | None = None
+
+
+class Shape(_ShapeFields):
+    """The shape of the images an op receives, as ``sample`` and ``check`` are given it: (batch, channels, height,
+    width), a 4-tuple; ``size`` is (H, W).
+
+    For images of different sizes (a packed batch), ``sizes`` holds them per sample (``Sizes``), and height and
+    width are the largest; an op sees such a shape only if it declares ``GeometricOp.mixed_sizes``. ``sizes`` is
+    not one of the tuple's items, so ``tuple(shape)`` and ``B, C, H, W = shape`` read as for any batch.
+    """
+
+    def __new__(cls, batch: int, channels: int, height: int, width: int, sizes: "Sizes | None" = None):
+        shape = super().__new__(cls, batch, channels, height, width)
+        shape.sizes = sizes
+        return shape
+
+    def _replace(self, **changes) -> "Shape":
+        fields = {**self._asdict(), "sizes": self.sizes, **changes}
+        return Shape(**fields)
 
     @property
     def size(self) -> tuple[int, int]:
