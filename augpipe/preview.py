@@ -23,8 +23,9 @@ from .colour import JITTER_OPS, ColorJitter, Grayscale, Hue, PCALighting, Random
 from .graph import OneOf, Pipeline, RandomApply, views
 from .levels import AutoContrast, Equalize, Invert, Posterize, Sharpness, Solarize
 from .ops import (Brightness, CenterCrop, Contrast, CutMix, Cutout, ElasticTransform, FiveCrop, FractionalPool,
-                  HorizontalFlip, LabelSmoothing, Mixup, Normalize, RandomAffine, RandomCrop, RandomPerspective,
-                  RandomResize, RandomResizedCrop, RandomRotation, Resize, Sizes, TenCrop, VerticalFlip)
+                  GaussianBlur, HorizontalFlip, LabelSmoothing, Mixup, Normalize, RandomAffine, RandomCrop,
+                  RandomErasing, RandomPerspective, RandomResize, RandomResizedCrop, RandomRotation, Resize, Sizes,
+                  TenCrop, VerticalFlip)
 
 DEFAULT_IMAGES = ("chelsea", "coffee", "astronaut", "rocket")  # >= 4 so that Mixup/CutMix partners differ
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -83,6 +84,7 @@ def catalogue(size: int) -> list[Preview]:
     (``labels_for``) that writes its params as text."""
     pad, hole = max(1, size // 8), max(1, size // 2)  # CIFAR's pad 4 and Cutout 16 on 32 pixels, scaled
     half, two_thirds = max(1, size // 2), max(1, size * 2 // 3)
+    blur = 2 * (size // 20) + 1  # odd taps, about a tenth of the side, as torchvision's recipes take
     return [
         Preview("horizontal_flip", "flip on/off per sample", [HorizontalFlip()]),
         Preview("vertical_flip", "flip on/off per sample", [VerticalFlip()]),
@@ -131,7 +133,12 @@ def catalogue(size: int) -> list[Preview]:
         Preview("autocontrast", "each channel's darkest to lightest level stretched to 0..255, p = 0.5",
                 [AutoContrast()]),
         Preview("invert", "1 - x, p = 0.5", [Invert()]),
+        Preview("gaussian_blur", f"σ ~ U[0.1, 2] per sample (torchvision's default), {blur} x {blur} taps, "
+                "mirrored edges", [GaussianBlur(blur)]),
         Preview("cutout", "box rows y1:y2, columns x1:x2 (clipped at the border)", [Cutout(hole)]),
+        Preview("random_erasing", "p = 0.75, up to 2 boxes, rows y1:y2, columns x1:x2, filled with normal noise "
+                "after Normalize (timm's pixel mode); un-normalized for display",
+                [Normalize(IMAGENET_MEAN, IMAGENET_STD), RandomErasing(0.75, value="random", count=2)]),
         Preview("mixup", "λ x + (1 - λ) x[#partner], partner numbered as in the first row", [Mixup(1.0)]),
         Preview("cutmix", "the partner's box pasted in; λ = the fraction of the sample's own pixels kept",
                 [CutMix(1.0)]),
@@ -312,6 +319,18 @@ def _solarize(op, q, b, size):
 @labels_for(Equalize, AutoContrast, Invert)
 def _switched(op, q, b, size):
     return [f"{op.key} {_on(q[op.key])}"]
+
+
+@labels_for(GaussianBlur)
+def _gaussian_blur(op, q, b, size):
+    sigma = float(q["sigma"])
+    return [f"blur σ {sigma:.2f}" if sigma > 0 else "blur off"]  # not applied: σ = 0
+
+
+@labels_for(RandomErasing)
+def _random_erasing(op, q, b, size):
+    boxes = [box for box in q["boxes"].long().tolist() if box[0] < box[2] and box[1] < box[3]]
+    return [f"erase {_box(*box)}" for box in boxes] or ["erase off"]
 
 
 @labels_for(Cutout)

@@ -16,7 +16,8 @@ NAMES = {"horizontal_flip", "vertical_flip", "random_crop", "random_resized_crop
          "fractional_pool_random", "label_smoothing", "cifar_recipe", "imagenet_recipe",
          "resize", "random_resize", "random_crop_pad_if_needed", "center_crop", "five_crop", "ten_crop",
          "saturation", "hue", "color_jitter", "grayscale", "random_grayscale", "pca_lighting",
-         "sharpness", "posterize", "solarize", "equalize", "autocontrast", "invert"}
+         "sharpness", "posterize", "solarize", "equalize", "autocontrast", "invert", "gaussian_blur",
+         "random_erasing"}
 
 
 @pytest.fixture(scope="module")
@@ -216,3 +217,16 @@ def test_every_op_of_the_package_is_previewed():
     ops = {getattr(A, name) for name in A.__all__ if isinstance(getattr(A, name), type)
            and issubclass(getattr(A, name), A.Op)} - not_augmentations
     assert ops - shown == set()
+
+
+def test_blur_and_erasing_text_is_the_drawn_parameters():
+    images = _photos(6, n=8)
+    (draw,) = preview.run([A.GaussianBlur(3, p=0.5), A.RandomErasing(0.75, count=2)], images, seed=8, draws=1)
+    blur, erase = draw.params
+    for b, text in enumerate(draw.texts):
+        sigma = float(blur["sigma"][b])
+        boxes = [f"erase y {y1}:{y2} x {x1}:{x2}" for y1, x1, y2, x2 in erase["boxes"][b].long().tolist()
+                 if y2 > y1 and x2 > x1]
+        assert text.splitlines() == [f"blur σ {sigma:.2f}" if sigma else "blur off"] + (boxes or ["erase off"])
+    lines = [line for text in draw.texts for line in text.splitlines()]
+    assert "blur off" in lines and "erase off" in lines and any(line.startswith("erase y") for line in lines)
