@@ -170,11 +170,12 @@ def _steps(bounds: Tensor, n: int = 14) -> str:
 
 def _partner(perm: Tensor, b: int) -> str:
     j = int(perm)
-    return f"#{j} (itself)" if j == b else f"#{j}"
+    return "itself" if j == b else f"#{j}"
 
 
 # A label function writes sample b's params q of an op (each tensor without its batch dimension) as short lines,
-# each of which must fit under a tile: about 24 characters. size is the (H, W) of the images the op received.
+# each of which must fit under a tile: LABEL_CHARS characters. size is the (H, W) of the images the op received.
+LABEL_CHARS = 24  # at FONT points, what a column holds with a margin
 LABELS: dict[type, Callable[[object, dict, int, tuple], list[str]]] = {}
 
 
@@ -250,8 +251,8 @@ def _affine(op, q, b, size):
 
 @labels_for(RandomPerspective)
 def _perspective(op, q, b, size):
-    moves = " ".join(f"{x}/{y}" for x, y in q["inward"].tolist())
-    return [f"corners in {moves}"]
+    moves = [f"{x}/{y}" for x, y in q["inward"].tolist()]
+    return [f"corners in {moves[0]} {moves[1]}", f"{moves[2]} {moves[3]}"]  # two corners a line: they fit a tile
 
 
 @labels_for(ElasticTransform)
@@ -350,7 +351,7 @@ def _cutmix(op, q, b, size):
     if not (box[0] < box[2] and box[1] < box[3]):
         return ["cutmix off"]
     lam = float(F.cutmix_lambda(box[None], size)[0])
-    return [f"cutmix {_box(*box.tolist())}", f"λ {lam:.2f}, patch from {_partner(q['perm'], b)}"]
+    return [f"cutmix {_box(*box.tolist())}", f"λ {lam:.2f}, patch of {_partner(q['perm'], b)}"]
 
 
 @labels_for(FractionalPool)

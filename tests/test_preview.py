@@ -33,7 +33,15 @@ def image_paths(tmp_path_factory):
     return [str(p) for p in paths]
 
 
-def test_writes_every_grid(image_paths, tmp_path, capsys):
+def test_writes_every_grid(image_paths, tmp_path, capsys, monkeypatch):
+    drawn = preview.draw_grid
+    lines = []
+
+    def draw_grid(path, title, rows, *args):  # keeps the text under every tile
+        lines.extend(line for _, tiles in rows for _, text in tiles for line in text.splitlines())
+        return drawn(path, title, rows, *args)
+
+    monkeypatch.setattr(preview, "draw_grid", draw_grid)
     written = preview.main(["--out", str(tmp_path / "grids"), "--images", *image_paths, "--draws", "1",
                             "--size", "32", "--seed", "1"])
     assert {p.stem for p in written} == NAMES
@@ -48,6 +56,8 @@ def test_writes_every_grid(image_paths, tmp_path, capsys):
         assert 2 * 32 < w < 900 and 2 * 32 < h < 800, (path.name, im.size)
         assert pixels.std() > 10, path.name  # not blank
     assert str(written[0]) in capsys.readouterr().out
+    too_long = [line for line in lines if len(line) > preview.LABEL_CHARS]
+    assert len(lines) > 100 and too_long == [], too_long  # a longer line runs into the next tile's
 
 
 def test_loaded_images_are_square_uint8(image_paths):
@@ -80,7 +90,7 @@ def test_cutmix_text_gives_box_lambda_and_partner():
             continue
         j = int(params["perm"][b])
         assert text.splitlines()[0] == f"cutmix y {y1}:{y2} x {x1}:{x2}"
-        assert text.splitlines()[1].startswith(f"λ {float(lam[b]):.2f}, patch from #{j}")
+        assert text.splitlines()[1] == f"λ {float(lam[b]):.2f}, patch of " + ("itself" if j == b else f"#{j}")
 
 
 def test_recipes_are_shown_unnormalized():
@@ -118,7 +128,8 @@ def test_perspective_and_elastic_text_is_their_drawn_parameters(image_paths):
     images, _ = preview.load_images(image_paths, 32)
     (draw,) = preview.run([A.RandomPerspective(0.5, p=1.0)], images, seed=3, draws=1)
     inward = draw.params[0]["inward"]
-    assert draw.texts[0] == "corners in " + " ".join(f"{x}/{y}" for x, y in inward[0].tolist())
+    (x0, y0), (x1, y1), (x2, y2), (x3, y3) = inward[0].tolist()
+    assert draw.texts[0] == f"corners in {x0}/{y0} {x1}/{y1}\n{x2}/{y2} {x3}/{y3}"
     (draw,) = preview.run([A.ElasticTransform()], images, seed=3, draws=1)
     lengths = draw.params[0]["displacement"][1].norm(dim=-1)
     assert draw.texts[1] == f"shift max {float(lengths.max()):.1f} px\nmean {float(lengths.mean()):.2f} px"
