@@ -395,6 +395,11 @@ class RandomCrop(GeometricOp):
             raise ValueError(f"RandomCrop: padding_mode must be one of {self.MODES}, got {padding_mode!r}")
         if not isinstance(pad_if_needed, bool):
             raise TypeError(f"RandomCrop: pad_if_needed must be True or False, got {pad_if_needed!r}")
+        if pad_if_needed and padding_mode == "reflect" and any(self.padding):
+            # torchvision reflects the padded image again, a reflection of a reflection that one remap of the
+            # original's indices (F.exact_map) does not give
+            raise ValueError(f"RandomCrop: reflect padding {padding!r} with pad_if_needed=True would reflect twice; "
+                             f"use padding=0 with pad_if_needed=True, or padding_mode='constant' or 'replicate'")
         self.padding_mode, self.fill, self.pad_if_needed = padding_mode, float(fill), pad_if_needed
 
     @staticmethod
