@@ -251,11 +251,12 @@ def warp(state: dict, segment: list, dtype, window=None, then: list = ()) -> dic
                 x = F.read_points(src, *points, fill, extend, dtype)
             if masks is not None:
                 masks = _nearest(masks, suffix[0], out_size, projective)
-        elif kind == "axis":
-            x = F.resample_separable(source, suffix[0], out_size, fill, extend, dtype, uint8=uint8)
         else:
-            x = F.warp_affine(source, suffix[0].to(dtype), out_size, fill, extend, dtype, uint8=uint8,
-                              projective=projective)
+            if kind == "axis":
+                x = F.resample_separable(source, suffix[0], out_size, fill, extend, dtype, uint8=uint8)
+            else:
+                x = F.warp_affine(source, suffix[0].to(dtype), out_size, fill, extend, dtype, uint8=uint8,
+                                  projective=projective)
             if masks is not None:
                 masks = F.sample_nearest(masks, suffix[0], out_size, 0, projective=projective)
     for k in range(1, len(segment)):

@@ -395,11 +395,6 @@ class RandomCrop(GeometricOp):
             raise ValueError(f"RandomCrop: padding_mode must be one of {self.MODES}, got {padding_mode!r}")
         if not isinstance(pad_if_needed, bool):
             raise TypeError(f"RandomCrop: pad_if_needed must be True or False, got {pad_if_needed!r}")
-        if pad_if_needed and padding_mode == "reflect" and any(self.padding):
-            # torchvision reflects the padded image again, a reflection of a reflection that one remap of the
-            # original's indices (F.exact_map) does not give
-            raise ValueError(f"RandomCrop: reflect padding {padding!r} with pad_if_needed=True would reflect twice; "
-                             f"use padding=0 with pad_if_needed=True, or padding_mode='constant' or 'replicate'")
         self.padding_mode, self.fill, self.pad_if_needed = padding_mode, float(fill), pad_if_needed
 
     @staticmethod
@@ -446,6 +441,12 @@ class RandomCrop(GeometricOp):
         if self.padding_mode == "reflect" and (max(t, b) >= low[0] or max(l, r) >= low[1]):
             raise ValueError(f"{self!r}: reflect padding {self.padding} needs to be smaller than the "
                              f"{low[0]}x{low[1]} image")
+        if self.pad_if_needed and self.padding_mode == "reflect" and any(self.padding) and (h > hp or w > wp):
+            # torchvision reflects the padded image again, a reflection of a reflection that one remap of the
+            # original's indices (F.exact_map) does not give
+            raise ValueError(f"{self!r}: the {low[0]}x{low[1]} image, reflect-padded by {self.padding} and then "
+                             f"padded again to the crop, would be reflected twice; use padding=0 with "
+                             f"pad_if_needed=True, or padding_mode='constant' or 'replicate'")
         if self.pad_if_needed and self.padding_mode == "reflect" and (h > 2 * low[0] - 1 or w > 2 * low[1] - 1):
             raise ValueError(f"{self!r}: reflect padding to {h}x{w} needs images of at least "
                              f"{(h + 1) // 2}x{(w + 1) // 2}, got {low[0]}x{low[1]}")
