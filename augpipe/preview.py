@@ -1,11 +1,13 @@
-"""Picture grids of every op and recipe: the originals, then several draws, each tile labelled with its parameters.
+"""Picture grids of every op, policy and recipe: the originals, then several draws, each tile labelled with its
+parameters.
 
     python -m augpipe.preview --out samples/preview [--images a.jpg b.png ...] [--seed 0] [--draws 4] [--size 96]
 
-Writes ``DIR/<name>.png`` per op and per recipe. Every parameter is drawn by a seeded Pipeline and the text under a
-tile is read back from ``pipe.last_params``, so it is exactly what produced the tile. The default images are
-scikit-image's bundled photographs (no download). matplotlib, PIL and scikit-image are imported only inside the
-functions that need them (``pip install -e ".[preview]"``).
+Writes ``DIR/<name>.png`` per op, policy and recipe. Every parameter is drawn by a seeded Pipeline and the text
+under a tile is read back from ``pipe.last_params``, so it is exactly what produced the tile: the ops and magnitudes
+each sample drew (a policy's members per slot, ColorJitter's order). The default images are scikit-image's bundled
+photographs (no download). matplotlib, PIL and scikit-image are imported only inside the functions that need them
+(``pip install -e ".[preview]"``).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import torch
 from torch import Tensor
 
 from . import functional as F
+from . import policies
 from .colour import JITTER_OPS, ColorJitter, Grayscale, Hue, PCALighting, RandomGrayscale, Saturation
 from .graph import OneOf, Pipeline, RandomApply, views
 from .levels import AutoContrast, Equalize, Invert, Posterize, Sharpness, Solarize
@@ -26,10 +29,14 @@ from .ops import (Brightness, CenterCrop, Contrast, CutMix, Cutout, ElasticTrans
                   GaussianBlur, HorizontalFlip, LabelSmoothing, Mixup, Normalize, RandomAffine, RandomCrop,
                   RandomErasing, RandomPerspective, RandomResize, RandomResizedCrop, RandomRotation, Resize, Sizes,
                   TenCrop, VerticalFlip)
+from .policies import AugMix, AutoAugment, RandAugment, TrivialAugmentWide
 
 DEFAULT_IMAGES = ("chelsea", "coffee", "astronaut", "rocket")  # >= 4 so that Mixup/CutMix partners differ
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# How the policy tiles write a magnitude: as the params hold it (augpipe.policies).
+MAGNITUDES = ("magnitudes as the params hold them: shear tangent, translation px, rotation degrees, enhance factor "
+              "- 1, bits, solarize threshold")
 NUM_CLASSES = 10  # sample b has label b % 10, so that LabelSmoothing and the mixing ops have targets to act on
 
 
@@ -78,7 +85,7 @@ class Preview(NamedTuple):
 
 
 def catalogue(size: int) -> list[Preview]:
-    """Every op alone, then the CIFAR and ImageNet recipes, for images of side ``size``.
+    """Every op and policy alone, then the CIFAR and ImageNet recipes, for images of side ``size``.
 
     An op or policy joins the preview with one entry here and, where it draws per sample, one label function
     (``labels_for``) that writes its params as text."""
@@ -146,6 +153,14 @@ def catalogue(size: int) -> list[Preview]:
                 "column boundaries", [FractionalPool(overlapping=True, pseudo_random=True)]),
         Preview("fractional_pool_random", "pooled then resized back; increments (1 or 2) of the row and "
                 "column boundaries", [FractionalPool(overlapping=True, pseudo_random=False)]),
+        Preview("rand_augment", f"two slots per sample, each a member at bin 9 of 31; {MAGNITUDES}",
+                [RandAugment(2, 9)]),
+        Preview("trivial_augment_wide", f"one member per sample at a bin uniform over 31; {MAGNITUDES}",
+                [TrivialAugmentWide()]),
+        Preview("auto_augment", f"ImageNet's learned policy: the sub-policy drawn (of 25), then its two entries "
+                f"(Identity where not applied); {MAGNITUDES}", [AutoAugment("imagenet")]),
+        Preview("augmix", "the original's share m, then per chain its weight w and members: out = m x + (1 - m) "
+                f"Σ w chain(x); {MAGNITUDES}", [AugMix()]),
         Preview("label_smoothing", f"targets of {NUM_CLASSES} classes before (grey) and after (blue); "
                 "no randomness, every draw is the same", [LabelSmoothing(0.1)], targets=True),
         Preview("cifar_recipe", "He et al. crop + flip, ColorJitter, Cutout after Normalize (fill = mean), "
@@ -360,6 +375,52 @@ def _fractional_pool(op, q, b, size):
     # against the shuffled random one.
     return ["pseudorandom" if op.pseudo_random else "random", f"rows {_steps(q['row_bounds'])}",
             f"cols {_steps(q['col_bounds'])}"]
+
+
+# Policy members: the short names AugMix's chains are written with, and those without a magnitude.
+SHORT_MEMBERS = {"Identity": "Id", "ShearX": "ShX", "ShearY": "ShY", "TranslateX": "TX", "TranslateY": "TY",
+                 "Rotate": "Rot", "Brightness": "Bri", "Color": "Col", "Contrast": "Con", "Sharpness": "Sha",
+                 "Posterize": "Pos", "Solarize": "Sol", "AutoContrast": "AC", "Equalize": "Eq", "Invert": "Inv"}
+PLAIN_MEMBERS = {policies.IDENTITY, policies.AUTOCONTRAST, policies.EQUALIZE, policies.INVERT}
+
+
+def _member(op: int, m: float, short: bool = False) -> str:
+    """A drawn policy member and its magnitude, in the unit the params hold it (``MAGNITUDES``)."""
+    name = policies.MEMBERS[op]
+    name, gap = (SHORT_MEMBERS[name], "") if short else (name, " ")
+    m += 0  # -0.0 -> 0.0
+    if op in PLAIN_MEMBERS:
+        return name
+    if op == policies.POSTERIZE:
+        return f"{name}{gap}{m:.0f}"
+    if op in (policies.TRANSLATE_X, policies.TRANSLATE_Y):
+        return f"{name}{gap}{m:+.0f}"
+    if op == policies.ROTATE:
+        return f"{name}{gap}{m:+.0f}°" if short else f"{name} {m:+.1f}°"
+    if op == policies.SOLARIZE:
+        return f"{name}{gap}{m:.2f}"
+    return f"{name}{gap}{m:+.2f}"
+
+
+@labels_for(RandAugment, TrivialAugmentWide)
+def _slots(op, q, b, size):
+    return [_member(k, m) for k, m in zip(q["op"].tolist(), q["magnitude"].tolist())]
+
+
+@labels_for(AutoAugment)
+def _auto_augment(op, q, b, size):
+    return [f"sub-policy {int(q['policy'])}"] + _slots(op, q, b, size)
+
+
+@labels_for(AugMix)
+def _augmix(op, q, b, size):
+    chains = []
+    for w, ops, ms in zip(q["weights"].tolist(), q["op"].tolist(), q["magnitude"].tolist()):
+        drawn = [_member(k, m, short=True) for k, m in zip(ops, ms) if k != policies.IDENTITY]  # past the depth
+        # A chain of three members may not fit a line: it goes on, indented, on the next.
+        chains += textwrap.wrap(f"{w:.2f}: " + (" ".join(drawn) or "Id"), LABEL_CHARS, subsequent_indent="    ",
+                                break_on_hyphens=False)
+    return [f"m {float(q['mix']):.2f}"] + chains
 
 
 def _views(node) -> int:

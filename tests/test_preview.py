@@ -17,7 +17,7 @@ NAMES = {"horizontal_flip", "vertical_flip", "random_crop", "random_resized_crop
          "resize", "random_resize", "random_crop_pad_if_needed", "center_crop", "five_crop", "ten_crop",
          "saturation", "hue", "color_jitter", "grayscale", "random_grayscale", "pca_lighting",
          "sharpness", "posterize", "solarize", "equalize", "autocontrast", "invert", "gaussian_blur",
-         "random_erasing"}
+         "random_erasing", "rand_augment", "trivial_augment_wide", "auto_augment", "augmix"}
 
 
 @pytest.fixture(scope="module")
@@ -241,3 +241,44 @@ def test_blur_and_erasing_text_is_the_drawn_parameters():
         assert text.splitlines() == [f"blur σ {sigma:.2f}" if sigma else "blur off"] + (boxes or ["erase off"])
     lines = [line for text in draw.texts for line in text.splitlines()]
     assert "blur off" in lines and "erase off" in lines and any(line.startswith("erase y") for line in lines)
+
+
+def test_policy_text_is_each_slots_member_and_magnitude():
+    images = _photos(7, n=8, size=32)
+    (draw,) = preview.run([A.RandAugment(2, 9)], images, seed=6, draws=1)
+    q = draw.params[0]
+    # The magnitudes in the unit the params hold them, written per member by hand.
+    unit = {"ShearX": "{:+.2f}", "ShearY": "{:+.2f}", "TranslateX": "{:+.0f}", "TranslateY": "{:+.0f}",
+            "Rotate": "{:+.1f}°", "Brightness": "{:+.2f}", "Color": "{:+.2f}", "Contrast": "{:+.2f}",
+            "Sharpness": "{:+.2f}", "Posterize": "{:.0f}", "Solarize": "{:.2f}"}
+    for b, text in enumerate(draw.texts):
+        names = [A.policies.MEMBERS[k] for k in q["op"][b].tolist()]
+        expected = [name + (" " + unit[name].format(m + 0) if name in unit else "")
+                    for name, m in zip(names, q["magnitude"][b].tolist())]
+        assert text.splitlines() == expected
+    (draw,) = preview.run([A.AutoAugment("imagenet")], images, seed=6, draws=1)
+    q = draw.params[0]
+    for b, text in enumerate(draw.texts):
+        assert text.splitlines()[0] == f"sub-policy {int(q['policy'][b])}"
+        assert [line.split()[0] for line in text.splitlines()[1:]] == [A.policies.MEMBERS[k] for k in q["op"][b]]
+
+
+def test_augmix_text_is_the_mix_and_each_chain():
+    images = _photos(8, n=8, size=32)
+    (draw,) = preview.run([A.AugMix(mixture_width=2, chain_depth=-1)], images, seed=9, draws=1)
+    q = draw.params[0]
+    for b, text in enumerate(draw.texts):
+        lines = text.splitlines()
+        assert lines[0] == f"m {float(q['mix'][b]):.2f}"
+        # Each chain: its weight, then its members by short name and magnitude (a wrapped line goes on indented).
+        unit = {"ShX": "{:+.2f}", "ShY": "{:+.2f}", "TX": "{:+.0f}", "TY": "{:+.0f}", "Rot": "{:+.0f}°",
+                "Bri": "{:+.2f}", "Col": "{:+.2f}", "Con": "{:+.2f}", "Sha": "{:+.2f}", "Pos": "{:.0f}",
+                "Sol": "{:.2f}"}
+        expected = []
+        for i in range(2):
+            expected.append(f"{float(q['weights'][b, i]):.2f}:")
+            for k, m in zip(q["op"][b, i].tolist(), q["magnitude"][b, i].tolist()):
+                name = preview.SHORT_MEMBERS[A.policies.MEMBERS[k]]
+                if k != A.policies.IDENTITY:  # Identity: past the chain's depth
+                    expected.append(name + (unit[name].format(m + 0) if name in unit else ""))
+        assert " ".join(lines[1:]).split() == expected
