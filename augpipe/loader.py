@@ -52,12 +52,22 @@ def to_chw_uint8(image) -> Tensor:
             image = image.convert("RGBA")
         elif image.mode in _PIL_CONVERT:
             image = image.convert(_PIL_CONVERT[image.mode])
-        image = np.asarray(image)
+        return _pil_planes(image)
     if image.dtype != np.uint8 or image.ndim not in (2, 3):
         raise TypeError(f"collate: a numpy image must be HW or HWC uint8, got {image.dtype} {image.shape}")
     array = image[:, :, None] if image.ndim == 2 else image
     # Always a copy: CHW needs one for RGB anyway, and PIL's arrays are read-only.
     return torch.from_numpy(np.array(array.transpose(2, 0, 1), order="C"))
+
+
+def _pil_planes(image) -> Tensor:
+    """An L, RGB or RGBA PIL image -> a new (C, H, W) uint8 tensor. PIL packs one band at a time into a plane of its
+    own (``tobytes`` with the band's raw mode), so each channel is one contiguous copy into the tensor, where
+    reading the interleaved pixels channel by channel would be a strided one."""
+    out = torch.empty((len(image.getbands()), image.height, image.width), dtype=torch.uint8)
+    for plane, band in zip(out.numpy(), image.getbands()):
+        plane[...] = np.frombuffer(image.tobytes("raw", band), dtype=np.uint8).reshape(plane.shape)
+    return out
 
 
 def _to_label_map(mask) -> Tensor:
