@@ -7,9 +7,9 @@ from .levels import AutoContrast, Equalize, Invert, Posterize, Sharpness, Solari
 from .loader import DeviceLoader, collate
 from .packed import PackedImages
 from .ops import (Brightness, CenterCrop, Contrast, CutMix, Cutout, ElasticTransform, FiveCrop, FractionalPool,
-                  GeometricOp, HorizontalFlip, LabelSmoothing, Lambda, Mixup, Normalize, Op, RandomAffine, RandomCrop,
-                  RandomPerspective, RandomResize, RandomResizedCrop, RandomRotation, Resize, Shape, Sizes, TenCrop,
-                  VerticalFlip)
+                  GaussianBlur, GeometricOp, HorizontalFlip, LabelSmoothing, Lambda, Mixup, Normalize, Op, RandomAffine,
+                  RandomCrop, RandomErasing, RandomPerspective, RandomResize, RandomResizedCrop, RandomRotation, Resize,
+                  Shape, Sizes, TenCrop, VerticalFlip)
 
 __all__ = [
     "Pipeline", "OneOf", "RandomApply", "functional", "draws", "collate", "DeviceLoader", "PackedImages",
@@ -18,7 +18,7 @@ __all__ = [
     "RandomPerspective", "ElasticTransform", "Resize", "RandomResize", "CenterCrop", "FiveCrop", "TenCrop",
     "Brightness", "Contrast", "Normalize", "Cutout", "Mixup", "CutMix", "LabelSmoothing", "FractionalPool",
     "Sharpness", "Posterize", "Solarize", "Equalize", "AutoContrast", "Invert",
+    "Saturation", "Hue", "ColorJitter", "Grayscale", "RandomGrayscale", "PCALighting", "GaussianBlur", "RandomErasing",
     "Lambda", "Op", "GeometricOp", "Shape", "Sizes",
-    "Saturation", "Hue", "ColorJitter", "Grayscale", "RandomGrayscale", "PCALighting",
 ]
 __version__ = "0.1.0"

@@ -125,7 +125,7 @@ def _step(node) -> str:
     if not fuse._own_apply(node):  # a user's op or Lambda: what it reads is its own business
         return "its own apply(), on the whole batch"
     if getattr(node, "reads_whole_input", False):
-        return "reads its whole input (a mean, a partner sample), which is complete first"
+        return "reads its whole input (a mean, neighbouring pixels, a partner sample), which is complete first"
     return "per pixel"
 
 

@@ -1485,3 +1485,122 @@ def sharpness(x: Tensor, factor: Tensor) -> Tensor:
     smoothed = q + F.pad(torch.round(smooth / 13) - centre, (1, 1, 1, 1))
     new = torch.floor(smoothed + f * (q - smoothed)).clamp(0, LEVEL_MAX)
     return from_levels(x, q, new)
+
+# ---- blur and erasing
+def gaussian_kernels(sigma: Tensor, size: int) -> Tensor:
+    """(B, size) normalized 1-D Gaussians, one per sigma (B,): exp(-x^2 / (2 sigma^2)) at the offsets
+    x = -(size - 1) / 2 .. (size - 1) / 2 from the centre, summed to 1 (docs/references.md, "Gaussian blur").
+    Float64. A sigma of 0 gives the identity kernel, 1 at the centre and 0 elsewhere: the neutral value."""
+    x = torch.arange(size, dtype=torch.float64, device=sigma.device) - (size - 1) / 2
+    s = sigma.to(torch.float64)[:, None]
+    # x^2 / s^2 is inf off the centre for s = 0 (weight 0); at the centre it would be 0 / 0, whose weight is 1.
+    w = torch.where(x == 0, 1.0, torch.exp(-0.5 * x ** 2 / s ** 2))
+    return w / w.sum(1, keepdim=True)
+
+
+def mirror_pad(x: Tensor, r: int, dim: int) -> Tensor:
+    """x extended by r pixels at both ends of ``dim``, mirrored without repeating the edge pixel (``F.pad``'s
+    "reflect"), folded again where r reaches past a small image (r >= its size). The usual case is a concatenation
+    of flipped edge slices, which torch.compile reads as plain slices, where a gather of mirrored indices would
+    load pixel by pixel."""
+    n = x.shape[dim]
+    if r == 0:
+        return x
+    if r < n:
+        return torch.cat((x.narrow(dim, 1, r).flip(dim), x, x.narrow(dim, n - 1 - r, r).flip(dim)), dim)
+    return x.index_select(dim, _remap_index(torch.arange(-r, n + r, device=x.device), n, "reflect"))
+
+
+def convolve_reflect(x: Tensor, kernels: Tensor, dim: int) -> Tensor:
+    """x (B, ...) convolved along ``dim`` with each sample's own odd-length kernel (B, k), edges mirrored
+    (``mirror_pad``).
+
+    A sum of k shifted slices of the mirrored image, each weighted per sample: no image-sized copy per tap, and
+    exact float arithmetic (a convolution may run in TF32 on a GPU), so an identity kernel returns x exactly."""
+    k, n = kernels.shape[1], x.shape[dim]
+    if k % 2 != 1:
+        raise ValueError(f"convolve_reflect: the kernels need an odd length, got {k}")
+    padded = mirror_pad(x, k // 2, dim)
+    w = kernels.to(x.dtype).view(-1, *([1] * (x.dim() - 1)), k)  # (B, 1, ..., 1, k)
+    out = padded.narrow(dim, 0, n) * w[..., 0]
+    for i in range(1, k):  # the k taps, each over the whole batch
+        out = out.addcmul_(padded.narrow(dim, i, n), w[..., i])
+    return out
+
+
+def gaussian_blur(x: Tensor, sigma: Tensor, kernel_size: tuple[int, int]) -> Tensor:
+    """x (B, C, H, W) blurred by a Gaussian of std sigma (B,) per sample, with ``kernel_size`` = (kx, ky) taps
+    across (along W) and down (along H), both odd, as torchvision orders them; separable, mirrored edges
+    (torchvision's ``gaussian_blur``; docs/references.md, "Gaussian blur"). A sigma of 0 leaves the sample as it is."""
+    kx, ky = kernel_size
+    x = convolve_reflect(x, gaussian_kernels(sigma, ky), x.dim() - 2)
+    return convolve_reflect(x, gaussian_kernels(sigma, kx), x.dim() - 1)
+
+
+def erasing_boxes(area: Tensor, log_aspect: Tensor, u_top: Tensor, u_left: Tensor, size: tuple[int, int]) -> Tensor:
+    """RandomErasing's boxes (..., 4) of (y1, x1, y2, x2) from its draws: per box, attempts (..., T) of an area
+    in pixels and a log aspect ratio (height / width), and two U[0, 1) (...) that place it.
+
+    Attempt t gives h = round(sqrt(area e^a)), w = round(sqrt(area / e^a)) (half to even, as Python's round); the
+    first with h < H and w < W is the box, its corner uniform over the positions that fit: top = floor(u (H - h + 1)),
+    left likewise. No attempt fits: the empty box (docs/references.md, "Random erasing")."""
+    H, W = size
+    aspect = torch.exp(log_aspect)
+    h = torch.round(torch.sqrt(area * aspect)).long()
+    w = torch.round(torch.sqrt(area / aspect)).long()
+    tries = area.shape[-1]
+    fits = (h < H) & (w < W)
+    attempt = torch.arange(tries, device=area.device)
+    first = torch.where(fits, attempt, tries).amin(-1, keepdim=True)  # tries where none fits
+    found = first < tries
+    h = torch.where(found, h.gather(-1, first.clamp(max=tries - 1)), 0)[..., 0]
+    w = torch.where(found, w.gather(-1, first.clamp(max=tries - 1)), 0)[..., 0]
+    top = torch.floor(u_top.double() * (H - h + 1)).long()
+    left = torch.floor(u_left.double() * (W - w + 1)).long()
+    return torch.stack((top, left, top + h, left + w), -1) * found
+
+
+_MASK32 = 0xFFFFFFFF
+
+
+def _times32(h: Tensor, c: int) -> Tensor:
+    """(h * c) mod 2^32 for h in [0, 2^32), in int64 without overflow (c in two 16-bit halves), written into h."""
+    high = (h * (c >> 16)).bitwise_and_(0xFFFF).bitwise_left_shift_(16)
+    return h.mul_(c & 0xFFFF).add_(high).bitwise_and_(_MASK32)
+
+
+def _mix32(h: Tensor) -> Tensor:
+    """A bijection of [0, 2^32) in which every output bit depends on every input bit (the finalizer of
+    MurmurHash3, whose shifts and constants these are), written into h, a tensor of the caller's own making."""
+    h = _times32(h.bitwise_xor_(h >> 16), 0x85EBCA6B)
+    h = _times32(h.bitwise_xor_(h >> 13), 0xC2B2AE35)
+    return h.bitwise_xor_(h >> 16)
+
+
+def hashed_normal(keys: Tensor, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> Tensor:
+    """Standard normal noise of ``shape`` (B, ...), a pure function of per-sample keys (B, 2) int64 in [0, 2^32).
+
+    Each value takes two 32-bit uniforms, (h + 1/2) / 2^32 for h = mix(mix(i ^ k1) ^ k2) at the counters i = 2 n
+    and 2 n + 1 of its flat index n within the sample, through the Box-Muller transform. So the params of an op
+    hold two integers per sample, not an image of noise, and a replay with them gives the same noise; compiled,
+    the noise is made where it is used and never stored. For a sample, distinct counters give distinct h (mix is a
+    bijection); samples with different keys get unrelated noise. The integer steps write into the tensors made
+    here, so an eager call allocates one image-sized temporary per step, not two."""
+    batch, rest = shape[0], tuple(shape[1:])
+    n = torch.arange(math.prod(rest), device=keys.device, dtype=torch.int64).view(1, *rest)
+    k1, k2 = (keys[:, i].view(batch, *([1] * len(rest))) for i in (0, 1))
+
+    def uniform(counter):
+        h = _mix32(_mix32(counter ^ k1).bitwise_xor_(k2))
+        return h.to(dtype).add_(0.5).mul_(2.0 ** -32)
+
+    radius = uniform(2 * n).log_().mul_(-2).sqrt_()
+    return radius.mul_(uniform(2 * n + 1).mul_(2 * math.pi).cos_())
+
+
+def erase(x: Tensor, boxes: Tensor, value: float | Tensor) -> Tensor:
+    """x with the pixels inside the boxes (B, N, 4) set to ``value``: a number, one value per channel (C,), or a
+    tensor of x's shape (noise) read where the boxes are. Cutout's fill, with a value per channel or per pixel."""
+    if isinstance(value, Tensor) and value.dim() == 1:
+        value = value.to(x.dtype).view(1, -1, *([1] * (x.dim() - 2)))
+    return select(x, value, box_mask(boxes, x.shape[-2:]))

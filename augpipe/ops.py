@@ -1266,3 +1266,174 @@ class FractionalPool(Op):
         x = state["images"]
         pooled = F.fractional_max_pool2d_from_bounds(x, params["row_bounds"], params["col_bounds"], self.overlapping)
         return {**state, "images": F.upsample_nearest(pooled, x.shape[-2:])}
+
+
+# ----------------------------------------------------------------------------------------------- blur and erasing
+def _odd_sizes(value, op: str) -> tuple[int, int]:
+    """torchvision's kernel_size: an int, or (kx, ky) taps across and down; each odd and positive."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value, value)
+    if not (isinstance(value, Sequence) and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        raise TypeError(f"{op}: kernel_size must be an int or a pair of ints (kx, ky), got {value!r}")
+    if min(value) <= 0 or value[0] % 2 == 0 or value[1] % 2 == 0:
+        raise ValueError(f"{op}: kernel_size must be odd and positive, got {value!r}")
+    return int(value[0]), int(value[1])
+
+
+def _positive_range(value, name: str, op: str) -> tuple[float, float]:
+    """A number v > 0 as (v, v), or (lo, hi) with 0 < lo <= hi."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = (value, value)
+    if not (isinstance(value, Sequence) and len(value) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        raise TypeError(f"{op}: {name} must be a number or a pair (min, max), got {value!r}")
+    _check_finite(op, name, *value)
+    if not 0 < value[0] <= value[1]:
+        raise ValueError(f"{op}: {name} must be > 0 and of the form (min, max), got {value!r}")
+    return float(value[0]), float(value[1])
+
+
+class GaussianBlur(Op):
+    """A Gaussian blur with sigma ~ U[min, max] per sample (torchvision's GaussianBlur; docs/references.md,
+    "Gaussian blur"): separable, the same sigma across and down, mirrored edges.
+
+    ``kernel_size``: an int, or (kx, ky) taps across (along the width) and down (along the height), odd, in
+    torchvision's order, which is not the (height, width) of augpipe's sizes. ``sigma``: a number (fixed) or a range
+    (min, max), > 0. Applied with probability ``p`` per sample (torchvision's has no p: p=1); not applied: sigma 0,
+    whose kernel returns the sample exactly. Blurring moves no pixel, so masks, boxes and keypoints are unchanged.
+    """
+
+    reads_whole_input = True  # each output pixel reads its neighbours
+
+    def __init__(self, kernel_size, sigma=(0.1, 2.0), p: float = 1.0):
+        super().__init__()
+        self.kernel_size = _odd_sizes(kernel_size, "GaussianBlur")
+        self.sigma = _positive_range(sigma, "sigma", "GaussianBlur")
+        self.p = _check_probability(p, "GaussianBlur")
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, sigma={self.sigma}, p={self.p}"
+
+    def sample(self, shape, generator, device):
+        sigma = _uniform(shape.batch, *self.sigma, generator, device)
+        return self.skip({"sigma": sigma}, _bernoulli(shape.batch, self.p, generator, device))
+
+    def skip(self, params, keep):
+        return {"sigma": torch.where(keep, params["sigma"], 0.0)}
+
+    def apply(self, state, params):
+        return {**state, "images": F.gaussian_blur(state["images"], params["sigma"], self.kernel_size)}
+
+
+def _ordered_pair(value, name: str, op: str) -> tuple[float, float]:
+    """A pair of finite numbers (min, max) with min <= max."""
+    if not (isinstance(value, Sequence) and len(value) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        raise TypeError(f"{op}: {name} must be a pair (min, max), got {value!r}")
+    _check_finite(op, name, *value)
+    if not value[0] <= value[1]:
+        raise ValueError(f"{op}: {name} must be of the form (min, max) with min <= max, got {value!r}")
+    return float(value[0]), float(value[1])
+
+
+class RandomErasing(Op):
+    """Erase up to ``count`` boxes per sample, torchvision's draw per box (Zhong et al. 2017; docs/references.md,
+    "Random erasing"): an area fraction ~ U(scale), a log aspect (height / width) ~ U(log ratio),
+    h = round(sqrt(area aspect)), w = round(sqrt(area / aspect)); the first of 10 attempts with h < H and w < W is
+    the box, its corner uniform over the places it fits; none fits: no box. Applied with probability ``p``.
+
+    ``value``: the fill, in the units of the images as the op receives them (after a Normalize, normalized units):
+    a number, one number per channel, or "random" for standard normal noise per pixel and channel (timm's "pixel"
+    mode). ``count`` > 1: timm's ``max_count``; each sample erases U{1..count} boxes, each of area
+    U(scale) H W / (its number of boxes), so the erased share stays in scale; boxes may overlap.
+    ``mask_fill``: the label erased masks get in the boxes (e.g. the loss's ignore_index); None, the default,
+    leaves masks alone, as torchvision passes masks through. Boxes and keypoints are unchanged.
+
+    Params: "boxes" (B, count, 4) of (y1, x1, y2, x2), all-zero where a sample has no box there; with "random",
+    also "noise_key" (B, 2): the noise is a function of it (``functional.hashed_normal``), so replay repeats it
+    while the params hold two integers per sample.
+    """
+
+    def __init__(self, p: float = 0.5, scale=(0.02, 0.33), ratio=(0.3, 3.3), value=0.0, count: int = 1,
+                 mask_fill: int | None = None):
+        super().__init__()
+        self.p = _check_probability(p, "RandomErasing")
+        self.scale = _ordered_pair(scale, "scale", "RandomErasing")
+        if not 0 <= self.scale[0] <= self.scale[1] <= 1:
+            raise ValueError(f"RandomErasing: scale must be fractions of the image in [0, 1], got {scale!r}")
+        self.ratio = _ordered_pair(ratio, "ratio", "RandomErasing")
+        if not self.ratio[0] > 0:
+            raise ValueError(f"RandomErasing: ratio must be > 0 (height / width), got {ratio!r}")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"RandomErasing: count must be a positive int, got {count!r}")
+        self.count = count
+        self.random = isinstance(value, str)
+        if self.random and value != "random":
+            raise ValueError(f"RandomErasing: value must be a number, one number per channel or 'random', "
+                             f"got {value!r}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = (value,)
+        if not self.random:
+            if not (isinstance(value, Sequence) and len(value) > 0
+                    and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+                raise TypeError(f"RandomErasing: value must be a number, a sequence of numbers (one per channel) "
+                                f"or 'random', got {value!r}")
+            _check_finite("RandomErasing", "value", *value)
+        self.value = "random" if self.random else tuple(float(v) for v in value)
+        self.register_buffer("fill", torch.tensor(() if self.random else self.value, dtype=torch.float64),
+                             persistent=False)
+        if mask_fill is not None and (isinstance(mask_fill, bool) or not isinstance(mask_fill, int)):
+            raise TypeError(f"RandomErasing: mask_fill must be an int label (or None), got {mask_fill!r}")
+        self.mask_fill = mask_fill
+
+    def extra_repr(self) -> str:
+        value = "'random'" if self.random else (self.value[0] if len(self.value) == 1 else self.value)
+        extra = "" if self.mask_fill is None else f", mask_fill={self.mask_fill}"
+        return f"p={self.p}, scale={self.scale}, ratio={self.ratio}, value={value}, count={self.count}{extra}"
+
+    def check(self, shape):
+        if not self.random and len(self.value) not in (1, shape.channels):
+            raise ValueError(f"{self!r}: value has {len(self.value)} numbers; the images have {shape.channels} "
+                             f"channels (give 1 or {shape.channels})")
+
+    def sample(self, shape, generator, device):
+        n, m, (H, W) = shape.batch, self.count, shape.size
+        tries = 10  # torchvision's attempts per box
+
+        def uniform(*size):
+            return D.uniform(size, generator, device, torch.float64)
+
+        drawn = 1 if m == 1 else 1 + torch.floor(uniform(n, 1) * m)  # boxes per sample, U{1..count}
+        fraction = self.scale[0] + (self.scale[1] - self.scale[0]) * uniform(n, m, tries)
+        lo, hi = math.log(self.ratio[0]), math.log(self.ratio[1])
+        log_aspect = lo + (hi - lo) * uniform(n, m, tries)
+        place = uniform(2, n, m)
+        area = fraction * (H * W) / (drawn if m == 1 else drawn.unsqueeze(-1))  # timm: the area shared by the boxes
+        boxes = F.erasing_boxes(area, log_aspect, place[0], place[1], shape.size)  # (B, count, 4)
+        if m > 1:
+            boxes = boxes * (torch.arange(m, device=device) < drawn).unsqueeze(-1)
+        params = {"boxes": boxes}
+        if self.random:
+            params["noise_key"] = torch.floor(uniform(n, 2) * 2 ** 32).long()
+        return self.skip(params, _bernoulli(n, self.p, generator, device))
+
+    def skip(self, params, keep):
+        return {**params, "boxes": params["boxes"] * keep.view(-1, 1, 1)}  # all-zero box = empty
+
+    def apply(self, state, params):
+        x = state["images"]
+        if self.random:
+            value = F.hashed_normal(params["noise_key"], x.shape, x.dtype)
+        else:  # one number: a fill made on the images' device; one per channel: the buffer
+            value = self.value[0] if len(self.value) == 1 else self.fill.to(x)
+        out = {**state, "images": F.erase(x, params["boxes"], value)}
+        masks = state.get("masks")
+        if self.mask_fill is not None and masks is not None:
+            info = None if masks.dtype == torch.bool else torch.iinfo(masks.dtype)
+            lo, hi = (0, 1) if info is None else (info.min, info.max)
+            if not lo <= self.mask_fill <= hi:
+                raise ValueError(f"{self!r}: mask_fill {self.mask_fill} does not fit {masks.dtype} masks "
+                                 f"(values {lo} to {hi})")
+            out["masks"] = F.cutout(masks, params["boxes"], self.mask_fill)
+        return out
