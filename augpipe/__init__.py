@@ -6,6 +6,7 @@ from .io import ImageFolder, read_image
 from .levels import AutoContrast, Equalize, Invert, Posterize, Sharpness, Solarize
 from .loader import DeviceLoader, collate
 from .packed import PackedImages
+from .policies import AugMix, AutoAugment, RandAugment, TrivialAugmentWide
 from .ops import (Brightness, CenterCrop, Contrast, CutMix, Cutout, ElasticTransform, FiveCrop, FractionalPool,
                   GaussianBlur, GeometricOp, HorizontalFlip, LabelSmoothing, Lambda, Mixup, Normalize, Op, RandomAffine,
                   RandomCrop, RandomErasing, RandomPerspective, RandomResize, RandomResizedCrop, RandomRotation, Resize,
@@ -20,5 +21,6 @@ __all__ = [
     "Sharpness", "Posterize", "Solarize", "Equalize", "AutoContrast", "Invert",
     "Saturation", "Hue", "ColorJitter", "Grayscale", "RandomGrayscale", "PCALighting", "GaussianBlur", "RandomErasing",
     "Lambda", "Op", "GeometricOp", "Shape", "Sizes",
+    "RandAugment", "TrivialAugmentWide", "AutoAugment", "AugMix",
 ]
 __version__ = "0.1.0"

@@ -26,7 +26,7 @@ def explain(pipe, images_shape, dtype: torch.dtype = torch.uint8, device="cpu") 
     out_dtype = dtype if dtype.is_floating_point else torch.float32
     out_shape = (shape.batch, shape.channels, *pipe.output_size(shape.size))
     mode = "compiled" if pipe.compiled else "eager"
-    lines = [f"{type(pipe).__name__}, {mode}, on {device.type}: {_dtype(dtype)} {tuple(shape)[:4]} -> "
+    lines = [f"{type(pipe).__name__}, {mode}, on {device.type}: {_dtype(dtype)} {tuple(shape)} -> "
              f"{_dtype(out_dtype)} {out_shape}, computed in {_dtype(work)}"]
     requests, made, _ = pipe._draw_plans.plan(pipe, shape, device)
     lines.append(f"draws: {len(requests)} requests from sample(), made as {len(made)} draw(s) from the pipeline's "
@@ -43,11 +43,15 @@ def explain(pipe, images_shape, dtype: torch.dtype = torch.uint8, device="cpu") 
             before = size
             for op in segment:
                 size = op.output_size(size)
-            split = (" (a read of its own: a bilinear read extends no edge, so reflect or replicate padding "
-                     "shares a read only with whole-pixel ops)") if isinstance(previous, list) else ""
+            split = ""
+            if isinstance(previous, list):
+                resized = any(op.antialias for op, _ in previous) or any(op.antialias for op in segment)
+                split = (" (a read of its own: an antialiased resize shares a read only with axis-aligned ops)"
+                         if resized else " (a read of its own: a bilinear read extends no edge, so reflect or "
+                         "replicate padding shares a read only with whole-pixel ops)")
             lines.append(f"{n + 1}. geometry {_names(segment)} -> {size[0]}x{size[1]}:")
             read = _read(segment, window if n == 0 else None, dtype, windowed and n == 0)
-            if _antialiased(segment, before, size):
+            if _antialiased(segment, before):
                 read = ("axis-aligned and shrinking, one antialiased read (PIL's bilinear resize: each output pixel "
                         "averages its footprint, up to 2s + 1 pixels per axis for a downscale by s)")
             lines.append(f"   {read}{split}")
@@ -111,12 +115,15 @@ def _read(segment, window, dtype, windowed: bool) -> str:
             f"bilinear read of four taps{source}")
 
 
-def _antialiased(segment, before, after) -> bool:
+def _antialiased(segment, before) -> bool:
     """Does the executor read this run antialiased (``fuse.warp``): axis-aligned, an op asks for it, and the
-    input may be larger than the output."""
+    run may shrink the image."""
     if fuse.segment_kind(segment) != "axis" or not any(op.antialias for op in segment):
         return False
-    return max(F.axis_tap_count(i / o, True) for i, o in zip(before, after)) > 2
+    sizes = [before]
+    for op in segment:
+        sizes.append(op.output_size(sizes[-1]))
+    return max(fuse.tap_counts(segment, sizes)) > 2
 
 
 def _step(node) -> str:
@@ -130,7 +137,7 @@ def _step(node) -> str:
 
 
 def _window_bytes(plan: F.WindowPlan, shape: Shape, dtype: torch.dtype) -> int:
-    B, C, H, W = plan.padded_shape(tuple(shape)[:4])
+    B, C, H, W = plan.padded_shape(shape)
     return (2 if plan.mirrored else 1) * (B * C * H * W + 2 * plan.reach) * dtype.itemsize
 
 

@@ -76,10 +76,30 @@ def _extends(op) -> bool:
 def _joins(segment, node) -> bool:
     """Can ``node`` read through the composed map of the geometric ops ``segment``? Whole-pixel ops always can:
     their maps compose as index tables, each out-of-range read following its own op's padding (``F.exact_map``).
-    A bilinear read extends no edge, so an edge-padded op never shares one."""
+    A bilinear read extends no edge, so an edge-padded op never shares one. An antialiased resize shares a read
+    only with axis-aligned ops: the footprint average is a row pass and a column pass, which a rotation or a
+    homography would not keep, so such a map reads the resized image as torchvision's resize-then-rotate does."""
     if node.kind == "exact" and segment_kind(segment) == "exact":
         return True
+    axis = segment_kind([*segment, node]) in ("exact", "axis")
+    if not axis and (node.antialias or any(op.antialias for op in segment)):
+        return False
     return not (_extends(node) or any(_extends(op) for op in segment))
+
+
+def tap_counts(segment, sizes) -> tuple[int, int]:
+    """Taps per output pixel (rows, columns) of an axis-aligned run's read (``F.axis_tap_count``): enough for the
+    largest downscale the run can make, bounded on the host as the product of each resizing op's largest input
+    over its smallest output (whole-pixel ops do not scale). ``sizes``: each op's input and the run's output,
+    ints or ``Sizes``."""
+    antialias = any(op.antialias for op in segment)
+    bound = [1.0, 1.0]
+    for op, before, after in zip(segment, sizes, sizes[1:]):
+        if op.kind != "exact":
+            high = before.high if isinstance(before, Sizes) else before
+            low = after.low if isinstance(after, Sizes) else after
+            bound = [b * h / max(lo, 1) for b, h, lo in zip(bound, high, low)]
+    return tuple(F.axis_tap_count(b, antialias) for b in bound)
 
 
 class Window(NamedTuple):
@@ -220,8 +240,7 @@ def warp(state: dict, segment: list, dtype, window=None, then: list = ()) -> dic
             source, uint8 = F.window_images(window.source, x.shape), True
         projective = kind == "projective"
         antialias = kind == "axis" and any(op.antialias for op, _ in segment)
-        high = sizes[0].high if flat is not None else sizes[0]
-        taps = tuple(F.axis_tap_count(h / o, antialias) for h, o in zip(high, out_size))
+        taps = tap_counts([op for op, _ in segment], sizes) if antialias else (2, 2)
         if flat is not None or max(taps) > 2:
             # Images of their own sizes, or a downscale averaged over its footprint: read as one flat buffer
             src = flat if flat is not None else F.flat_view(x, _uniform_sizes(x))
@@ -232,11 +251,12 @@ def warp(state: dict, segment: list, dtype, window=None, then: list = ()) -> dic
                 x = F.read_points(src, *points, fill, extend, dtype)
             if masks is not None:
                 masks = _nearest(masks, suffix[0], out_size, projective)
-        elif kind == "axis":
-            x = F.resample_separable(source, suffix[0], out_size, fill, extend, dtype, uint8=uint8)
         else:
-            x = F.warp_affine(source, suffix[0].to(dtype), out_size, fill, extend, dtype, uint8=uint8,
-                              projective=projective)
+            if kind == "axis":
+                x = F.resample_separable(source, suffix[0], out_size, fill, extend, dtype, uint8=uint8)
+            else:
+                x = F.warp_affine(source, suffix[0].to(dtype), out_size, fill, extend, dtype, uint8=uint8,
+                                  projective=projective)
             if masks is not None:
                 masks = F.sample_nearest(masks, suffix[0], out_size, 0, projective=projective)
     for k in range(1, len(segment)):

@@ -145,7 +145,7 @@ class RandomApply(_Composite):
 
     def steps(self, params):
         if self._masks_params:
-            yield self.node, params["node"]
+            yield from self.node.steps(params["node"])
         else:
             yield self, params
 
@@ -417,8 +417,8 @@ def _static_steps(nodes):
     for node in nodes:
         if isinstance(node, Pipeline):
             yield from _static_steps(node.nodes)
-        elif isinstance(node, RandomApply) and node._masks_params:
-            yield node.node
         else:
-            yield node
+            op = node.node if isinstance(node, RandomApply) and node._masks_params else node
+            # an op that runs as several steps (a policy's slots) says which
+            yield from op.static_steps() if hasattr(op, "static_steps") else (op,)
 

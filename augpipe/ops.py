@@ -42,18 +42,30 @@ class Sizes(NamedTuple):
         return self.hw[:, 0], self.hw[:, 1]
 
 
-class Shape(NamedTuple):
-    """The shape of the images an op receives, as ``sample`` and ``check`` are given it; ``size`` is (H, W).
-
-    For images of different sizes (a packed batch), ``sizes`` holds them per sample (``Sizes``), and height and
-    width are the largest; an op sees such a shape only if it declares ``GeometricOp.mixed_sizes``.
-    """
-
+class _ShapeFields(NamedTuple):
     batch: int
     channels: int
     height: int
     width: int
-    sizes: Sizes | None = None
+
+
+class Shape(_ShapeFields):
+    """The shape of the images an op receives, as ``sample`` and ``check`` are given it: (batch, channels, height,
+    width), a 4-tuple; ``size`` is (H, W).
+
+    For images of different sizes (a packed batch), ``sizes`` holds them per sample (``Sizes``), and height and
+    width are the largest; an op sees such a shape only if it declares ``GeometricOp.mixed_sizes``. ``sizes`` is
+    not one of the tuple's items, so ``tuple(shape)`` and ``B, C, H, W = shape`` read as for any batch.
+    """
+
+    def __new__(cls, batch: int, channels: int, height: int, width: int, sizes: "Sizes | None" = None):
+        shape = super().__new__(cls, batch, channels, height, width)
+        shape.sizes = sizes
+        return shape
+
+    def _replace(self, **changes) -> "Shape":
+        fields = {**self._asdict(), "sizes": self.sizes, **changes}
+        return Shape(**fields)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -441,6 +453,12 @@ class RandomCrop(GeometricOp):
         if self.padding_mode == "reflect" and (max(t, b) >= low[0] or max(l, r) >= low[1]):
             raise ValueError(f"{self!r}: reflect padding {self.padding} needs to be smaller than the "
                              f"{low[0]}x{low[1]} image")
+        if self.pad_if_needed and self.padding_mode == "reflect" and any(self.padding) and (h > hp or w > wp):
+            # torchvision reflects the padded image again, a reflection of a reflection that one remap of the
+            # original's indices (F.exact_map) does not give
+            raise ValueError(f"{self!r}: the {low[0]}x{low[1]} image, reflect-padded by {self.padding} and then "
+                             f"padded again to the crop, would be reflected twice; use padding=0 with "
+                             f"pad_if_needed=True, or padding_mode='constant' or 'replicate'")
         if self.pad_if_needed and self.padding_mode == "reflect" and (h > 2 * low[0] - 1 or w > 2 * low[1] - 1):
             raise ValueError(f"{self!r}: reflect padding to {h}x{w} needs images of at least "
                              f"{(h + 1) // 2}x{(w + 1) // 2}, got {low[0]}x{low[1]}")

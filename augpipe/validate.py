@@ -20,8 +20,9 @@ from .ops import Op, Shape, Sizes
 def check_images(images) -> bool:
     """Validate the image batch; returns True for a single (C, H, W) image."""
     if not isinstance(images, Tensor):
-        raise TypeError(f"Pipeline: images must be a torch.Tensor (B, C, H, W) or (C, H, W), "
-                        f"got {type(images).__name__}")
+        raise TypeError(f"Pipeline: images must be a torch.Tensor (B, C, H, W) or (C, H, W), or images of their "
+                        f"own sizes (an augpipe.PackedImages, or a list of (C, H, W) tensors), got "
+                        f"{type(images).__name__}")
     if images.dtype != torch.uint8 and not images.is_floating_point():
         raise TypeError(f"Pipeline: images must be uint8 in [0, 255] or floating point in [0, 1], got {images.dtype}")
     if images.dim() not in (3, 4):

@@ -164,8 +164,9 @@ def _augpipe_ops(r):
     if r.name == "cifar":
         return (ap.HorizontalFlip(), ap.RandomCrop(32, padding=4), ap.Brightness(r.strength),
                 ap.Contrast(r.strength), ap.Normalize(r.mean, r.std), ap.Cutout(16), ap.CutMix(1.0))
-    return (ap.RandomResizedCrop(r.out), ap.HorizontalFlip(), ap.Brightness(r.strength), ap.Contrast(r.strength),
-            ap.Normalize(r.mean, r.std), ap.Mixup(0.2))
+    # antialias=False: kornia, albumentations and OpenCV resize bilinearly without averaging a shrunk footprint
+    return (ap.RandomResizedCrop(r.out, antialias=False), ap.HorizontalFlip(), ap.Brightness(r.strength),
+            ap.Contrast(r.strength), ap.Normalize(r.mean, r.std), ap.Mixup(0.2))
 
 
 def build_augpipe_eager(r, device, images, labels):

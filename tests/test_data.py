@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from training.data import (CIFAR10_CLASSES, channel_stats, load_cifar10, load_dataset, load_digits,
-                           load_image_folder, stratified_split)
+from training.data import (CIFAR10_CLASSES, PhotoFolder, channel_stats, load_cifar10, load_dataset,
+                           load_digits, load_image_folder, open_image_folder, stratified_split)
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def test_image_folder_single_tree_is_split_and_resized(tmp_path):
 def test_image_folder_train_test_layout_and_grayscale_pixels(tmp_path):
     write_folder(tmp_path / "train", n=2, size=(8, 8), mode="L")
     write_folder(tmp_path / "test", n=1, size=(8, 8), mode="L")
-    splits = load_dataset("folder", tmp_path, image_size=8)
+    splits = load_image_folder(tmp_path, image_size=8)
     assert len(splits.train) == 4 and len(splits.test) == 2 and splits.channels == 1
     expected = np.array(Image.open(tmp_path / "train" / "dog" / "1.png"))
     assert torch.equal(splits.train.images[3, 0], torch.from_numpy(expected))
@@ -163,3 +163,47 @@ def test_load_dataset_validates_name_and_dir():
         load_dataset("mnist")
     with pytest.raises(ValueError, match=r"dataset 'cifar10' needs a data directory \(--data-dir\)"):
         load_dataset("cifar10")
+
+
+def test_open_image_folder_reads_each_photo_at_its_own_size_as_rgb(tmp_path):
+    """The folder the training script streams: nothing decoded up front, each item the file's own pixels and size
+    (grayscale repeated into three channels, alpha dropped, as PIL's convert("RGB")), the split of digits."""
+    rng = np.random.default_rng(2)
+    sizes = [(10, 12), (17, 9), (8, 8), (21, 14), (13, 11)]  # (width, height)
+    for c, mode in (("a", "L"), ("b", "RGBA"), ("c", "RGB")):
+        (tmp_path / c).mkdir()
+        for i, (w, h) in enumerate(sizes):
+            shape = (h, w) if mode == "L" else (h, w, len(mode))
+            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(tmp_path / c / f"{i}.png")
+    splits = load_dataset("folder", tmp_path)
+    assert isinstance(splits.train, PhotoFolder) and splits.streamed and splits.image_size is None
+    assert splits.classes == ("a", "b", "c") and splits.channels == 3
+    train, test = stratified_split(torch.tensor([0] * 5 + [1] * 5 + [2] * 5), 0.2, seed=0)
+    assert splits.train.indices == train.tolist() and splits.test.indices == test.tolist()
+    assert splits.test.labels.tolist() == [0, 1, 2]
+    for dataset in (splits.train, splits.test):
+        for j, i in enumerate(dataset.indices):
+            image, label = dataset[j]
+            path = tmp_path / "abc"[i // 5] / f"{i % 5}.png"
+            expected = np.asarray(Image.open(path).convert("RGB")).transpose(2, 0, 1)
+            assert label == i // 5 and image.dtype == torch.uint8
+            assert torch.equal(image, torch.from_numpy(np.ascontiguousarray(expected)))
+    part = splits.train.subset(torch.tensor([3, 0]))
+    assert part.indices == [splits.train.indices[3], splits.train.indices[0]]
+    assert torch.equal(part[1][0], splits.train[0][0])
+
+
+def test_open_image_folder_train_test_layout_and_errors(tmp_path):
+    write_folder(tmp_path / "tt" / "train", n=3)
+    write_folder(tmp_path / "tt" / "test", n=1)
+    splits = open_image_folder(tmp_path / "tt")
+    assert len(splits.train) == 6 and len(splits.test) == 2 and splits.test.labels.tolist() == [0, 1]
+    with pytest.raises(FileNotFoundError, match=r"open_image_folder: .*missing is not a directory; expected ROOT/"):
+        open_image_folder(tmp_path / "missing")
+    write_folder(tmp_path / "mismatch" / "train")
+    write_folder(tmp_path / "mismatch" / "test", classes=("cat", "cow"))
+    with pytest.raises(ValueError, match=r"has classes \['cat', 'cow'\] but the train folder has \['cat', 'dog'\]"):
+        open_image_folder(tmp_path / "mismatch")
+    write_folder(tmp_path / "few", n=2)
+    with pytest.raises(ValueError, match=r"too few images \(4\) to hold out 20% per class"):
+        open_image_folder(tmp_path / "few")

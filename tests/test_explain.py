@@ -33,8 +33,11 @@ def counted_reads(pipe, x, monkeypatch) -> list[str]:
      ["gather_separable"]),
     ((A.HorizontalFlip(), A.RandomCrop(16, padding=2, padding_mode="replicate"), A.RandomResizedCrop(12)),
      ["gather_separable", "read_axis"]),
+    ((A.HorizontalFlip(), A.RandomCrop(16, padding=2, padding_mode="replicate"),
+      A.RandomResizedCrop(12, antialias=False)), ["gather_separable", "resample_separable"]),
+    ((A.RandomResizedCrop(12), A.HorizontalFlip(), A.Contrast(0.3)), ["read_axis"]),
     ((A.RandomResizedCrop(12, antialias=False), A.HorizontalFlip(), A.Contrast(0.3)), ["resample_separable"]),
-    ((A.RandomResizedCrop(24), A.HorizontalFlip()), ["resample_separable"]),  # an upscale: nothing to average
+    ((A.RandomResizedCrop(20), A.HorizontalFlip()), ["resample_separable"]),  # never shrinks: nothing to average
     ((A.HorizontalFlip(), A.RandomRotation(20), A.Brightness(0.1), A.VerticalFlip()),
      ["warp_affine", "gather_separable"]),
     ((A.Brightness(0.2), A.Normalize((0.5,) * 3, (0.2,) * 3)), []),

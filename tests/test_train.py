@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from training import checkpoint
-from training.train import lr_factor, main, run, seed_for
+from training.data import channel_stats, load_digits
+from training.train import average_views, build_parser, lr_factor, main, resume_config, run, seed_for
 
 ROOT = Path(__file__).resolve().parents[1]
 # Tiny but real: 192 training and 64 test digits at 16x16, a 2-stage CNN, 6 steps per epoch.
@@ -43,6 +45,7 @@ def test_end_to_end_outputs(reference):
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     for r in rows:
         assert {"epoch", "train_loss", "test_loss", "test_acc", "seconds"} <= r.keys()
+        assert r["tta"] == "none" and r["tta_scales"] is None
         assert 0.0 <= r["test_acc"] <= 1.0 and r["seconds"] > 0
         assert r["test_acc"] * 64 == pytest.approx(round(r["test_acc"] * 64))  # a fraction of 64 images
     assert rows[-1]["train_loss"] < rows[0]["train_loss"] and rows[-1]["test_loss"] < rows[0]["test_loss"]
@@ -123,6 +126,78 @@ def test_resume_rejects_conflicting_flags(reference, tmp_path):
         run(TINY + ["--out", str(tmp_path), "--resume", "--lr", "0.5"])
 
 
+def test_resume_may_change_the_test_time_augmentation(tmp_path):
+    """--tta and --tta-scales change no weight: a resume takes them as typed, else from the checkpoint."""
+    run(TINY + ["--epochs", "1", "--out", str(tmp_path)])
+    run(TINY + ["--out", str(tmp_path), "--resume", "--tta", "fivecrop", "--tta-scales", "16", "18"])  # no conflict
+
+    def resumed(*typed):
+        argv = ["--resume", *typed]
+        args = build_parser().parse_args(argv)
+        saved = dict(vars(build_parser().parse_args(["--lr", "0.5", "--tta", "tencrop", "--tta-scales", "36", "40"])))
+        from training.train import explicit_flags
+        resume_config(saved, args, explicit_flags(argv), tmp_path / "checkpoint.pt")
+        return args.lr, args.tta, args.tta_scales
+
+    assert resumed() == (0.5, "tencrop", [36, 40])
+    assert resumed("--tta", "fivecrop") == (0.5, "fivecrop", [36, 40])
+    assert resumed("--tta-scales", "32") == (0.5, "tencrop", [32])
+    assert resumed("--tta", "none") == (0.5, "none", None)
+
+
+def digits_test_set(model):
+    """TINY's test images as the model sees them before any view: float [0, 1] (64, 1, 16, 16), the labels, and the
+    Normalize of TINY's 192 training images; the model in eval mode."""
+    splits = load_digits(16)
+    mean, std = channel_stats(splits.train.images[:192])
+    model.eval()
+    return splits.test.images[:64].float() / 255, splits.test.labels[:64], mean[0], std[0]
+
+
+def test_tta_averages_the_softmax_over_every_view_and_changes_no_weight(tmp_path):
+    """--tta scores the trained model differently and trains the same weights. The scores are checked against
+    loops written here: none is the model on the normalized test images; tencrop pads each image by the crop
+    padding (2) as the training crop does, takes the four corner and the centre 16x16 crops of the 20x20 result
+    and of its mirror image, and averages the 10 softmaxes."""
+    plain = run(TINY + ["--epochs", "2", "--out", str(tmp_path / "none")])
+    ten = run(TINY + ["--epochs", "2", "--out", str(tmp_path / "ten"), "--tta", "tencrop"])
+    assert same_weights(plain.model.state_dict(), ten.model.state_dict())
+    assert [r["train_loss"] for r in plain.history] == [r["train_loss"] for r in ten.history]
+    assert ten.history[-1]["tta"] == "tencrop" and ten.history[-1]["tta_scales"] == [16]
+
+    x, y, mean, std = digits_test_set(plain.model)
+    with torch.no_grad():
+        logits = plain.model((x - mean) / std)
+        assert plain.history[-1]["test_acc"] == (logits.argmax(1) == y).double().mean().item()
+        assert plain.history[-1]["test_loss"] == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-6)
+
+        padded = F.pad(x, (2, 2, 2, 2))  # (64, 1, 20, 20), black as the RandomCrop padding
+        probs = torch.zeros(64, 10, dtype=torch.float64)
+        for image in (padded, padded.flip(-1)):
+            for top, left in ((0, 0), (0, 4), (4, 0), (4, 4), (2, 2)):
+                view = (image[..., top:top + 16, left:left + 16] - mean) / std
+                probs += torch.softmax(plain.model(view).double(), 1) / 10
+    assert ten.history[-1]["test_acc"] == (probs.argmax(1) == y).double().mean().item()
+    assert ten.history[-1]["test_loss"] == pytest.approx(-probs[torch.arange(64), y].log().mean().item(), rel=1e-5)
+
+
+def test_average_views_is_the_mean_softmax_of_a_loop_over_views():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 10, 7, generator=g, dtype=torch.float64) * 4
+    logits[0, 3] = torch.tensor([300.0, -300.0, 0, 0, 0, 0, 0])  # one view certain: others underflow in it
+    labels = torch.tensor([1, 0, 2, 3, 4, 6])
+    from training.losses import soft_cross_entropy
+    scores = average_views(logits)
+    for b in range(6):
+        mean = sum(torch.softmax(logits[b, v], 0) for v in range(10)) / 10
+        torch.testing.assert_close(scores[b].exp(), mean, rtol=1e-12, atol=1e-15)
+        assert scores[b].argmax() == mean.argmax()
+        nll = -mean[labels[b]].log()
+        torch.testing.assert_close(soft_cross_entropy(scores[b:b + 1], labels[b:b + 1]), nll, rtol=1e-12, atol=0)
+    assert torch.isfinite(scores).all()
+    torch.testing.assert_close(average_views(logits[:, :1]), torch.log_softmax(logits[:, 0], 1), rtol=0, atol=1e-15)
+
+
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / "checkpoint.pt").write_bytes(b"\x00garbage, not a zip archive")
     with pytest.raises(ValueError, match=r"checkpoint.load: .*checkpoint.pt is corrupt or not a torch checkpoint"):
@@ -178,6 +253,13 @@ def test_bad_arguments_are_explained(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
     with pytest.raises(SystemExit):
         run(["--activation", "swish"])
+    for flags, says in ((["--tta", "fivecrop", "--tta-scales", "11"], "argument --tta-scales: 11 leaves images of "
+                         "11x11, 15x15 after the --crop-padding 2, smaller than the 16x16 crops"),
+                        (["--tta-scales", "20"], "argument --tta-scales: only with --tta fivecrop or tencrop")):
+        with pytest.raises(SystemExit):
+            run(TINY + ["--out", str(tmp_path / "run"), *flags])
+        assert says in capsys.readouterr().err
+        assert not (tmp_path / "run").exists()
 
 
 def image_folder(root, per_class):
@@ -244,5 +326,5 @@ def test_console_entry_point_help():
                           text=True, timeout=60)
     assert proc.returncode == 0
     for flag in ("--out", "--epochs", "--seed", "--resume", "--device", "--activation", "--init", "--dropout",
-                 "--dataset", "--data-dir", "--compile"):
+                 "--dataset", "--data-dir", "--compile", "--tta", "--tta-scales"):
         assert flag in proc.stdout

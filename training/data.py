@@ -1,13 +1,14 @@
-"""Datasets as uint8 (N, C, H, W) tensors held in memory, with a fixed train/test split.
+"""Datasets with a fixed train/test split: uint8 (N, C, H, W) tensors held in memory, or photos read from disk.
 
-Items are (uint8 (C, H, W) tensor, int label), so the default collate gives uint8 (B, C, H, W) batches; all
-conversion to float happens in the augpipe Pipeline on the training device.
+Items are (uint8 (C, H, W) tensor, int label); all conversion to float happens in the augpipe Pipeline on the
+training device.
 
   digits   scikit-learn's bundled 8x8 digits (1,797 images, 0..16), scaled to 0..255 and upsampled bilinearly;
            no download. Held-out split: stratified, fixed seed.
   cifar10  the standard python-pickle folder (data_batch_1..5, test_batch), its own train/test split.
   folder   an image folder tree, one sub-folder per class; either root/train/<class>, root/test/<class>, or a
-           single root/<class> tree split like digits.
+           single root/<class> tree split like digits. Streamed: each photo is decoded when its item is read (in
+           the DataLoader workers) at its own size, and augpipe.collate packs a batch of mixed sizes.
 """
 from __future__ import annotations
 
@@ -52,11 +53,50 @@ class ImageDataset(Dataset):
     def subset(self, indices: Tensor) -> "ImageDataset":
         return ImageDataset(self.images[indices], self.labels[indices], self.classes)
 
+    @property
+    def channels(self) -> int:
+        return self.images.shape[1]
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return tuple(self.images.shape[-2:])
+
+
+class PhotoFolder(Dataset):
+    """Some of the files of an ``augpipe.ImageFolder``, decoded one per item: (uint8 (3, H, W) at the photo's own
+    size, int label). Read as RGB, as torchvision's ImageFolder reads photos: grayscale repeated into R, G and B,
+    alpha dropped, so that a batch and the model always have three channels."""
+
+    channels = 3
+    image_size = None  # each photo keeps its own size; the Pipeline crops
+
+    def __init__(self, folder, indices: list[int]):
+        self.folder, self.indices = folder, list(indices)
+        self.classes = tuple(folder.classes)
+        self.labels = torch.tensor([folder.targets[i] for i in self.indices], dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        image, label = self.folder[self.indices[i]]  # (C, H, W) uint8, C = 1, 3 or 4
+        if image.shape[0] == 1:
+            image = image.expand(3, -1, -1)
+        return image[:3], label
+
+    def subset(self, indices: Tensor) -> "PhotoFolder":
+        return PhotoFolder(self.folder, [self.indices[i] for i in indices.tolist()])
+
 
 @dataclass
 class Splits:
-    train: ImageDataset
-    test: ImageDataset
+    train: ImageDataset | PhotoFolder
+    test: ImageDataset | PhotoFolder
+
+    @property
+    def streamed(self) -> bool:
+        """Photos read from disk at their own sizes (a folder), rather than a fixed-size tensor in memory."""
+        return isinstance(self.train, PhotoFolder)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -68,11 +108,12 @@ class Splits:
 
     @property
     def channels(self) -> int:
-        return self.train.images.shape[1]
+        return self.train.channels
 
     @property
-    def image_size(self) -> tuple[int, int]:
-        return tuple(self.train.images.shape[-2:])
+    def image_size(self) -> tuple[int, int] | None:
+        """(H, W) of every image in memory; None for a folder, whose photos keep their own sizes."""
+        return self.train.image_size
 
 
 def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -232,7 +273,8 @@ def _read_images(files: list[Path], image_size: int) -> Tensor:
 
 def load_image_folder(data_dir: str | os.PathLike, image_size: int = 32, test_fraction: float = 0.2,
                       split_seed: int = 0) -> Splits:
-    """An image folder tree (one sub-folder per class) decoded into memory; meant for small data sets."""
+    """An image folder tree (one sub-folder per class) decoded into memory, each image squashed to image_size x
+    image_size; meant for small data sets of small images (``open_image_folder`` streams photos instead)."""
     root = Path(data_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"load_image_folder: {root} is not a directory; expected {FOLDER_LAYOUT}")
@@ -252,8 +294,33 @@ def load_image_folder(data_dir: str | os.PathLike, image_size: int = 32, test_fr
     return Splits(full.subset(train), full.subset(test))
 
 
+def open_image_folder(data_dir: str | os.PathLike, test_fraction: float = 0.2, split_seed: int = 0) -> Splits:
+    """An image folder tree (one sub-folder per class) listed, not decoded: ``PhotoFolder`` splits whose items are
+    decoded when read. ROOT/train and ROOT/test when both exist, else ROOT/<class> split by ``stratified_split`` of
+    the file list (fixed seed, as digits)."""
+    from augpipe import ImageFolder
+
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"open_image_folder: {root} is not a directory; expected {FOLDER_LAYOUT}")
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        train = ImageFolder(root / "train", IMAGE_EXTENSIONS)
+        test = ImageFolder(root / "test", IMAGE_EXTENSIONS)
+        if test.classes != train.classes:
+            raise ValueError(f"open_image_folder: {root / 'test'} has classes {test.classes} but the train folder "
+                             f"has {train.classes}; both must hold the same class sub-folders")
+        return Splits(PhotoFolder(train, range(len(train))), PhotoFolder(test, range(len(test))))
+    folder = ImageFolder(root, IMAGE_EXTENSIONS)
+    train, test = stratified_split(torch.tensor(folder.targets), test_fraction, split_seed)
+    if len(test) == 0 or len(train) == 0:
+        raise ValueError(f"open_image_folder: {root} has too few images ({len(folder)}) to hold out "
+                         f"{test_fraction:.0%} per class; add images or use ROOT/train and ROOT/test")
+    return Splits(PhotoFolder(folder, train.tolist()), PhotoFolder(folder, test.tolist()))
+
+
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, image_size: int = 32) -> Splits:
-    """Dispatch on the --dataset name; cifar10 and folder need --data-dir."""
+    """Dispatch on the --dataset name; cifar10 and folder need --data-dir. ``image_size`` is the side digits are
+    upsampled to; a folder is opened for streaming (``open_image_folder``), its photos at their own sizes."""
     if name not in DATASETS:
         raise ValueError(f"load_dataset: unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
     if name == "digits":
@@ -261,4 +328,4 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, image_siz
     if data_dir is None:
         layout = CIFAR10_LAYOUT if name == "cifar10" else FOLDER_LAYOUT
         raise ValueError(f"load_dataset: dataset {name!r} needs a data directory (--data-dir); expected {layout}")
-    return load_cifar10(data_dir) if name == "cifar10" else load_image_folder(data_dir, image_size)
+    return load_cifar10(data_dir) if name == "cifar10" else open_image_folder(data_dir)

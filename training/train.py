@@ -2,13 +2,15 @@
 
     python -m training.train --out runs/digits                 # digits, CNN, the default recipe
     python -m training.train --out runs/digits --resume        # continue after an interruption, bit-exactly
+    python -m training.train --dataset folder --data-dir photos/ --image-size 224 --workers 4 --tta tencrop
     torchrun --nproc_per_node=2 -m training.train --out runs/ddp
 
-Data flows one way: uint8 (B, C, H, W) batches from the DataLoader -> device -> Pipeline (float images, soft
-targets) -> model. Exact resume rests on three facts: the data order of an epoch is a pure function of
-(seed, epoch) (DistributedSampler reseeds per epoch); every other random stream (torch's global RNG for dropout and
-fractional pooling, each rank's Pipeline generator) is saved in the end-of-epoch checkpoint; and an interrupted
-epoch is rerun from that checkpoint, so nothing from a partial epoch survives.
+Data flows one way: uint8 batches from the DataLoader ((B, C, H, W), or an augpipe.PackedImages for photos of
+mixed sizes) -> device -> Pipeline (float images, soft targets) -> model. Exact resume rests on three facts: the
+data order of an epoch is a pure function of (seed, epoch) (DistributedSampler reseeds per epoch); every other
+random stream (torch's global RNG for dropout and fractional pooling, each rank's Pipeline generator) is saved in
+the end-of-epoch checkpoint; and an interrupted epoch is rerun from that checkpoint, so nothing from a partial
+epoch survives.
 """
 from __future__ import annotations
 
@@ -25,11 +27,11 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from . import activations, checkpoint
-from .data import DATASETS, Splits, channel_stats, load_dataset
+from .data import DATASETS, PhotoFolder, Splits, channel_stats, load_dataset
 from .init import SCHEMES
 from .losses import soft_cross_entropy
 from .models import ARCHS, POOLINGS, ModelConfig, build_model, count_parameters
@@ -39,6 +41,12 @@ METRICS = "metrics.jsonl"
 PLOT = "metrics.png"
 # Flags that only say how to run, not what to compute; everything else defines the run and must match on resume.
 RUNTIME_FLAGS = ("out", "resume", "device", "compile", "workers", "progress", "kill_after_steps")
+# Flags that change only how the test set is scored, never the weights: a resume may change them. Typed, they
+# apply from the resumed epoch on (each metrics row says which applied); otherwise the checkpoint's apply.
+EVAL_FLAGS = ("tta", "tta_scales")
+TTA_MODES = ("none", "fivecrop", "tencrop")
+# Photo folders are normalized with ImageNet's channel statistics: the folder's own would need a full decode.
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
@@ -75,9 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/checkpoint.pt if it exists (an interrupted epoch is rerun)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps ... (default: cuda if available)")
-    p.add_argument("--dataset", choices=DATASETS, default="digits")
+    p.add_argument("--dataset", choices=DATASETS, default="digits",
+                   help="folder: photos streamed from --data-dir (ROOT/<class>/*, split 80/20 per class with a "
+                        "fixed seed, or ROOT/train/<class> and ROOT/test/<class>), decoded in the DataLoader "
+                        "workers at their own sizes, read as RGB, and normalized with ImageNet's channel mean "
+                        "(0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225), since the folder's own statistics "
+                        "would need a full decode")
     p.add_argument("--data-dir", default=None, help="dataset folder for cifar10 and folder")
-    p.add_argument("--image-size", type=int, default=32, help="side the digits / folder images are resized to")
+    p.add_argument("--image-size", type=number(int, 1), default=32,
+                   help="digits: the side they are upsampled to; folder: the side of the square crops the model "
+                        "sees (the photos keep their own sizes on disk and in the batch)")
     p.add_argument("--arch", choices=ARCHS, default="cnn")
     p.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64],
                    help="CNN channels per stage, or MLP hidden units per layer")
@@ -94,11 +109,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=number(float, 0), default=1.0,
                    help="epochs of linear warm-up before the linear decay")
     p.add_argument("--augment", choices=("default", "none"), default="default",
-                   help="default: pad+crop, brightness, contrast, Mixup/CutMix; none: only normalize")
-    p.add_argument("--crop-padding", type=int, default=2)
+                   help="default: pad+crop (folder: RandomResizedCrop to --image-size and a horizontal flip), "
+                        "brightness, contrast, Mixup/CutMix; none: only normalize (folder: the test resize and "
+                        "centre crop first)")
+    p.add_argument("--crop-padding", type=int, default=2, help="padding of the pad+crop (digits and cifar10)")
     p.add_argument("--mix", type=number(float, 0, 1), default=0.5,
                    help="probability that a sample gets Mixup or CutMix")
     p.add_argument("--label-smoothing", type=number(float, 0, 1, high_open=True), default=0.1)
+    p.add_argument("--tta", choices=TTA_MODES, default="none",
+                   help="test-time augmentation: score each test image by its softmax averaged over views (and "
+                        "--tta-scales); the loss is the NLL of the averaged probabilities. fivecrop: the 4 corner "
+                        "crops and the centre crop; tencrop: also their mirror images. folder: crops of "
+                        "--image-size from the resized photo; digits/cifar10: crops of the image's own size after "
+                        "padding it by --crop-padding, i.e. the training crop's 4 extreme shifts and no shift "
+                        "(digits are never mirrored in training). none: folder photos are resized to "
+                        "round(image_size * 256 / 224) and centre-cropped. A --resume may change it")
+    p.add_argument("--tta-scales", type=number(int, 1), nargs="+", default=None, metavar="SIDE",
+                   help="the shorter side each test image is resized to before the --tta crops, one set of views "
+                        "per side, all averaged (default: folder round(image_size * 256 / 224), digits/cifar10 "
+                        "their own size). A --resume may change it")
     p.add_argument("--compile", action="store_true", help="torch.compile the model and the augmentation graph")
     p.add_argument("--workers", type=number(int, 0), default=0, help="DataLoader worker processes")
     p.add_argument("--limit-train", type=number(int, 1), default=None, help="use only the first N training images")
@@ -168,29 +197,95 @@ def all_sum(values: list[float], d: Dist) -> list[float]:
 
 # ------------------------------------------------------------------------------------------------ pieces
 def build_pipelines(args, splits: Splits, d: Dist):
-    """(train, eval) augpipe Pipelines. Eval only converts and normalizes. Digits are not flip-invariant (a
-    mirrored 2 is no 2), so the default graph shifts and re-lights the image and mixes samples instead."""
+    """(train, evals): the training Pipeline and the test Pipelines, one per --tta scale (one without TTA), whose
+    outputs ``evaluate`` scores together.
+
+    Digits are not flip-invariant (a mirrored 2 is no 2), so the default graph for in-memory data shifts and
+    re-lights the image and mixes samples instead; photos get the ImageNet recipe, RandomResizedCrop from each
+    photo's own size and a flip, and are tested on a resize and centre crop."""
     import augpipe as A
 
-    mean, std = channel_stats(splits.train.images)
-    normalize = A.Normalize(mean=mean, std=std)
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if splits.streamed else channel_stats(splits.train.images)
     K = splits.num_classes
     nodes = []
     if args.augment == "default":
-        H, W = splits.image_size
-        nodes += [A.RandomCrop((H, W), padding=args.crop_padding), A.Brightness(0.2), A.Contrast(0.2)]
-    nodes.append(normalize)
+        if splits.streamed:
+            nodes += [A.RandomResizedCrop(args.image_size), A.HorizontalFlip()]
+        else:
+            nodes.append(A.RandomCrop(splits.image_size, padding=args.crop_padding))
+        nodes += [A.Brightness(0.2), A.Contrast(0.2)]
+    elif splits.streamed:
+        nodes += eval_geometry(args, splits)[0]  # every photo of a batch must come to one size
+    nodes.append(A.Normalize(mean=mean, std=std))
     if args.augment == "default" and args.mix > 0:
         nodes.append(A.RandomApply(A.OneOf(A.Mixup(alpha=1.0), A.CutMix(alpha=1.0)), p=args.mix))
     if args.label_smoothing > 0:
         nodes.append(A.LabelSmoothing(args.label_smoothing))
     train = A.Pipeline(*nodes, seed=seed_for(args.seed, "augment", d.rank), num_classes=K, compile=args.compile)
-    evaluate = A.Pipeline(A.Normalize(mean=mean, std=std), seed=0, num_classes=K)
-    return train, evaluate
+    evals = [A.Pipeline(*ops, A.Normalize(mean=mean, std=std), seed=0, num_classes=K)
+             for ops in eval_geometry(args, splits)]
+    return train, evals
+
+
+def eval_resize(image_size: int) -> int:
+    """The shorter side a photo is resized to before the centre crop of image_size: 256 for 224, as ResNet."""
+    return round(image_size * 256 / 224)
+
+
+def tta_scales(args, splits: Splits) -> list[int] | None:
+    """The shorter sides the test images are resized to before the --tta crops (None without TTA): --tta-scales,
+    or by default eval_resize(--image-size) for photos and their own size for images in memory. Raises
+    UsageError for scales without TTA and for a scale too small for the crops."""
+    import augpipe as A
+
+    if args.tta == "none":
+        if args.tta_scales:
+            raise UsageError("argument --tta-scales: only with --tta fivecrop or tencrop")
+        return None
+    if splits.streamed:
+        size = args.image_size
+        for s in args.tta_scales or []:
+            if s < size:
+                raise UsageError(f"argument --tta-scales: {s} is smaller than the {size}x{size} crops "
+                                 f"(--image-size); use {size} or more")
+        return list(args.tta_scales or [eval_resize(size)])
+    (H, W), pad = splits.image_size, args.crop_padding
+    for s in args.tta_scales or []:
+        h, w = A.Resize(s).output_size((H, W))
+        if h + 2 * pad < H or w + 2 * pad < W:
+            raise UsageError(f"argument --tta-scales: {s} leaves images of {h}x{w}, {h + 2 * pad}x{w + 2 * pad} "
+                             f"after the --crop-padding {pad}, smaller than the {H}x{W} crops")
+    return list(args.tta_scales or [min(H, W)])
+
+
+def eval_geometry(args, splits: Splits) -> list[list]:
+    """The geometric ops of each test Pipeline: one list per --tta scale (one list without TTA).
+
+    Without TTA: photos Resize(eval_resize) + CenterCrop, in-memory images none. With TTA, per scale s: photos
+    Resize(s) and the crops of --image-size; in-memory images Resize(s) (unless s is their size), the training
+    crop's padding (a centre crop larger than the image pads it evenly with black, as RandomCrop's padding
+    does), and the crops of their own size."""
+    import augpipe as A
+
+    scales = tta_scales(args, splits)
+    if scales is None:
+        size = args.image_size
+        return [[A.Resize(eval_resize(size)), A.CenterCrop(size)]] if splits.streamed else [[]]
+    crops = A.FiveCrop if args.tta == "fivecrop" else A.TenCrop
+    if splits.streamed:
+        return [[A.Resize(s), crops(args.image_size)] for s in scales]
+    (H, W), pad = splits.image_size, args.crop_padding
+    out = []
+    for s in scales:
+        h, w = A.Resize(s).output_size((H, W))
+        ops = [] if (h, w) == (H, W) else [A.Resize(s)]
+        ops += [A.CenterCrop((h + 2 * pad, w + 2 * pad))] if pad else []
+        out.append(ops + [crops((H, W))])
+    return out
 
 
 def model_config(args, splits: Splits) -> ModelConfig:
-    H, W = splits.image_size
+    H, W = (args.image_size, args.image_size) if splits.streamed else splits.image_size
     if args.arch == "mlp" and H != W:
         raise ValueError(f"train: the MLP needs square images, the dataset has {H}x{W}")
     return ModelConfig(arch=args.arch, in_channels=splits.channels, image_size=H, num_classes=splits.num_classes,
@@ -223,6 +318,8 @@ def check_batch_size(batch_size: int, images: int, world: int) -> None:
 
 
 def train_loader(dataset, args, d: Dist) -> DataLoader:
+    import augpipe as A
+
     check_batch_size(args.batch_size, len(dataset), d.world)
     per_rank = args.batch_size // d.world
     # The same sampler class with or without torchrun: its epoch order is a pure function of (seed, epoch).
@@ -233,9 +330,25 @@ def train_loader(dataset, args, d: Dist) -> DataLoader:
     # dropout and fractional pooling draw from too. Persistent workers make one iterator, a resumed run another,
     # and no workers one per epoch: each would shift the model's draws differently. A generator of its own keeps
     # the global stream the same whatever --workers is and across a resume.
+    # Photos of mixed sizes: augpipe.collate packs them into a PackedImages; the Pipeline crops each at its size.
     return DataLoader(dataset, batch_size=per_rank, sampler=sampler, drop_last=True, num_workers=args.workers,
                       pin_memory=d.device.type == "cuda", persistent_workers=args.workers > 0,
+                      collate_fn=A.collate if isinstance(dataset, PhotoFolder) else None,
                       generator=torch.Generator().manual_seed(seed_for(args.seed, "loader", d.rank)))
+
+
+def eval_loader(dataset, args, d: Dist, batch_size: int = 256) -> DataLoader:
+    """This rank's share of the test set, every world-th image, in order. Photos are decoded in --workers processes
+    and packed by augpipe.collate; images in memory need no workers."""
+    import augpipe as A
+
+    workers = args.workers if isinstance(dataset, PhotoFolder) else 0
+    # A generator of its own: every DataLoader iterator draws a seed, by default from the global generator,
+    # which the training's dropout draws from too.
+    return DataLoader(dataset.subset(torch.arange(d.rank, len(dataset), d.world)), batch_size=batch_size,
+                      num_workers=workers, pin_memory=d.device.type == "cuda", persistent_workers=workers > 0,
+                      collate_fn=A.collate if isinstance(dataset, PhotoFolder) else None,
+                      generator=torch.Generator().manual_seed(0))
 
 
 def subset(dataset, limit: int | None):
@@ -272,21 +385,39 @@ def train_one_epoch(model, pipe, loader, optimizer, scheduler, d: Dist, epoch: i
     return total / n
 
 
+def average_views(logits: Tensor) -> Tensor:
+    """(B, V, K) logits of V views of each image -> (B, K) log of the softmax averaged over the views:
+    log((1/V) sum_v softmax(z_v)) = logsumexp_v log_softmax(z_v) - log V, which stays finite where a view's
+    probability underflows. Its argmax is the averaged prediction; as logits it gives the NLL of the averaged
+    probabilities (their log-softmax is themselves, as they sum to 1)."""
+    return torch.logsumexp(torch.log_softmax(logits, dim=-1), dim=1) - math.log(logits.shape[1])
+
+
 @torch.no_grad()
-def evaluate(model, pipe, dataset, d: Dist, batch_size: int) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) on the test set; each rank takes every world-th image, summed over ranks."""
+def evaluate(model, pipes, loader, d: Dist) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) on this rank's test batches (``eval_loader``: uint8 images or a
+    PackedImages, and labels), summed over ranks.
+
+    Each test Pipeline gives images (b, C, h, w), or views (b, V, C, h, w) when it ends in FiveCrop or TenCrop.
+    One plain Pipeline is scored on its logits; otherwise the softmax is averaged over every view of every
+    Pipeline (``average_views``)."""
     model.eval()
-    idx = torch.arange(d.rank, len(dataset), d.world)
     loss_sum = torch.zeros((), dtype=torch.float64, device=d.device)
     correct = torch.zeros((), dtype=torch.int64, device=d.device)
-    for start in range(0, len(idx), batch_size):
-        sel = idx[start:start + batch_size]
-        images = dataset.images[sel].to(d.device)  # uint8 (b, C, H, W)
-        labels = dataset.labels[sel].to(d.device)  # (b,)
-        logits = model(pipe(images))
-        loss_sum += soft_cross_entropy(logits, labels, reduction="sum").double()
-        correct += (logits.argmax(1) == labels).sum()
-    total, right, n = all_sum([loss_sum.item(), correct.item(), len(idx)], d)
+    count = 0
+    for images, labels in loader:
+        images, labels = images.to(d.device), labels.to(d.device)  # uint8 (b, C, H, W) or packed, (b,)
+        outputs = [pipe(images) for pipe in pipes]
+        if len(outputs) == 1 and outputs[0].dim() == 4:
+            scores = model(outputs[0])  # (b, K) logits
+        else:
+            views = [x if x.dim() == 5 else x.unsqueeze(1) for x in outputs]  # (b, V, C, h, w)
+            logits = torch.cat([model(x.flatten(0, 1)).view(*x.shape[:2], -1) for x in views], 1)  # (b, V_all, K)
+            scores = average_views(logits)
+        loss_sum += soft_cross_entropy(scores, labels, reduction="sum").double()
+        correct += (scores.argmax(1) == labels).sum()
+        count += len(labels)
+    total, right, n = all_sum([loss_sum.item(), correct.item(), count], d)
     return total / n, right / n
 
 
@@ -343,12 +474,27 @@ def restore_rank_state(state: dict, pipe, d: Dist) -> None:
 
 
 def check_resume_config(saved: dict, args, explicit: set[str], path: Path) -> None:
-    """A resumed run takes its settings from the checkpoint; a flag typed now that disagrees is an error."""
+    """A resumed run takes its settings from the checkpoint; a flag typed now that disagrees is an error, except
+    the runtime flags and the eval-only flags (EVAL_FLAGS), which change no weight."""
+    free = RUNTIME_FLAGS + EVAL_FLAGS
     conflicts = [f"--{k.replace('_', '-')} {getattr(args, k)!r} (checkpoint: {saved[k]!r})"
-                 for k in sorted(explicit) if k in saved and k not in RUNTIME_FLAGS and getattr(args, k) != saved[k]]
+                 for k in sorted(explicit) if k in saved and k not in free and getattr(args, k) != saved[k]]
     if conflicts:
         raise ValueError(f"train: {path} was written by a run with other settings: {'; '.join(conflicts)}. "
                          f"Drop these flags to resume it, or use another --out")
+
+
+def resume_config(saved: dict, args, explicit: set[str], path: Path) -> None:
+    """Set ``args`` for a resumed run: the checkpoint's settings, except the runtime flags (as given now) and the
+    eval-only flags typed now. An eval-only flag not typed keeps the checkpoint's value, so that a plain --resume
+    scores as the run it continues, and --tta fivecrop alone keeps its scales; --tta none drops them."""
+    check_resume_config(saved, args, explicit, path)
+    kept = RUNTIME_FLAGS + tuple(k for k in EVAL_FLAGS if k in explicit)
+    for k, v in saved.items():
+        if k not in kept:
+            setattr(args, k, v)
+    if args.tta == "none" and "tta_scales" not in explicit:
+        args.tta_scales = None
 
 
 @dataclass
@@ -368,10 +514,7 @@ def run(argv: list[str] | None = None) -> TrainResult:
     saved = None
     if args.resume and ckpt_path.exists():
         saved = checkpoint.load(ckpt_path)
-        check_resume_config(saved["config"], args, explicit_flags(argv), ckpt_path)
-        for k, v in saved["config"].items():
-            if k not in RUNTIME_FLAGS:
-                setattr(args, k, v)
+        resume_config(saved["config"], args, explicit_flags(argv), ckpt_path)
 
     d = setup_distributed(args.device)
     try:
@@ -388,19 +531,22 @@ def _train(args, out: Path, saved: dict | None, d: Dist) -> TrainResult:
     splits = Splits(subset(splits.train, args.limit_train), subset(splits.test, args.limit_test))
     cfg = model_config(args, splits)
     check_batch_size(args.batch_size, len(splits.train), d.world)
+    tta_scales(args, splits)  # refuses scales too small for the crops
     if d.main:  # only once the data and the flags are known to fit: a refused run leaves no empty folder
         out.mkdir(parents=True, exist_ok=True)
 
     torch.manual_seed(seed_for(args.seed, "model"))  # the same initial weights on every rank
     model = build_model(cfg).to(d.device)
-    pipe, eval_pipe = build_pipelines(args, splits, d)
+    pipe, eval_pipes = build_pipelines(args, splits, d)
     pipe.to(d.device)
-    eval_pipe.to(d.device)
+    for p in eval_pipes:
+        p.to(d.device)
     decay = [p for p in model.parameters() if p.dim() > 1]  # no weight decay on biases and norm scales
     rest = [p for p in model.parameters() if p.dim() <= 1]
     optimizer = torch.optim.SGD([{"params": decay, "weight_decay": args.weight_decay},
                                  {"params": rest, "weight_decay": 0.0}], lr=args.lr, momentum=0.9, nesterov=True)
     loader = train_loader(splits.train, args, d)
+    tests = eval_loader(splits.test, args, d)
     total = args.epochs * len(loader)
     warmup = min(total, max(1, round(args.warmup * len(loader))))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, total))
@@ -430,9 +576,12 @@ def _train(args, out: Path, saved: dict | None, d: Dist) -> TrainResult:
                   f"(--resume continues it instead)", file=sys.stderr)
         epochs = (f"epochs {start_epoch + 1}..{args.epochs}" if start_epoch < args.epochs
                   else f"all {args.epochs} epochs already done, nothing to train")
+        sizes = (f"photos of their own sizes cropped to {args.image_size}x{args.image_size}" if splits.streamed
+                 else f"images {splits.image_size}")
+        tta = "" if args.tta == "none" else f", tested with {args.tta} over {len(eval_pipes)} scale(s)"
         print(f"training {cfg.arch} ({count_parameters(bare):,} parameters) on {args.dataset}: "
-              f"{len(splits.train)} train / {len(splits.test)} test images {splits.image_size}, {d.world} "
-              f"process(es) on {d.device}, {epochs}", file=sys.stderr)
+              f"{len(splits.train)} train / {len(splits.test)} test {sizes}, {d.world} "
+              f"process(es) on {d.device}, {epochs}{tta}", file=sys.stderr)
 
     last_plot = time.perf_counter()
     for epoch in range(start_epoch, args.epochs):
@@ -442,10 +591,10 @@ def _train(args, out: Path, saved: dict | None, d: Dist) -> TrainResult:
         if d.enabled:  # batch-norm statistics drift apart per rank; evaluate and save rank 0's
             for b in bare.buffers():
                 dist.broadcast(b, 0)
-        test_loss, test_acc = evaluate(bare, eval_pipe, splits.test, d, batch_size=256)
+        test_loss, test_acc = evaluate(bare, eval_pipes, tests, d)
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "test_loss": test_loss,
-                        "test_acc": test_acc, "lr": scheduler.get_last_lr()[0],
-                        "seconds": time.perf_counter() - t0})
+                        "test_acc": test_acc, "lr": scheduler.get_last_lr()[0], "tta": args.tta,
+                        "tta_scales": tta_scales(args, splits), "seconds": time.perf_counter() - t0})
         ranks = gather_rank_states(pipe, d)
         if d.main:
             checkpoint.save(out / CHECKPOINT, {
