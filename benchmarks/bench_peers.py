@@ -593,29 +593,32 @@ def impls_for(r: Recipe) -> dict:
 
 def policy_targets(r: Recipe, by_key: dict) -> list[dict]:
     """Each target of a policy recipe with its measured ratio (median call times) and whether it holds; a row that
-    did not run gives None. The per-core ratio (us / image / core) is there too where the row has one."""
+    did not run gives None. The same ratio of us / image / core is there too where the row has one."""
     ours = by_key.get("augpipe-compiled")
     found = []
     for key, kind, bound in POLICY_TARGETS.get(r.name, ()):
         row = by_key.get(key)
         entry = {"row": key, "kind": kind, "bound": bound, "value": None, "holds": None}
         if ours is not None and row is not None:
-            if kind == "faster":
-                entry["value"] = row["s_per_call"] / ours["s_per_call"]
-                entry["holds"] = entry["value"] >= bound
-            else:
-                entry["value"] = ours["s_per_call"] / row["s_per_call"]
-                entry["holds"] = entry["value"] <= bound
+            slow, fast = (row, ours) if kind == "faster" else (ours, row)
+            entry["value"] = slow["s_per_call"] / fast["s_per_call"]
+            entry["holds"] = entry["value"] >= bound if kind == "faster" else entry["value"] <= bound
             if "us_per_image_per_core" in row and "us_per_image_per_core" in ours:
-                entry["per_core_ratio"] = row["us_per_image_per_core"] / ours["us_per_image_per_core"]
+                entry["per_core_ratio"] = slow["us_per_image_per_core"] / fast["us_per_image_per_core"]
         found.append(entry)
     return found
 
 
+def target_words(t: dict) -> str:
+    if t["kind"] == "faster":
+        return (f"at least as fast as {t['row']}" if t["bound"] == 1
+                else f"at least {t['bound']:g}x faster than {t['row']}")
+    return f"at most {t['bound']:g}x the call of {t['row']}"
+
+
 def print_targets(targets: list[dict]) -> None:
     for t in targets:
-        what = (f"at least {t['bound']:g}x faster than {t['row']}" if t["kind"] == "faster"
-                else f"at most {t['bound']:g}x the call of {t['row']}")
+        what = target_words(t)
         if t["value"] is None:
             print(f"  target: augpipe compiled {what}: not measured (a row did not run)")
             continue

@@ -98,8 +98,11 @@ def targets_line(targets: list[dict]) -> str:
     it holds."""
     said = []
     for t in targets:
-        what = (f"at least {t['bound']:g}x faster than {t['row']}" if t["kind"] == "faster"
-                else f"at most {t['bound']:g}x the call of {t['row']}")
+        if t["kind"] == "faster":
+            what = (f"at least as fast as {t['row']}" if t["bound"] == 1
+                    else f"at least {t['bound']:g}x faster than {t['row']}")
+        else:
+            what = f"at most {t['bound']:g}x the call of {t['row']}"
         if t["value"] is None:
             said.append(f"{what}: not measured")
             continue
