@@ -1,6 +1,8 @@
 """augpipe against its peers: the same inputs, the same recipe, the same cores, side by side.
 
-    python benchmarks/bench_peers.py                      # both recipes, CPU, 7 timed runs each
+    python benchmarks/bench_peers.py                      # every recipe, CPU, 7 timed runs each
+    python benchmarks/bench_peers.py --recipe cifar,imagenet --json samples/bench_cpu.json
+    python benchmarks/bench_peers.py --recipe cifar-policy,imagenet-policy --json samples/bench_policies.json
     python benchmarks/bench_peers.py --quick              # smoke test: fewer, shorter runs
     python benchmarks/bench_peers.py --recipe cifar --json out/bench.json
     python benchmarks/bench_peers.py --device cuda --json out/bench_cuda.json
@@ -16,6 +18,14 @@ Recipes (uint8 images and int labels in, float32 images and soft targets (B, K) 
             antialiasing), flip, brightness 0.4, contrast 0.4, Normalize, Mixup (alpha 0.2).
 Brightness and contrast are torchvision ColorJitter factors: f ~ U[1 - s, 1 + s], brightness multiplies,
 contrast blends with the image's grayscale mean, brightness first.
+The policy recipes (float32 images and one-hot targets (B, K) out; no mixing):
+  cifar-policy     256 x 3 x 32 x 32, 10 classes: pad-4 crop, flip, RandAugment(2, 9), Normalize, RandomErasing
+                   (p 0.25, torchvision's scale and ratio, fill 0).
+  imagenet-policy  64 x 3 x 256 x 256, 1000 classes: RandomResizedCrop 224 (no antialiasing), flip,
+                   TrivialAugmentWide, Normalize, RandomErasing (p 0.5, torchvision's default).
+Their tables add two augpipe rows, compiled: the recipe without its policy, and the plain recipe of the same data
+set (cifar or imagenet above) on the same input; and they end with the targets the policy recipes are held to
+(POLICY_TARGETS), each with its measured ratio.
 
 Implementations: augpipe eager, augpipe compiled (compile=True; the first calls, which compile, are warm-up at
 the timed batch size), kornia AugmentationSequential, an albumentations per-image loop plus a batched mix,
@@ -396,6 +406,227 @@ IMPLS = {  # key -> (label, builder)
 ONE_CORE = {"albumentations", "torchvision"}
 
 
+# ----------------------------------------------------------------------------------------------- policy recipes
+@dataclass(frozen=True)
+class PolicyRecipe(Recipe):
+    """A recipe with a per-sample augmentation policy and RandomErasing and no mixing (targets are one-hot); its
+    ``strength`` is unused. ``plain``: the recipe without a policy whose compiled call it is held against."""
+    erase_p: float = 0.5
+    plain: str = ""
+
+
+POLICY_RECIPES = {
+    "cifar-policy": PolicyRecipe("cifar-policy", 256, 32, 32, 10, 0.0, RECIPES["cifar"].mean, RECIPES["cifar"].std,
+                                 "pad-4 crop, flip, RandAugment(2, 9), Normalize, RandomErasing 0.25",
+                                 erase_p=0.25, plain="cifar"),
+    "imagenet-policy": PolicyRecipe("imagenet-policy", 64, 256, 224, 1000, 0.0, RECIPES["imagenet"].mean,
+                                    RECIPES["imagenet"].std, "RandomResizedCrop 224 (no antialiasing), flip, "
+                                    "TrivialAugmentWide, Normalize, RandomErasing 0.5", erase_p=0.5, plain="imagenet"),
+}
+RECIPES.update(POLICY_RECIPES)
+
+
+def one_hot(labels: torch.Tensor, classes: int) -> torch.Tensor:
+    """(B, K) float targets of int labels: what augpipe returns for a recipe without mixing."""
+    return torch.nn.functional.one_hot(labels.long(), classes).float()
+
+
+def _policy_ops(r: PolicyRecipe, with_policy: bool = True) -> tuple:
+    import augpipe as ap
+    if r.name == "cifar-policy":
+        head, policy = (ap.RandomCrop(32, padding=4), ap.HorizontalFlip()), ap.RandAugment(num_ops=2, magnitude=9)
+    else:  # antialias=False: the peers read RandomResizedCrop without antialiasing
+        head, policy = (ap.RandomResizedCrop(r.out, antialias=False), ap.HorizontalFlip()), ap.TrivialAugmentWide()
+    return head + ((policy,) if with_policy else ()) + (ap.Normalize(r.mean, r.std), ap.RandomErasing(p=r.erase_p))
+
+
+def build_policy_eager(r, device, images, labels):
+    import augpipe as ap
+    return ap.Pipeline(*_policy_ops(r), seed=SEED, num_classes=r.classes), "the reference recipe"
+
+
+def build_policy_compiled(r, device, images, labels):
+    import augpipe as ap
+    return (ap.Pipeline(*_policy_ops(r), seed=SEED, num_classes=r.classes, compile=True),
+            "compile=True (torch.compile); compilation happens in the warm-up calls")
+
+
+def build_policy_base(r, device, images, labels):
+    import augpipe as ap
+    return (ap.Pipeline(*_policy_ops(r, with_policy=False), seed=SEED, num_classes=r.classes, compile=True),
+            "compile=True; the same recipe without its policy: what the policy adds")
+
+
+def build_policy_plain(r, device, images, labels):
+    import augpipe as ap
+    plain = replace(RECIPES[r.plain], batch=r.batch)
+    return (ap.Pipeline(*_augpipe_ops(plain), seed=SEED, num_classes=plain.classes, compile=True),
+            f"compile=True; the {plain.name} recipe ({plain.title}) on the same input: the yardstick of the policy "
+            f"recipe's call")
+
+
+def build_kornia_policy(r, device, images, labels):
+    # What differs from augpipe:
+    # - kornia needs float input, so the call starts with x.float() / 255 of the whole input batch (for imagenet
+    #   the full 256 x 256 images, before the crop);
+    # - kornia.augmentation.auto.RandAugment(n=2, m=9) and TrivialAugment() draw their ops once per call, for the
+    #   whole batch (the magnitudes' signs per sample); augpipe draws ops and magnitudes per sample;
+    # - kornia's own op sets and ranges: RandAugment picks 2 distinct ops of 15 (with Invert and SolarizeAdd, no
+    #   Identity), TrivialAugment 1 of 12 (no Identity, Colour or Invert), where torchvision's (and augpipe's) pick
+    #   from 14 with replacement; the work per op is alike;
+    # - RandomErasing draws torchvision's box ranges per sample, p per sample, fill 0, as augpipe's.
+    import kornia.augmentation as K
+    from kornia.augmentation.auto import RandAugment, TrivialAugment
+    mean = torch.tensor(r.mean, device=device)
+    std = torch.tensor(r.std, device=device)
+    erase = K.RandomErasing(scale=(0.02, 0.33), ratio=(0.3, 3.3), value=0.0, p=r.erase_p)
+    if r.name == "cifar-policy":
+        seq = K.AugmentationSequential(K.RandomCrop((32, 32), padding=4), K.RandomHorizontalFlip(p=0.5),
+                                       RandAugment(n=2, m=9), K.Normalize(mean, std), erase)
+        policy = "RandAugment(n=2, m=9)"
+    else:
+        seq = K.AugmentationSequential(
+            K.RandomResizedCrop((r.out, r.out), scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), align_corners=False),
+            K.RandomHorizontalFlip(p=0.5), TrivialAugment(), K.Normalize(mean, std), erase)
+        policy = "TrivialAugment()"
+    seq = seq.to(device)
+
+    def call(x, y):
+        return seq(x.float().div_(255)), one_hot(y, r.classes)
+    return call, f"kornia.augmentation.auto.{policy}: one op set per call for the whole batch; float input"
+
+
+def _per_image_policy_note(library: str) -> str:
+    if library == "torchvision":
+        return "v2's own RandAugment / TrivialAugmentWide, bilinear, drawn per image"
+    return "the policy as albumentations' nearest ops (SomeOf / OneOf, perimage_pool.albumentations_policy_steps)"
+
+
+def build_albumentations_policy(r, device, images, labels):
+    # What differs from augpipe: per image on the host, one Python loop with one OpenCV thread (the pool row runs it
+    # on every core); albumentations has no RandAugment or TrivialAugment, so the policy is its nearest ops at
+    # torchvision's magnitudes (perimage_pool.albumentations_policy_steps says which), with magnitudes drawn from
+    # the symmetric range where the policy picks +-magnitude; Equalize is OpenCV's; the HWC uint8 arrays are made
+    # once here, outside the timed call, as a decoder would hand them over.
+    import albumentations as A
+    import numpy as np
+    from perimage_pool import albumentations_steps
+    tf = A.Compose(albumentations_steps(r.name, r.strength, r.mean, r.std, r.out), seed=SEED)
+    hwc = np.ascontiguousarray(images.permute(0, 2, 3, 1).cpu().numpy())  # (B, H, W, C) uint8
+    B, H, W = r.batch, r.out, r.out
+
+    def call(x, y):
+        out = np.empty((B, 3, H, W), dtype=np.float32)
+        for i in range(B):
+            out[i] = tf(image=hwc[i])["image"].transpose(2, 0, 1)
+        return torch.from_numpy(out).to(device), one_hot(y, r.classes)
+    return call, ("per-image loop on the host, one process, one OpenCV thread; "
+                  + _per_image_policy_note("albumentations"))
+
+
+def build_albumentations_policy_pool(r, device, images, labels):
+    # The one-process row's per-image work in as many worker processes as torch has threads (see
+    # build_albumentations_pool).
+    import albumentations  # noqa: F401  (not importable: the row is skipped before any worker starts)
+    import numpy as np
+    from perimage_pool import PerImagePool
+    workers = _pool_workers(device)
+    hwc = np.ascontiguousarray(images.permute(0, 2, 3, 1).cpu().numpy())  # (B, H, W, C) uint8
+    spec = {"library": "albumentations", "recipe": r.name, "strength": r.strength, "mean": r.mean, "std": r.std,
+            "out": r.out}
+    pool = PerImagePool(spec, hwc, (r.batch, 3, r.out, r.out), workers, seed=SEED)
+    return (_PoolCall(pool, lambda out, y: (out.to(device), one_hot(y, r.classes))),
+            f"{workers} worker processes, one slice of the batch and one OpenCV thread each, shared memory in and "
+            f"out; " + _per_image_policy_note("albumentations"))
+
+
+def build_torchvision_policy(r, device, images, labels):
+    # What differs from augpipe (written from the torchvision docs; see build_torchvision): v2 transforms draw one
+    # set of parameters per call, so per-sample randomness needs one call per image, then torch.stack; v2's policies
+    # read bilinearly here (their default is nearest), as augpipe's do.
+    from perimage_pool import torchvision_transform
+    per_image = torchvision_transform(r.name, r.strength, r.mean, r.std, r.out)
+
+    def call(x, y):
+        return torch.stack([per_image(img) for img in x]), one_hot(y, r.classes)
+    return call, "per-image loop (v2 draws one set of params per call); " + _per_image_policy_note("torchvision")
+
+
+def build_torchvision_policy_pool(r, device, images, labels):
+    import torchvision  # noqa: F401  (not importable: the row is skipped before any worker starts)
+    from perimage_pool import PerImagePool
+    workers = _pool_workers(device)
+    spec = {"library": "torchvision", "recipe": r.name, "strength": r.strength, "mean": r.mean, "std": r.std,
+            "out": r.out}
+    pool = PerImagePool(spec, images.cpu().numpy(), (r.batch, 3, r.out, r.out), workers, seed=SEED)
+    return (_PoolCall(pool, lambda out, y: (out.to(device), one_hot(y, r.classes))),
+            f"{workers} worker processes, one slice of the batch and one torch thread each, shared memory in and "
+            f"out; " + _per_image_policy_note("torchvision"))
+
+
+POLICY_IMPLS = {  # key -> (label, builder), for the policy recipes
+    "roofline": IMPLS["roofline"],
+    "augpipe-eager": ("augpipe eager", build_policy_eager),
+    "augpipe-compiled": ("augpipe compiled", build_policy_compiled),
+    "augpipe-compiled-base": ("augpipe compiled, no policy", build_policy_base),
+    "augpipe-compiled-plain": ("augpipe compiled, plain recipe", build_policy_plain),
+    "kornia": ("kornia", build_kornia_policy),
+    "albumentations": ("albumentations", build_albumentations_policy),
+    "albumentations-pool": ("albumentations pool", build_albumentations_policy_pool),
+    "torchvision": ("torchvision v2", build_torchvision_policy),
+    "torchvision-pool": ("torchvision v2 pool", build_torchvision_policy_pool),
+}
+# The policy recipes' targets: (row, "faster", x): augpipe compiled's call at least x times faster than the row's;
+# (row, "at most", x): augpipe compiled's call at most x times the row's. Reported, never tuned for.
+POLICY_TARGETS = {
+    "cifar-policy": (("kornia", "faster", 5.0), ("albumentations", "faster", 20.0),
+                     ("albumentations-pool", "faster", 20.0), ("augpipe-compiled-plain", "at most", 2.5)),
+    "imagenet-policy": (("kornia", "faster", 3.0), ("albumentations-pool", "faster", 1.0)),
+}
+# Rows that always run, as the ratio columns and the targets refer to them.
+ALWAYS = ("roofline", "augpipe-eager", "augpipe-compiled", "augpipe-compiled-plain")
+
+
+def impls_for(r: Recipe) -> dict:
+    return POLICY_IMPLS if isinstance(r, PolicyRecipe) else IMPLS
+
+
+def policy_targets(r: Recipe, by_key: dict) -> list[dict]:
+    """Each target of a policy recipe with its measured ratio (median call times) and whether it holds; a row that
+    did not run gives None. The same ratio of us / image / core is there too where the row has one."""
+    ours = by_key.get("augpipe-compiled")
+    found = []
+    for key, kind, bound in POLICY_TARGETS.get(r.name, ()):
+        row = by_key.get(key)
+        entry = {"row": key, "kind": kind, "bound": bound, "value": None, "holds": None}
+        if ours is not None and row is not None:
+            slow, fast = (row, ours) if kind == "faster" else (ours, row)
+            entry["value"] = slow["s_per_call"] / fast["s_per_call"]
+            entry["holds"] = entry["value"] >= bound if kind == "faster" else entry["value"] <= bound
+            if "us_per_image_per_core" in row and "us_per_image_per_core" in ours:
+                entry["per_core_ratio"] = slow["us_per_image_per_core"] / fast["us_per_image_per_core"]
+        found.append(entry)
+    return found
+
+
+def target_words(t: dict) -> str:
+    if t["kind"] == "faster":
+        return (f"at least as fast as {t['row']}" if t["bound"] == 1
+                else f"at least {t['bound']:g}x faster than {t['row']}")
+    return f"at most {t['bound']:g}x the call of {t['row']}"
+
+
+def print_targets(targets: list[dict]) -> None:
+    for t in targets:
+        what = target_words(t)
+        if t["value"] is None:
+            print(f"  target: augpipe compiled {what}: not measured (a row did not run)")
+            continue
+        core = f"; per image per core {t['per_core_ratio']:.2f}x" if "per_core_ratio" in t else ""
+        print(f"  target: augpipe compiled {what}: {t['value']:.2f}x{core} -> "
+              f"{'holds' if t['holds'] else 'does not hold'}")
+
+
 # ----------------------------------------------------------------------------------------------- measuring
 def sync(device):
     if device.type == "cuda":
@@ -521,7 +752,7 @@ def memory_child(spec: str) -> None:
     recipe, impl, batch = spec.split(":")
     r, device = replace(RECIPES[recipe], batch=int(batch)), torch.device("cpu")
     x, y = make_inputs(r, device)
-    call, _ = IMPLS[impl][1](r, device, x, y)
+    call, _ = impls_for(r)[impl][1](r, device, x, y)
     for _ in range(2):
         call(x, y)
     print(json.dumps({"peak_bytes": peak_one_call_cpu(call, x, y), "kept_bytes": kept_bytes(call)}))
@@ -538,7 +769,7 @@ def fresh_child(spec: str) -> None:
     recipe, batch, runs, warmup, min_run_s = spec.split(":")
     r, device = replace(RECIPES[recipe], batch=int(batch)), torch.device("cpu")
     x, y = make_inputs(r, device)
-    call, _ = build_augpipe_compiled(r, device, x, y)
+    call, _ = impls_for(r)["augpipe-compiled"][1](r, device, x, y)
     timing = warm_up(call, x, y, device, int(warmup))
     timing["calls_per_run"] = size_run(call, x, y, device, float(min_run_s))
     time_interleaved({"fresh": call}, {"fresh": timing}, x, y, device, int(runs), probe=False)
@@ -688,7 +919,7 @@ def print_table(r: Recipe, rows: list[dict], device, load) -> None:
 def profile_augpipe(r: Recipe, device, x, y) -> None:
     from torch.profiler import ProfilerActivity, profile
     for key in ("augpipe-eager", "augpipe-compiled"):
-        call, _ = IMPLS[key][1](r, device, x, y)
+        call, _ = impls_for(r)[key][1](r, device, x, y)
         for _ in range(3):
             call(x, y)
         sync(device)
@@ -705,7 +936,8 @@ def profile_augpipe(r: Recipe, device, x, y) -> None:
 # ----------------------------------------------------------------------------------------------- main
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--recipe", choices=("cifar", "imagenet", "all"), default="all")
+    ap.add_argument("--recipe", default="all",
+                    help=f"one of {', '.join(RECIPES)}, a comma list of them, or all (default: every recipe)")
     ap.add_argument("--runs", type=int, default=None, help="timed runs per implementation (default 7, quick 3)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--json", type=Path, default=None, help="write the numbers and the machine info here")
@@ -714,7 +946,10 @@ def main(argv=None) -> None:
                     help="override the recipes' batch size; a comma list runs each (e.g. 1024,32768 on a GPU)")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch/OpenCV threads (default: every usable core; fewer can steady a shared machine)")
-    ap.add_argument("--impls", default=",".join(IMPLS), help=f"comma-separated subset of {','.join(IMPLS)}")
+    every_impl = list(dict.fromkeys([*IMPLS, *POLICY_IMPLS]))
+    ap.add_argument("--impls", default=",".join(every_impl),
+                    help=f"comma-separated subset of {','.join(every_impl)} (augpipe-compiled-base and "
+                         f"augpipe-compiled-plain: policy recipes only)")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory column (faster on CPU)")
     ap.add_argument("--no-fresh", action="store_true",
                     help="skip the fresh-process row (on a CPU: the compiled pipeline timed in a new process)")
@@ -757,12 +992,12 @@ def main(argv=None) -> None:
         sys.exit("bench_peers: --runs must be >= 1 and --batch >= 2")
     warmup, min_run_s = (2, 0.02) if args.quick else (3, 0.05)
     keys = [k.strip() for k in args.impls.split(",") if k.strip()]
-    unknown = [k for k in keys if k not in IMPLS]
+    unknown = [k for k in keys if k not in every_impl]
     if unknown:
-        sys.exit(f"bench_peers: unknown --impls {unknown}; choose from {list(IMPLS)}")
-    # The ratio and roofline columns refer to these three, so they always run.
-    keys = [k for k in IMPLS if k in keys or k in ("roofline", "augpipe-eager", "augpipe-compiled")]
-    recipes = list(RECIPES) if args.recipe == "all" else [args.recipe]
+        sys.exit(f"bench_peers: unknown --impls {unknown}; choose from {every_impl}")
+    recipes = list(RECIPES) if args.recipe == "all" else [n.strip() for n in args.recipe.split(",") if n.strip()]
+    if not recipes or any(n not in RECIPES for n in recipes):
+        sys.exit(f"bench_peers: --recipe takes {', '.join(RECIPES)}, a comma list of them or all, got {args.recipe!r}")
     info = machine_info(device, threads)
 
     how = "--threads" if args.threads else f"all {_cores()} usable cores"
@@ -792,8 +1027,9 @@ def main(argv=None) -> None:
         x, y = make_inputs(r, device)
         out_bytes = r.batch * 3 * r.out * r.out * 4
         rows, calls, timings, notes = {}, {}, {}, {}
-        for key in keys:
-            label, builder = IMPLS[key]
+        impls = impls_for(r)
+        for key in [k for k in impls if k in keys or k in ALWAYS]:  # ALWAYS: the ratios and targets refer to them
+            label, builder = impls[key]
             label = f"{label}, {threads} processes" if key.endswith("-pool") else label
             rows[key] = {"key": key, "label": label}
             try:
@@ -847,13 +1083,16 @@ def main(argv=None) -> None:
             if "roofline" in by_key:
                 row["roofline_fraction"] = by_key["roofline"]["s_per_call"] / t
         print_table(r, rows, device, load)
+        targets = policy_targets(r, by_key) if isinstance(r, PolicyRecipe) else None
+        if targets:
+            print_targets(targets)
         if any(p is not None for p in probes):
             print("  cross-thread round trip before each round of runs (benchmarks/cross_thread.py), ns: "
                   + ", ".join("n/a" if p is None else f"{p:.0f}" for p in probes))
         report["recipes"][name if len(batches) == 1 else f"{name}_b{r.batch}"] = {
             "batch": r.batch, "input": [r.batch, 3, r.size, r.size], "output": [r.batch, 3, r.out, r.out],
             "classes": r.classes, "ops": r.title, "output_bytes": out_bytes, "load_average_before": load,
-            "cross_thread_round_trip_ns": probes, "rows": rows}
+            "cross_thread_round_trip_ns": probes, "rows": rows, **({"targets": targets} if targets else {})}
         if args.profile:
             profile_augpipe(r, device, x, y)
     elapsed = time.perf_counter() - started

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# On a GPU machine: the CUDA tests and the side-by-side benchmark on the device, in about five minutes.
+# On a GPU machine: the CUDA tests and the side-by-side benchmarks on the device, in five to ten minutes.
 #
-#   bash benchmarks/gpu_check.sh          # ./out/: bench_cuda.json, bench_cuda_roofline_b{1024,131072}.json,
-#   OUT=/some/dir PYTHON=python3 bash benchmarks/gpu_check.sh    # bench_cuda_roofline_b131072_store_none.json and
+#   bash benchmarks/gpu_check.sh          # ./out/: bench_cuda.json, bench_cuda_policies.json,
+#   OUT=/some/dir PYTHON=python3 bash benchmarks/gpu_check.sh    # bench_cuda_roofline_b{1024,131072}.json,
+#                                                                # bench_cuda_roofline_b131072_store_none.json and
 #                                                                # gpu_check_logs.tgz (every log, and the Triton code
 #                                                                # inductor wrote for the batch-131072 run)
-# Five files: the logs travel as one archive, packed on exit, for machines that hand back only a few files.
+# Six files: the logs travel as one archive, packed on exit, for machines that hand back only a few files.
 #
 # Python: $PYTHON, else ./.venv/bin/python, else python3 (on a GPU machine, the one with CUDA torch).
 # Installs nothing when that Python already has torch; otherwise it installs as the README's test command does.
@@ -48,10 +49,16 @@ tests_rc=0
 timeout 150 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$LOGS/gpu_tests.log" || tests_rc=$?
 if [[ $tests_rc -eq 5 ]]; then tests_rc=0; fi
 
-# 3. Both recipes side by side with the peers.
+# 3. The CIFAR and ImageNet recipes side by side with the peers.
 bench_rc=0
-timeout 170 "$PY" benchmarks/bench_peers.py --device cuda --profile --json "$OUT/bench_cuda.json" 2>&1 \
-    | tee "$LOGS/bench_cuda.log" || bench_rc=$?
+timeout 170 "$PY" benchmarks/bench_peers.py --device cuda --recipe cifar,imagenet --profile \
+    --json "$OUT/bench_cuda.json" 2>&1 | tee "$LOGS/bench_cuda.log" || bench_rc=$?
+
+# 3b. The policy recipes (RandAugment on CIFAR, TrivialAugmentWide on ImageNet) against kornia's auto-augment and
+#     torchvision's per-image policies, with the plain recipes' compiled call beside them; the targets at the end.
+policy_rc=0
+timeout 300 "$PY" benchmarks/bench_peers.py --device cuda --recipe cifar-policy,imagenet-policy \
+    --json "$OUT/bench_cuda_policies.json" 2>&1 | tee "$LOGS/bench_cuda_policies.log" || policy_rc=$?
 
 # 4. The issue's roofline target is stated at batch >= 1024: CIFAR at 1024 and at a batch that fills the GPU, each
 #    in a process of its own (in one process the second batch size compiles for dynamic shapes, a slower kernel).
@@ -80,6 +87,6 @@ TORCH_LOGS=output_code timeout 75 "$PY" benchmarks/bench_peers.py --device cuda 
       "realize_acc_reads_threshold": 1000}' 2> "$LOGS/$store_none.stderr_output_code.txt" \
     | tee "$LOGS/$store_none.log" || roof_rc=$?
 
-echo "gpu_check: syncs exit $syncs_rc, tests exit $tests_rc, benchmark exit $bench_rc (roofline run exit $roof_rc)," \
-     "$((SECONDS - start)) s"
-exit $(( syncs_rc != 0 || tests_rc != 0 || bench_rc != 0 ))
+echo "gpu_check: syncs exit $syncs_rc, tests exit $tests_rc, benchmark exit $bench_rc, policy benchmark exit" \
+     "$policy_rc (roofline run exit $roof_rc), $((SECONDS - start)) s"
+exit $(( syncs_rc != 0 || tests_rc != 0 || bench_rc != 0 || policy_rc != 0 ))

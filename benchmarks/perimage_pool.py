@@ -32,6 +32,8 @@ def albumentations_steps(recipe: str, strength: float, mean, std, out: int) -> l
     """The per-image albumentations transforms of a bench_peers recipe (its builder says what differs)."""
     import albumentations as A
     import cv2
+    if recipe.endswith("-policy"):
+        return albumentations_policy_steps(recipe, mean, std, out)
     if recipe == "cifar":
         return [A.PadIfNeeded(40, 40, border_mode=cv2.BORDER_CONSTANT, fill=0),
                 A.RandomCrop(32, 32),
@@ -46,10 +48,90 @@ def albumentations_steps(recipe: str, strength: float, mean, std, out: int) -> l
             A.Normalize(mean, std, max_pixel_value=255.0)]
 
 
+def _policy_members(A, cv2, shear: float, translate: tuple[str, tuple], rotate: float, factor: float, bits,
+                    solarize) -> list:
+    """albumentations' nearest op to each of RandAugment's 14 members (torchvision's set), each applied when picked:
+    geometry read bilinearly with zero fill, as augpipe's policies read it. shear and rotate in degrees; translate:
+    Affine's argument and its range; factor: the largest change of the brightness, colour, contrast and sharpness
+    factors; bits and solarize (a threshold in [0, 1]) as Posterize and Solarize take them. Magnitudes are drawn
+    from the symmetric range where the policy picks +-magnitude: the same work."""
+    affine = dict(interpolation=cv2.INTER_LINEAR, border_mode=cv2.BORDER_CONSTANT, fill=0, p=1.0)
+    jitter = dict(brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0, p=1.0)  # 0: that step is skipped
+    return [A.NoOp(p=1.0),
+            A.Affine(shear={"x": (-shear, shear), "y": (0.0, 0.0)}, **affine),
+            A.Affine(shear={"x": (0.0, 0.0), "y": (-shear, shear)}, **affine),
+            A.Affine(**{translate[0]: {"x": translate[1], "y": (0, 0)}}, **affine),
+            A.Affine(**{translate[0]: {"x": (0, 0), "y": translate[1]}}, **affine),
+            A.Affine(rotate=(-rotate, rotate), **affine),
+            A.ColorJitter(**dict(jitter, brightness=factor)),
+            A.ColorJitter(**dict(jitter, saturation=factor)),  # PIL's Color: a blend with the grayscale image
+            A.ColorJitter(**dict(jitter, contrast=factor)),
+            A.Sharpen(alpha=(0.0, factor), lightness=(1.0, 1.0), p=1.0),  # a 3 x 3 filter and a blend, as PIL's
+            A.Posterize(num_bits=bits, p=1.0),
+            A.Solarize(threshold_range=solarize, p=1.0),
+            A.AutoContrast(method="pil", p=1.0),  # the per-channel min-max stretch, as torchvision's
+            A.Equalize(p=1.0)]  # OpenCV's per-channel histogram equalization (albumentations' fast mode)
+
+
+def albumentations_policy_steps(recipe: str, mean, std, out: int) -> list:
+    """The per-image albumentations transforms of a bench_peers policy recipe. albumentations has no RandAugment or
+    TrivialAugment, so the policy is its nearest ops, at torchvision's magnitudes: for RandAugment(2, 9) bin 9 of 31
+    of each member's range (SomeOf, two with replacement), for TrivialAugmentWide the wide ranges (OneOf)."""
+    import math
+
+    import albumentations as A
+    import cv2
+    if recipe == "cifar-policy":
+        m = 9 / 30
+        members = _policy_members(A, cv2, shear=math.degrees(math.atan(0.3 * m)),
+                                  translate=("translate_percent", (-150 / 331 * m, 150 / 331 * m)),
+                                  rotate=30.0 * m, factor=0.9 * m, bits=8 - round(9 / 7.5),
+                                  solarize=(1 - m, 1 - m))
+        return [A.PadIfNeeded(40, 40, border_mode=cv2.BORDER_CONSTANT, fill=0),
+                A.RandomCrop(32, 32),
+                A.HorizontalFlip(p=0.5),
+                A.SomeOf(members, n=2, replace=True, p=1.0),
+                A.Normalize(mean, std, max_pixel_value=255.0),
+                A.Erasing(scale=(0.02, 0.33), ratio=(0.3, 3.3), fill=0, p=0.25)]
+    if recipe == "imagenet-policy":
+        members = _policy_members(A, cv2, shear=math.degrees(math.atan(0.99)), translate=("translate_px", (-32, 32)),
+                                  rotate=135.0, factor=0.99, bits=(2, 8), solarize=(0.0, 1.0))
+        return [A.RandomResizedCrop((out, out), scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
+                                    interpolation=cv2.INTER_LINEAR),
+                A.HorizontalFlip(p=0.5),
+                A.OneOf(members, p=1.0),
+                A.Normalize(mean, std, max_pixel_value=255.0),
+                A.Erasing(scale=(0.02, 0.33), ratio=(0.3, 3.3), fill=0, p=0.5)]
+    raise ValueError(f"albumentations_policy_steps: recipe must be 'cifar-policy' or 'imagenet-policy', "
+                     f"got {recipe!r}")
+
+
+def torchvision_policy_transform(recipe: str, mean, std, out: int):
+    """The per-image torchvision v2 transforms of a bench_peers policy recipe: v2's own RandAugment and
+    TrivialAugmentWide on uint8, read bilinearly as augpipe's policies read (v2's default is nearest)."""
+    import torch
+    from torchvision.transforms import InterpolationMode, v2
+    bilinear = InterpolationMode.BILINEAR
+    if recipe == "cifar-policy":
+        return v2.Compose([
+            v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip(p=0.5),
+            v2.RandAugment(num_ops=2, magnitude=9, interpolation=bilinear), v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean, std), v2.RandomErasing(p=0.25, value=0)])
+    if recipe == "imagenet-policy":
+        return v2.Compose([
+            v2.RandomResizedCrop(out, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), antialias=False),
+            v2.RandomHorizontalFlip(p=0.5), v2.TrivialAugmentWide(interpolation=bilinear),
+            v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std), v2.RandomErasing(p=0.5, value=0)])
+    raise ValueError(f"torchvision_policy_transform: recipe must be 'cifar-policy' or 'imagenet-policy', "
+                     f"got {recipe!r}")
+
+
 def torchvision_transform(recipe: str, strength: float, mean, std, out: int):
     """The per-image torchvision v2 transforms of a bench_peers recipe (its builder says what differs)."""
     import torch
     from torchvision.transforms import v2
+    if recipe.endswith("-policy"):
+        return torchvision_policy_transform(recipe, mean, std, out)
     if recipe == "cifar":
         return v2.Compose([
             v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip(p=0.5), v2.ToDtype(torch.float32, scale=True),

@@ -17,6 +17,8 @@ import re
 from pathlib import Path
 
 LABELS = {"roofline": "roofline (uint8 -> float32 copy)"}
+TITLES = {"cifar": "CIFAR", "imagenet": "ImageNet", "cifar-policy": "CIFAR policy",
+          "imagenet-policy": "ImageNet policy"}
 VERSION_NAMES = (("kornia", "kornia"), ("albumentations", "albumentations"), ("torchvision", "torchvision"),
                  ("numpy", "numpy"), ("cv2", "OpenCV"), ("augpipe", "augpipe"))
 
@@ -91,17 +93,37 @@ def recipe_table(recipe: dict, cpu: bool) -> str:
     return "\n".join(lines)
 
 
+def targets_line(targets: list[dict]) -> str:
+    """One sentence: each target of a policy recipe (bench_peers.POLICY_TARGETS), what was measured, and whether
+    it holds."""
+    said = []
+    for t in targets:
+        if t["kind"] == "faster":
+            what = (f"at least as fast as {t['row']}" if t["bound"] == 1
+                    else f"at least {t['bound']:g}x faster than {t['row']}")
+        else:
+            what = f"at most {t['bound']:g}x the call of {t['row']}"
+        if t["value"] is None:
+            said.append(f"{what}: not measured")
+            continue
+        core = f", {_times(t['per_core_ratio'])} per image per core" if "per_core_ratio" in t else ""
+        said.append(f"{what}: {_times(t['value'])}{core}, {'holds' if t['holds'] else 'does not hold'}")
+    return "Targets of augpipe compiled: " + "; ".join(said) + "."
+
+
 def render(report: dict, date: str | None = None) -> str:
     cpu = not report["machine"]["device"].startswith("cuda")
     parts = [machine_line(report, date)]
     for name, recipe in report["recipes"].items():
-        title = "CIFAR" if name.startswith("cifar") else "ImageNet" if name.startswith("imagenet") else name
+        title = TITLES.get(name.split("_")[0], name)
         shape = " x ".join(map(str, recipe["input"]))
         out = recipe["output"][-1]
         parts.append(f"{title} recipe, batch {recipe['batch']}: {shape} uint8"
                      + (f" -> {out} x {out}" if out != recipe["input"][-1] else "")
                      + f"; {recipe['ops']}; {recipe['classes']} classes.")
         parts.append(recipe_table(recipe, cpu))
+        if recipe.get("targets"):
+            parts.append(targets_line(recipe["targets"]))
     return "\n\n".join(parts) + "\n"
 
 
