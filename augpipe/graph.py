@@ -156,7 +156,9 @@ class RandomApply(_Composite):
 class Pipeline(_Composite):
     """A batched augmentation graph: ``pipe(images)`` or ``pipe(images, labels) -> (images, targets)``.
 
-    images: (B, C, H, W) or (C, H, W), uint8 in [0, 255] or float in [0, 1], any device. uint8 comes out float32;
+    images: (B, C, H, W) or (C, H, W), uint8 in [0, 255] or float in [0, 1], any device; or images of their own sizes,
+    an ``augpipe.PackedImages`` or a list of (C, H, W) tensors, which the graph's geometry must bring to one size
+    (each image read from its own size in the one fused read). uint8 comes out float32;
     float dtypes are kept. labels: int (B,) with ``num_classes`` set, or float soft labels (B, K); targets come out
     float (B, K). Every parameter is drawn from this pipeline's generator, seeded by ``seed``; ``last_params``
     holds the last call's, and ``pipe(images, labels, params=...)`` replays them.
