@@ -157,8 +157,9 @@ def batches_table(reports: list[dict]) -> str:
 def render_photos(report: dict, date: str | None = None) -> str:
     """The tables of a bench_photos.py JSON file: end to end, then the cost per image per core."""
     m, s = report["machine"], report["settings"]
-    load = report.get("load_average_before")
-    parts = [machine_line(report, date)[:-1] + (f"; load average {load[0]:.2f} when it started." if load else ".")]
+    load, after = report.get("load_average_before"), report.get("load_average_after")
+    parts = [machine_line(report, date)[:-1] + (f"; load average {load[0]:.2f} when it started" if load else "")
+             + (f", {after[0]:.2f} when it ended (its own processes included)" if after else "") + "."]
     parts.append(f"End to end: {s['images']} JPEGs, batches of {s['batch']} from {s['workers']} DataLoader workers, "
                  f"{s['batches']} timed batches after {s['skip']}, median of {s['runs']} runs; the main process on "
                  f"{s['threads']} torch threads.")
