@@ -4,6 +4,7 @@
     python benchmarks/tables.py samples/bench_cpu.json --into benchmarks/README.md --marker cpu
     python benchmarks/tables.py samples/bench_cuda.json --into benchmarks/README.md --marker gpu --date 2026-11-27
     python benchmarks/tables.py --batches samples/bench_cuda_roofline_b*.json   # one line per file and batch
+    python benchmarks/tables.py samples/bench_photos.json --into benchmarks/README.md --marker photos  # bench_photos
 
 With --into, the text between the lines ``<!-- table: MARKER -->`` and ``<!-- /table: MARKER -->`` of that file is
 replaced by the tables; nothing else in the file changes. --date gives the date for a JSON file that does not
@@ -19,8 +20,15 @@ from pathlib import Path
 LABELS = {"roofline": "roofline (uint8 -> float32 copy)"}
 TITLES = {"cifar": "CIFAR", "imagenet": "ImageNet", "cifar-policy": "CIFAR policy",
           "imagenet-policy": "ImageNet policy"}
+PHOTO_PIECES = {"read_image": "decode: augpipe.read_image (PIL)", "pil_decode": "decode: PIL open + convert RGB",
+                "cv2_decode": "decode: cv2.imread + BGR to RGB", "albumentations": "albumentations recipe",
+                "pil_recipe": "PIL recipe", "resize_256": "PIL resize to 256 x 256 (kornia's workers)",
+                "kornia": "kornia batch call / batch", "augpipe-eager-aa": "augpipe eager, antialias: call / batch",
+                "augpipe-eager": "augpipe eager, no antialias: call / batch",
+                "augpipe-compiled-aa": "augpipe compiled, antialias: call / batch",
+                "augpipe-compiled": "augpipe compiled, no antialias: call / batch"}
 VERSION_NAMES = (("kornia", "kornia"), ("albumentations", "albumentations"), ("torchvision", "torchvision"),
-                 ("numpy", "numpy"), ("cv2", "OpenCV"), ("augpipe", "augpipe"))
+                 ("numpy", "numpy"), ("cv2", "OpenCV"), ("PIL", "Pillow"), ("augpipe", "augpipe"))
 
 
 def _num(value: float, digits: int) -> str:
@@ -49,7 +57,7 @@ def machine_line(report: dict, date: str | None) -> str:
     else:
         where = f"{m['cpu']}, {m['usable_cores']} usable cores, torch on {m['torch_threads']} threads"
     libs = ", ".join(f"{name} {v[key]}" for key, name in VERSION_NAMES if v.get(key))
-    missing = [name for key, name in VERSION_NAMES if not v.get(key) and key != "augpipe"]
+    missing = [name for key, name in VERSION_NAMES if key in v and not v[key] and key != "augpipe"]
     when = date or m.get("date")
     return (f"{where}; Python {m['python']}, torch {v['torch']}, {libs}"
             + (f" ({', '.join(missing)} not installed)" if missing else "")
@@ -146,6 +154,50 @@ def batches_table(reports: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_photos(report: dict, date: str | None = None) -> str:
+    """The tables of a bench_photos.py JSON file: end to end, then the cost per image per core."""
+    m, s = report["machine"], report["settings"]
+    load, after = report.get("load_average_before"), report.get("load_average_after")
+    parts = [machine_line(report, date)[:-1] + (f"; load average {load[0]:.2f} when it started" if load else "")
+             + (f", {after[0]:.2f} when it ended (its own processes included)" if after else "") + "."]
+    parts.append(f"End to end: {s['images']} JPEGs, batches of {s['batch']} from {s['workers']} DataLoader workers, "
+                 f"{s['batches']} timed batches after {s['skip']}, median of {s['runs']} runs; the main process on "
+                 f"{s['threads']} torch threads.")
+    lines = ["| row | ms / batch | images/s | us / image / core | of decode only | vs albumentations |",
+             "|---|---|---|---|---|---|"]
+    skipped, cpu = [], not m["device"].startswith("cuda")
+    for row in report["end_to_end"]:
+        if "skipped" in row:
+            skipped.append(f"{row['label']}: {row['skipped']}")
+            continue
+        cells = [row["label"], _num(row["s_per_batch"] * 1e3, 1), _num(row["images_per_s"], 0),
+                 _num(row["us_per_image_per_core"], 0) if cpu else "–",
+                 f"{row['of_decode_only']:.3f}" if "of_decode_only" in row else "–",
+                 _times(row["vs_albumentations"]) if "vs_albumentations" in row else "–"]
+        lines.append("| " + " | ".join(cells) + " |")
+    if skipped:
+        lines += ["", "Not run: " + "; ".join(skipped) + "."]
+    parts.append("\n".join(lines))
+    per_core = report.get("per_core")
+    if per_core and "sets" in per_core:
+        names = list(per_core["sets"])
+        first = per_core["sets"][names[0]]
+        described = "; ".join(f"{n}: {per_core['sets'][n]['images']} images of "
+                              f"{per_core['sets'][n]['mean_pixels']:,.0f} pixels on average" for n in names)
+        parts.append(f"Cost per image per core (one thread, no workers), ms an image ({described}):")
+        lines = ["| piece | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for key, value in first.items():
+            if isinstance(value, dict):
+                lines.append(f"| {PHOTO_PIECES.get(key, key)} | "
+                             + " | ".join(_num(per_core["sets"][n][key]["ms_per_image"], 3) for n in names) + " |")
+        for way in per_core["totals"][names[0]]:
+            lines.append(f"| decode + augment: {way} | "
+                         + " | ".join(_num(per_core["totals"][n][way], 3) if way in per_core["totals"][n] else "–"
+                                      for n in names) + " |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
 def replace_between_markers(text: str, marker: str, body: str) -> str:
     """text with what lies between ``<!-- table: marker -->`` and ``<!-- /table: marker -->`` replaced by body."""
     pattern = re.compile(rf"(<!-- table: {re.escape(marker)} -->\n).*?(<!-- /table: {re.escape(marker)} -->)", re.S)
@@ -168,7 +220,7 @@ def main(argv=None) -> None:
     if args.batches:
         body = batches_table(reports)
     elif len(reports) == 1:
-        body = render(reports[0], args.date)
+        body = (render_photos if "end_to_end" in reports[0] else render)(reports[0], args.date)
     else:
         ap.error("several JSON files need --batches")
     if args.into is None:
