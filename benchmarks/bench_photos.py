@@ -69,6 +69,8 @@ for folder in (ROOT, ROOT / "benchmarks"):  # augpipe and training from a checko
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
+from bench_peers import dynamo_graphs, sync  # noqa: E402  (found through the path set just above)
+
 SEED = 0
 OUT = 224
 RESIZE = 256  # kornia's per-image resize in the workers
@@ -250,19 +252,6 @@ def build_row(key: str, folder, device):
 
 
 # ----------------------------------------------------------------------------------------------- end to end
-def sync(device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def dynamo_graphs() -> int:
-    try:
-        from torch._dynamo.utils import counters
-        return int(counters["stats"]["unique_graphs"])
-    except Exception:
-        return 0
-
-
 def one_run(consume, loader, skip: int, batches: int, device) -> float:
     """Seconds for ``batches`` batches after ``skip`` untimed ones, in one pass of the loader (whose sampler holds
     exactly skip + batches batches, so that the pass ends with the last timed batch)."""

@@ -1,7 +1,6 @@
 """The training script on a folder of real photos (JPEG crops of scikit-image's photographs, each of its own size):
 streamed through ImageFolder -> augpipe.collate -> DataLoader -> Pipeline, tested on a resize and centre crop or
 on test-time crops, resumed exactly, and learning."""
-import json
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import augpipe.io
 from training import checkpoint
 from training.data import load_dataset
 from training.photos import make_photo_folder
+from test_train import metrics, same_weights
 from training.train import (IMAGENET_MEAN, IMAGENET_STD, Dist, build_parser, build_pipelines, evaluate, run,
                             eval_loader, train_loader)
 
@@ -36,15 +36,6 @@ def flags(root):
 
 # Test-time ten crops at two scales, so that the resumed and the multi-worker runs score through them too.
 TTA = ["--tta", "tencrop", "--tta-scales", "24", "30"]
-
-
-def metrics(out):
-    rows = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
-
-
-def same_weights(a, b):
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.fixture(scope="module")
