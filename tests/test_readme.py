@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCUMENTS = ["README.md", "docs/design.md", "docs/references.md", "training/README.md", "benchmarks/README.md",
-             "CONTRIBUTING.md"]
+DOCUMENTS = ["README.md", "docs/design.md", "docs/references.md", "docs/custom-ops.md", "docs/targets.md",
+             "training/README.md", "benchmarks/README.md", "CONTRIBUTING.md"]
 BLOCK = re.compile(r"```(python|text)\n(.*?)```(?:\n)?", flags=re.S)
 
 
