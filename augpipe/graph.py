@@ -321,8 +321,9 @@ class Pipeline(_Composite):
             state = self._runner.replay(self, list(zip(self.nodes, params)), state, dtype)
         self.last_params = params
         state["images"] = state["images"].to(out_dtype)
-        if views(self) > 1:
-            state = _by_image(state, views(self))
+        count = views(self)
+        if count > 1:
+            state = _by_image(state, count)
         return self._result(state, labels, masks, boxes, keypoints, single)
 
     def _follow(self, device: torch.device) -> None:
